@@ -1,0 +1,5 @@
+"""`python -m helpdesk.billing`."""
+
+from helpdesk.billing.main import main
+
+main()

@@ -1,0 +1,5 @@
+"""`python -m helpdesk.intake`."""
+
+from helpdesk.intake.main import main
+
+main()

@@ -1,0 +1,5 @@
+"""`python -m helpdesk.notifier`."""
+
+from helpdesk.notifier.main import main
+
+main()

@@ -1,0 +1,29 @@
+"""The SLA timer's composition root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import helpdesk.shared.contracts  # noqa: F401 - registers every event type
+from helpdesk.shared.service import ServiceSpec, run_cli
+from helpdesk.sla_timer.adapters.tables import metadata, runtime
+from helpdesk.sla_timer.api.routes import router
+from helpdesk.sla_timer.handlers import projection
+
+
+def build_spec() -> ServiceSpec:
+    """Describe the SLA timer service."""
+    return ServiceSpec(
+        name="sla_timer",
+        title="Helpdesk SLA timer",
+        metadata=metadata,
+        tables=runtime,
+        projection=projection,
+        migrations=Path(__file__).parent / "migrations",
+        routers=[router],
+    )
+
+
+def main() -> None:
+    """`python -m helpdesk.sla_timer serve|migrate|rebuild`."""
+    run_cli(build_spec)

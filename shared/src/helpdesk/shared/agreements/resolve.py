@@ -1,0 +1,138 @@
+"""Turning a PUT body into an agreement, and a validation failure into problem+json details."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypedDict
+
+from pydantic import ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from helpdesk.shared.agreements.models import UNION_TAGS, Agreement
+from helpdesk.shared.agreements.presets import _registry, preset_names
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge `override` into `base` like an RFC 7396 JSON Merge Patch; neither is modified.
+
+    Objects merge key by key, recursively; lists and scalars in `override` replace what `base`
+    has; a `None` in `override` removes the key. Removal is what lets an account drop a preset's
+    calendar or availability class; for every nullable agreement field the default is null, so
+    removing it and setting it to null mean the same thing.
+    """
+    merged: dict[str, Any] = {key: _copy(value) for key, value in base.items()}
+    for key, value in override.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = _strip_nulls(value)
+    return merged
+
+
+def _copy(value: Any) -> Any:
+    """A copy of nested dicts and lists, so the merge result shares nothing with its inputs."""
+    if isinstance(value, Mapping):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _strip_nulls(value: Any) -> Any:
+    # RFC 7396: an object that replaces a non-object is itself merged into {} so its nulls vanish.
+    if isinstance(value, Mapping):
+        return deep_merge({}, value)
+    return _copy(value)
+
+
+def _refuse(loc: tuple[str | int, ...], kind: str, message: str, value: Any) -> ValidationError:
+    # The same exception type as every other agreement error, so callers handle one thing.
+    return ValidationError.from_exception_data(
+        "Agreement",
+        [InitErrorDetails(type=PydanticCustomError(kind, message), loc=loc, input=value)],
+    )
+
+
+def resolve_agreement(
+    preset_name: str | None, overrides: Mapping[str, Any] | None = None
+) -> Agreement:
+    """The agreement that a preset plus an account's overrides describe, validated.
+
+    Start from the preset's agreement (or from nothing when `preset_name` is None), switch to the
+    plan of `overrides["plan_variant"]` when the preset has variants, then `deep_merge` the
+    overrides and validate. `overrides` may also carry `preset` (a PUT body does); it must then
+    agree with `preset_name`. Raises pydantic's ValidationError, located at `preset` for an
+    unknown preset and at `plan_variant` for an unknown variant; `agreement_errors` turns it into
+    field/reason pairs.
+    """
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise _refuse((), "dict_type", "the agreement must be a JSON object", overrides)
+    body: dict[str, Any] = dict(overrides or {})
+    body_preset = body.pop("preset", None)
+    if preset_name is None:
+        preset_name = body_preset
+    elif body_preset is not None and body_preset != preset_name:
+        raise _refuse(
+            ("preset",),
+            "preset_mismatch",
+            f"the body names preset '{body_preset}' but '{preset_name}' was requested",
+            body_preset,
+        )
+    if preset_name is None:
+        if body.get("plan_variant") is not None:
+            raise _refuse(
+                ("plan_variant",),
+                "unknown_plan_variant",
+                "plan_variant needs a preset that has plan variants",
+                body["plan_variant"],
+            )
+        return Agreement.model_validate(deep_merge({}, body))
+
+    preset = _registry().get(preset_name) if isinstance(preset_name, str) else None
+    if preset is None:
+        raise _refuse(
+            ("preset",),
+            "unknown_preset",
+            f"unknown preset '{preset_name}'; known presets: {', '.join(preset_names())}",
+            preset_name,
+        )
+    base = preset.agreement.model_dump(mode="json")
+    variant = body.get("plan_variant")
+    if variant is not None:
+        chosen = preset.plan_variants.get(variant) if isinstance(variant, str) else None
+        if chosen is None:
+            known = ", ".join(preset.plan_variants) or "none"
+            raise _refuse(
+                ("plan_variant",),
+                "unknown_plan_variant",
+                f"preset '{preset_name}' has no plan variant '{variant}' (variants: {known})",
+                variant,
+            )
+        # The variant replaces the whole plan, so a field set only by the default variant
+        # (Pro's designated engineer, say) cannot leak into another; overrides still apply.
+        base["plan"] = chosen.plan.model_dump(mode="json")
+    return Agreement.model_validate(deep_merge(base, body))
+
+
+class FieldError(TypedDict):
+    """One entry of a problem+json `errors` list: which field, and what is wrong with it."""
+
+    field: str
+    reason: str
+
+
+def field_path(loc: tuple[str | int, ...]) -> str:
+    """A pydantic error location as a dotted path, e.g. "targets.P1.calendar".
+
+    Union tags and the "[key]" marker of a dict-key error are pydantic's bookkeeping, not fields
+    a client sent, so they are left out. An empty path means the body as a whole.
+    """
+    parts = [str(p) for p in loc if p != "[key]" and not (isinstance(p, str) and p in UNION_TAGS)]
+    return ".".join(parts)
+
+
+def agreement_errors(exc: ValidationError) -> list[FieldError]:
+    """Field/reason pairs of a failed agreement validation, for an RFC 9457 problem+json body."""
+    return [{"field": field_path(err["loc"]), "reason": err["msg"]} for err in exc.errors()]

@@ -1,0 +1,145 @@
+"""PostgreSQL access: one async engine per process, one schema per service.
+
+Every service schema carries the same three runtime tables next to its projection:
+`outbox` (events waiting for the relay), `consumer_offsets` (where the consumer resumes, written
+in the projection's own transaction) and `processed_events` (event ids already applied, so a
+redelivered event is a no-op). `ticket_sequence` remembers the last applied seq per ticket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """The process's async engine (asyncpg)."""
+    return create_async_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+
+
+def runtime_tables(metadata: sa.MetaData) -> RuntimeTables:
+    """Declare the runtime tables in `metadata` (whose `schema` is the service's schema)."""
+    return RuntimeTables(metadata)
+
+
+class RuntimeTables:
+    """The outbox, offset, dedup and sequence tables of one service schema."""
+
+    def __init__(self, metadata: sa.MetaData) -> None:
+        self.schema = metadata.schema
+        self.outbox = sa.Table(
+            "outbox",
+            metadata,
+            sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+            sa.Column("event_id", pg.UUID(as_uuid=True), nullable=False, unique=True),
+            sa.Column("type", sa.Text, nullable=False),
+            sa.Column("key", sa.LargeBinary, nullable=False),
+            sa.Column("value", sa.LargeBinary, nullable=False),
+            sa.Column("headers", pg.JSONB, nullable=False),
+            sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+        )
+        self.consumer_offsets = sa.Table(
+            "consumer_offsets",
+            metadata,
+            sa.Column("consumer", sa.Text, primary_key=True),
+            sa.Column("topic", sa.Text, primary_key=True),
+            sa.Column("partition", sa.Integer, primary_key=True),
+            sa.Column("next_offset", sa.BigInteger, nullable=False),
+        )
+        self.processed_events = sa.Table(
+            "processed_events",
+            metadata,
+            sa.Column("event_id", pg.UUID(as_uuid=True), primary_key=True),
+        )
+        self.ticket_sequence = sa.Table(
+            "ticket_sequence",
+            metadata,
+            sa.Column("ticket_id", pg.UUID(as_uuid=True), primary_key=True),
+            sa.Column("last_seq", sa.Integer, nullable=False),
+        )
+
+    @property
+    def replay_state(self) -> list[sa.Table]:
+        """Tables a rebuild clears together with the projection."""
+        return [self.consumer_offsets, self.processed_events, self.ticket_sequence]
+
+
+async def table_digest(conn: AsyncConnection, tables: Iterable[sa.Table]) -> str:
+    """A SHA-256 over every row of `tables`, in primary-key order: equal digests, equal state."""
+    digest = hashlib.sha256()
+    for table in tables:
+        order = list(table.primary_key.columns) or list(table.columns)
+        rows = await conn.execute(sa.select(table).order_by(*order))
+        digest.update(table.fullname.encode())
+        for row in rows:
+            digest.update(repr(tuple(row)).encode())
+    return digest.hexdigest()
+
+
+def _alembic_config(url: str, schema: str, script_location: Path) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    config.attributes["url"] = url
+    config.attributes["schema"] = schema
+    return config
+
+
+async def migrate(url: str, schema: str, script_location: Path) -> None:
+    """Apply the service's Alembic migrations up to head (version table in its own schema)."""
+    config = _alembic_config(url, schema, script_location)
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+            config.attributes["connection"] = conn
+
+            def upgrade(sync_conn: sa.Connection) -> None:
+                config.attributes["connection"] = sync_conn
+                command.upgrade(config, "head")
+
+            await conn.run_sync(upgrade)
+    finally:
+        await engine.dispose()
+
+
+async def is_migrated(conn: AsyncConnection, schema: str, script_location: Path) -> bool:
+    """Whether the schema's Alembic version is the scripts' head."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(str(script_location)).get_current_head()
+    try:
+        current = await conn.scalar(sa.text(f'SELECT version_num FROM "{schema}".alembic_version'))
+    except sa.exc.DBAPIError:
+        return False
+    return bool(current == head)
+
+
+def run_migrations_online(context: Any) -> None:
+    """The body of every service's `migrations/env.py` (`context` is `alembic.context`).
+
+    It runs on the connection `migrate` passed in through the config attributes.
+    """
+    config = context.config
+    schema = config.attributes["schema"]
+    context.configure(
+        connection=config.attributes["connection"],
+        version_table_schema=schema,
+        include_schemas=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def create_baseline(metadata: sa.MetaData) -> None:
+    """Create a service's schema objects in its baseline migration (see docs/adr/0001)."""
+    from alembic import op
+
+    metadata.create_all(op.get_bind())

@@ -1,0 +1,202 @@
+"""The event envelope, the registry of typed payloads, and upcasting.
+
+Every event on `helpdesk.events` is one JSON `Envelope`. The payload of each (type, version) is
+a pydantic model registered here; consumers decode to the *latest* version, upcasting older
+payloads on the way, because a rebuild replays events written years ago.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
+from uuid6 import uuid7
+
+ActorType = Literal["admin", "staff", "contact", "system", "import"]
+
+
+class Actor(BaseModel):
+    """Who caused an event: a person's key, a service, or the bootstrap admin token."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    type: ActorType
+    id: str
+
+
+class Envelope(BaseModel):
+    """The wire form of one event; `payload` is the type's model dumped to JSON."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: UUID
+    type: str
+    version: int = Field(ge=1)
+    occurred_at: AwareDatetime
+    recorded_at: AwareDatetime
+    account_id: UUID
+    ticket_id: UUID | None = None
+    seq: int | None = Field(default=None, ge=1)
+    actor: Actor
+    correlation_id: str
+    causation_id: str | None = None
+    payload: dict[str, Any]
+
+    @field_serializer("occurred_at", "recorded_at")
+    def _utc(self, value: datetime) -> str:
+        # RFC 3339 in UTC with a `Z`, so that equal instants serialise to equal bytes.
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+    def to_bytes(self) -> bytes:
+        """The Kafka record value."""
+        return self.model_dump_json().encode()
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        """Kafka headers that let a consumer skip or sequence-check without parsing the body."""
+        headers = [
+            ("type", self.type.encode()),
+            ("version", str(self.version).encode()),
+            ("event_id", str(self.event_id).encode()),
+        ]
+        if self.ticket_id is not None and self.seq is not None:
+            headers += [
+                ("ticket_id", str(self.ticket_id).encode()),
+                ("seq", str(self.seq).encode()),
+            ]
+        return headers
+
+    @classmethod
+    def from_bytes(cls, value: bytes) -> Envelope:
+        """Parse a Kafka record value."""
+        return cls.model_validate_json(value)
+
+
+P = TypeVar("P", bound=BaseModel)
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """One registered event type: its current version, payload model and upcasters."""
+
+    name: str
+    version: int
+    model: type[BaseModel]
+    upcasters: dict[int, Upcaster]  # from_version -> payload at from_version + 1
+
+
+class UnknownEventTypeError(LookupError):
+    """An envelope names a type or version this build does not know."""
+
+
+class EventRegistry:
+    """Maps event type names to payload models; one global instance, `registry`."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, EventSpec] = {}
+        self._by_model: dict[type[BaseModel], str] = {}
+
+    def register(self, type_: str, version: int = 1) -> Callable[[type[P]], type[P]]:
+        """Class decorator: register `model` as the payload of `type_` at `version`."""
+
+        def decorate(model: type[P]) -> type[P]:
+            if type_ in self._specs:
+                raise ValueError(f"event type {type_} registered twice")
+            self._specs[type_] = EventSpec(type_, version, model, {})
+            self._by_model[model] = type_
+            return model
+
+        return decorate
+
+    def upcaster(self, type_: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+        """Decorator: a function turning a `from_version` payload into `from_version + 1`."""
+
+        def decorate(fn: Upcaster) -> Upcaster:
+            self._specs[type_].upcasters[from_version] = fn
+            return fn
+
+        return decorate
+
+    def spec(self, type_: str) -> EventSpec:
+        """The registered spec of `type_`."""
+        try:
+            return self._specs[type_]
+        except KeyError as exc:
+            raise UnknownEventTypeError(type_) from exc
+
+    def type_of(self, payload: BaseModel) -> str:
+        """The event type a payload model instance belongs to."""
+        return self._by_model[type(payload)]
+
+    def types(self) -> list[str]:
+        """All registered type names, sorted."""
+        return sorted(self._specs)
+
+    def decode_payload(self, envelope: Envelope) -> BaseModel:
+        """The envelope's payload as the current version's model, upcast as needed."""
+        spec = self.spec(envelope.type)
+        if envelope.version > spec.version:
+            newer = f"{envelope.type} v{envelope.version} is newer than this build"
+            raise UnknownEventTypeError(newer)
+        payload = dict(envelope.payload)
+        for version in range(envelope.version, spec.version):
+            payload = spec.upcasters[version](payload)
+        model: type[BaseModel] = spec.model
+        return model.model_validate(payload)
+
+
+registry = EventRegistry()
+
+
+@dataclass(frozen=True)
+class Event:
+    """A decoded event: the envelope and its typed (current-version) payload."""
+
+    envelope: Envelope
+    payload: BaseModel
+
+    @property
+    def type(self) -> str:
+        """The event type name."""
+        return self.envelope.type
+
+
+def new_envelope(
+    payload: BaseModel,
+    *,
+    account_id: UUID,
+    actor: Actor,
+    occurred_at: datetime,
+    recorded_at: datetime,
+    correlation_id: str,
+    causation_id: str | None = None,
+    ticket_id: UUID | None = None,
+    seq: int | None = None,
+    event_id: UUID | None = None,
+) -> Envelope:
+    """Wrap a registered payload in an envelope with a fresh UUIDv7 event id."""
+    type_ = registry.type_of(payload)
+    return Envelope(
+        event_id=event_id or UUID(str(uuid7())),
+        type=type_,
+        version=registry.spec(type_).version,
+        occurred_at=occurred_at,
+        recorded_at=recorded_at,
+        account_id=account_id,
+        ticket_id=ticket_id,
+        seq=seq,
+        actor=actor,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        payload=json.loads(payload.model_dump_json()),
+    )
+
+
+def decode(value: bytes) -> Event:
+    """Parse a record value into an `Event` with its payload upcast to the current version."""
+    envelope = Envelope.from_bytes(value)
+    return Event(envelope, registry.decode_payload(envelope))

@@ -1,0 +1,72 @@
+"""Kafka plumbing shared by the outbox relay, the consumer runtime and the local stack."""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    """Create the event topic (key = account_id, infinite retention) unless it exists."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    await admin.start()
+    try:
+        existing = await admin.list_topics()
+        if topic in existing:
+            return
+        try:
+            response = await admin.create_topics(
+                [
+                    NewTopic(
+                        name=topic,
+                        num_partitions=partitions,
+                        replication_factor=1,
+                        topic_configs={"retention.ms": "-1", "min.insync.replicas": "1"},
+                    )
+                ]
+            )
+            # aiokafka reports per-topic failures in the response instead of raising.
+            for name, code, message in response.topic_errors:
+                if code not in (0, TopicAlreadyExistsError.errno):
+                    raise RuntimeError(f"creating topic {name} failed: {code} {message}")
+            log.info("created topic", extra={"topic": topic, "partitions": partitions})
+        except TopicAlreadyExistsError:
+            pass
+    finally:
+        await admin.close()
+
+
+def reliable_producer(bootstrap: str, **overrides: object) -> AIOKafkaProducer:
+    """An idempotent producer that waits for all in-sync replicas.
+
+    aiokafka's defaults (acks=1, no idempotence) can lose or duplicate a write on a leader
+    failure, which the outbox contract does not allow.
+    """
+    options: dict[str, object] = {
+        "bootstrap_servers": bootstrap,
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+        "max_batch_size": 1024 * 1024,
+        "request_timeout_ms": 30000,
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+async def topic_partitions(bootstrap: str, topic: str) -> list[int]:
+    """The partition numbers of `topic` (a consumer outside a group has no metadata of it)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if not described or described[0].get("error_code", 0) != 0:
+        raise RuntimeError(f"topic {topic} does not exist")
+    return sorted(p["partition"] for p in described[0]["partitions"])

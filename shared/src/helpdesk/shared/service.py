@@ -1,0 +1,220 @@
+"""The process shape every service shares: engine, outbox relay, consumer, HTTP app, CLI.
+
+A service's `main.py` describes itself with a `ServiceSpec` and hands it to `ServiceRuntime`;
+nothing is built at import time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+import uvicorn
+from fastapi import APIRouter, FastAPI
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from helpdesk.shared.auth import Authenticator
+from helpdesk.shared.consumer import ConsumerRuntime, LiveLoop, Projection, replay
+from helpdesk.shared.db import RuntimeTables, create_engine, is_migrated, migrate
+from helpdesk.shared.events import Event
+from helpdesk.shared.logs import configure_logging
+from helpdesk.shared.metrics import Metrics
+from helpdesk.shared.outbox import OutboxRelay, emit
+from helpdesk.shared.settings import Settings
+from helpdesk.shared.web import create_app
+
+log = logging.getLogger(__name__)
+
+LiveLoopFactory = Callable[["ServiceRuntime"], Sequence[LiveLoop]]
+TaskFactory = Callable[["ServiceRuntime"], Sequence[Callable[[], Awaitable[None]]]]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """Everything that distinguishes one service from another."""
+
+    name: str  # the contract name: intake, sla_timer, billing, notifier
+    title: str
+    metadata: sa.MetaData
+    tables: RuntimeTables
+    projection: Projection
+    migrations: Path
+    routers: Sequence[APIRouter]
+    live_loops: LiveLoopFactory = field(default=lambda runtime: ())
+    tasks: TaskFactory = field(default=lambda runtime: ())
+
+    @property
+    def schema(self) -> str:
+        """The service's PostgreSQL schema."""
+        assert self.metadata.schema is not None
+        return self.metadata.schema
+
+
+class ServiceRuntime:
+    """One running instance (replica) of a service."""
+
+    def __init__(self, spec: ServiceSpec, settings: Settings) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.metrics = Metrics(spec.name)
+        self.engine = create_engine(settings.database_url)
+        self.relay = OutboxRelay(
+            self.engine,
+            spec.tables,
+            settings.kafka_bootstrap,
+            settings.topic,
+            self.metrics,
+            batch_size=settings.outbox_batch_size,
+            poll_interval=settings.outbox_poll_ms / 1000,
+        )
+        self.consumer = ConsumerRuntime(
+            spec.name,
+            engine=self.engine,
+            bootstrap=settings.kafka_bootstrap,
+            topic=settings.topic,
+            tables=spec.tables,
+            projection=spec.projection,
+            metrics=self.metrics,
+            live_loops=spec.live_loops(self),
+            max_records=settings.consumer_max_records,
+            poll_ms=settings.consumer_poll_ms,
+            live_interval=settings.live_loop_interval_ms / 1000,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._migrated = False
+
+    async def start(self) -> None:
+        """Start the relay, the consumer and the service's own tasks."""
+        await self.relay.start()
+        runners: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("relay", self.relay.run),
+            ("consumer", self.consumer.run),
+        ]
+        runners += [(f"task{i}", task) for i, task in enumerate(self.spec.tasks(self))]
+        for name, run in runners:
+            self._tasks.append(asyncio.create_task(_supervised(run, name), name=name))
+
+    async def stop(self) -> None:
+        """Cancel every task (the consumer leaves its group) and close connections."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.relay.stop()
+        await self.engine.dispose()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One database transaction; the relay is woken once it has committed."""
+        async with self.engine.begin() as conn:
+            yield conn
+        self.relay.notify()
+
+    async def emit(self, conn: AsyncConnection, events: Sequence[Event]) -> None:
+        """Apply events this service decided to its projection and queue them for Kafka."""
+        await emit(conn, self.consumer.applier, events)
+
+    async def readiness(self) -> dict[str, bool]:
+        """migrated, database reachable, consumer joined and caught up."""
+        database = True
+        try:
+            async with self.engine.connect() as conn:
+                if not self._migrated:
+                    self._migrated = await is_migrated(conn, self.spec.schema, self.spec.migrations)
+        except Exception:
+            database = False
+        return {
+            "migrated": self._migrated,
+            "database": database,
+            "caught_up": self.consumer.is_caught_up(),
+        }
+
+    def app(self) -> FastAPI:
+        """The HTTP app; its lifespan starts and stops this runtime."""
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+            await self.start()
+            try:
+                yield
+            finally:
+                await self.stop()
+
+        app = create_app(
+            title=self.spec.title,
+            metrics=self.metrics,
+            readiness=self.readiness,
+            lifespan=lifespan,
+        )
+        for router in self.spec.routers:
+            app.include_router(router)
+        app.state.runtime = self
+        app.state.authenticate = Authenticator(self.settings.admin_token.get_secret_value())
+        return app
+
+    async def rebuild(self) -> int:
+        """Clear the projection and replay the stream (the service's consumers must be stopped)."""
+        return await replay(
+            self.spec.name,
+            engine=self.engine,
+            bootstrap=self.settings.kafka_bootstrap,
+            topic=self.settings.topic,
+            tables=self.spec.tables,
+            projection=self.spec.projection,
+            metrics=self.metrics,
+        )
+
+
+async def _supervised(run: Callable[[], Awaitable[None]], name: str) -> None:
+    """Run a long-lived task; restart it after a failure instead of letting the service die."""
+    while True:
+        try:
+            await run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s failed; restarting it", name)
+            await asyncio.sleep(1.0)
+
+
+def run_cli(spec_factory: Callable[[], ServiceSpec], argv: Sequence[str] | None = None) -> None:
+    """`python -m helpdesk.<service> serve|migrate|rebuild`."""
+    parser = argparse.ArgumentParser(prog=f"python -m helpdesk.{spec_factory().name}")
+    parser.add_argument("command", choices=["serve", "migrate", "rebuild"])
+    args = parser.parse_args(argv)
+    settings = Settings()
+    spec = spec_factory()
+    configure_logging(spec.name, settings.log_level)
+    if args.command == "migrate":
+        asyncio.run(migrate(settings.database_url, spec.schema, spec.migrations))
+        print(f"{spec.name}: migrated schema {spec.schema}")
+    elif args.command == "rebuild":
+        asyncio.run(_rebuild(spec, settings))
+    else:
+        runtime = ServiceRuntime(spec, settings)
+        config = uvicorn.Config(
+            runtime.app(),
+            host=settings.http_host,
+            port=settings.port_for(spec.name),
+            log_config=None,
+            access_log=False,
+        )
+        uvicorn.Server(config).run()
+
+
+async def _rebuild(spec: ServiceSpec, settings: Settings) -> None:
+    runtime = ServiceRuntime(spec, settings)
+    try:
+        read = await runtime.rebuild()
+        print(f"{spec.name}: rebuilt from {read} events")
+    finally:
+        await runtime.engine.dispose()

@@ -1,0 +1,47 @@
+"""Settings shared by every service, read from HELPDESK_* environment variables.
+
+Defaults are those of the local stack that `make up` runs, so a service started by hand on a
+developer machine just works.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICE_PORTS: dict[str, int] = {
+    "intake": 8000,
+    "sla_timer": 8001,
+    "billing": 8002,
+    "notifier": 8003,
+}
+
+
+class Settings(BaseSettings):
+    """Runtime configuration of one service process."""
+
+    model_config = SettingsConfigDict(env_prefix="HELPDESK_", extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic: str = "helpdesk.events"
+    partitions: int = 12
+    database_url: str = Field(
+        default="postgresql+asyncpg://helpdesk@127.0.0.1:5432/helpdesk",
+        validation_alias=AliasChoices("DATABASE_URL", "HELPDESK_DATABASE_URL"),
+    )
+    admin_token: SecretStr = SecretStr("")
+    http_host: str = "127.0.0.1"
+    http_port: int | None = None
+    log_level: str = "INFO"
+    # Consumer runtime tuning.
+    consumer_max_records: int = 500
+    consumer_poll_ms: int = 200
+    live_loop_interval_ms: int = 500
+    outbox_batch_size: int = 1000
+    outbox_poll_ms: int = 100
+    # The intake SMTP listener (0 disables it).
+    smtp_port: int = 0
+
+    def port_for(self, service: str) -> int:
+        """The HTTP port of `service`: HELPDESK_HTTP_PORT if set, else the contract's default."""
+        return self.http_port if self.http_port is not None else SERVICE_PORTS[service]
