@@ -104,6 +104,7 @@ class BatchApplier:
             if event_id not in fresh:
                 self.metrics.duplicates_skipped.inc()
                 continue
+            fresh.discard(event_id)  # a second copy in this same batch is a duplicate too
             event = decode(record.value or b"")
             await self._check_sequence(conn, event)
             token = correlation_id.set(event.envelope.correlation_id)
