@@ -1,9 +1,9 @@
-"""Bearer-token authentication, the same in every service.
+"""Bearer-token authentication and tenancy, the same in every service.
 
 The first admin key is the HELPDESK_ADMIN_TOKEN setting. Every other key is issued by intake,
-stored only as a SHA-256 hash (the tokens are 256-bit random, so a slow hash adds nothing), and
-reaches the other services as `account.api_key_*` events that each applies to its own
-`api_keys` table.
+stored only as a SHA-256 hash (tokens carry 256 random bits, so a slow hash adds nothing), and
+reaches every service as `account.api_key_*` events that the consumer runtime applies to the
+service's own `api_keys` table (`key_handlers`).
 """
 
 from __future__ import annotations
@@ -11,18 +11,24 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 from uuid import UUID
 
+import sqlalchemy as sa
 from fastapi import Request
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from helpdesk.shared.consumer import Delivery, Handler
+from helpdesk.shared.contracts.accounts import ApiKeyIssued, ApiKeyRevoked
+from helpdesk.shared.db import RuntimeTables
 from helpdesk.shared.web import Problem
 
 Role = Literal["admin", "manager", "technician", "contact", "import"]
-STAFF_ROLES: frozenset[str] = frozenset({"admin", "manager", "technician"})
+STAFF_ROLES: frozenset[str] = frozenset({"admin", "manager", "technician", "import"})
 TOKEN_PREFIX = "hd"  # noqa: S105 - a public marker, not a secret
+IMPORT_SCOPE = "import"
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,8 @@ class Principal:
     role: Role
     account_id: UUID | None = None
     contact_id: UUID | None = None
+    staff_id: UUID | None = None
+    visibility: Literal["own", "account"] | None = None
     scopes: frozenset[str] = field(default_factory=frozenset)
 
     @property
@@ -40,9 +48,27 @@ class Principal:
         """Staff act on every account; contacts only on their own."""
         return self.role in STAFF_ROLES
 
+    @property
+    def may_import(self) -> bool:
+        """Whether this key may back-date commands (history import)."""
+        return self.role == "import" or IMPORT_SCOPE in self.scopes
+
     def can_see_account(self, account_id: UUID) -> bool:
         """Whether this principal may see anything of `account_id`."""
         return self.is_staff or self.account_id == account_id
+
+    def can_see_ticket(self, account_id: UUID, contact_id: UUID | None) -> bool:
+        """A contact with visibility `own` sees only the tickets they are the contact of."""
+        if self.is_staff:
+            return True
+        if self.account_id != account_id:
+            return False
+        return self.visibility == "account" or self.contact_id == contact_id
+
+    def require_role(self, *roles: str) -> None:
+        """403 unless the caller has one of `roles` (the bootstrap admin has every role)."""
+        if self.role != "admin" and self.role not in roles:
+            raise Problem(403, "Forbidden", f"This needs one of the roles: {', '.join(roles)}.")
 
 
 def hash_token(token: str) -> str:
@@ -63,43 +89,73 @@ def key_id_of(token: str) -> str | None:
     return parts[1]
 
 
-KeyLookup = Callable[[str], Awaitable["StoredKey | None"]]
+def key_handlers(tables: RuntimeTables) -> dict[str, Handler]:
+    """Handlers that keep a service's `api_keys` table in step with the key events."""
+    keys = tables.api_keys
 
+    async def issued(conn: AsyncConnection, delivery: Delivery) -> None:
+        key = delivery.event.payload
+        assert isinstance(key, ApiKeyIssued)
+        await conn.execute(
+            pg_insert(keys)
+            .values(
+                key_id=key.key_id,
+                role=key.role,
+                token_hash=key.token_hash,
+                account_id=key.account_id,
+                contact_id=key.contact_id,
+                staff_id=key.staff_id,
+                visibility=key.visibility,
+                scopes=key.scopes,
+                revoked=False,
+            )
+            .on_conflict_do_nothing()
+        )
 
-@dataclass(frozen=True)
-class StoredKey:
-    """An issued key as every service stores it."""
+    async def revoked(conn: AsyncConnection, delivery: Delivery) -> None:
+        key = delivery.event.payload
+        assert isinstance(key, ApiKeyRevoked)
+        await conn.execute(keys.update().where(keys.c.key_id == key.key_id).values(revoked=True))
 
-    principal: Principal
-    token_hash: str
-    revoked: bool = False
+    return {"account.api_key_issued": issued, "account.api_key_revoked": revoked}
 
 
 class Authenticator:
     """Turns an `Authorization: Bearer` header into a `Principal`, or a 401 problem."""
 
-    def __init__(self, admin_token: str, lookup: KeyLookup | None = None) -> None:
+    def __init__(self, admin_token: str, engine: AsyncEngine, tables: RuntimeTables) -> None:
         self._admin_hash = hash_token(admin_token) if admin_token else None
-        self._lookup = lookup
+        self._engine = engine
+        self._keys = tables.api_keys
 
     async def __call__(self, request: Request) -> Principal:
         """FastAPI dependency."""
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
+        token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise _unauthorized("Send an API key as 'Authorization: Bearer <token>'.")
-        presented = hash_token(token.strip())
+        presented = hash_token(token)
         if self._admin_hash and hmac.compare_digest(presented, self._admin_hash):
             return Principal(key_id="admin", role="admin")
-        key_id = key_id_of(token.strip())
-        stored = await self._lookup(key_id) if key_id and self._lookup else None
-        if (
-            stored is None
-            or stored.revoked
-            or not hmac.compare_digest(presented, stored.token_hash)
-        ):
+        key_id = key_id_of(token)
+        row = None
+        if key_id is not None:
+            async with self._engine.connect() as conn:
+                row = (
+                    await conn.execute(sa.select(self._keys).where(self._keys.c.key_id == key_id))
+                ).first()
+        if row is None or row.revoked or not hmac.compare_digest(presented, row.token_hash):
             raise _unauthorized("The API key is unknown or revoked.")
-        return stored.principal
+        return Principal(
+            key_id=row.key_id,
+            role=row.role,
+            account_id=row.account_id,
+            contact_id=row.contact_id,
+            staff_id=row.staff_id,
+            visibility=row.visibility,
+            scopes=frozenset(row.scopes),
+        )
 
 
 def _unauthorized(detail: str) -> Problem:

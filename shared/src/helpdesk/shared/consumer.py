@@ -72,6 +72,89 @@ def _header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
     return None
 
 
+async def check_sequence(
+    conn: AsyncConnection, tables: RuntimeTables, metrics: Metrics | None, event: Event
+) -> None:
+    """Alert (error log, metric) when a ticket event is not its ticket's last seq + 1."""
+    envelope = event.envelope
+    if envelope.ticket_id is None or envelope.seq is None:
+        return
+    await _sequence(conn, tables, metrics, envelope.ticket_id, envelope.seq, envelope.event_id)
+
+
+async def check_skipped_sequence(
+    conn: AsyncConnection,
+    tables: RuntimeTables,
+    metrics: Metrics | None,
+    record: ConsumerRecord[bytes, bytes],
+) -> None:
+    """The seq check of a ticket event this service skips unparsed, from its headers.
+
+    Its seq still advances the ticket's, or the next handled event would look like a gap.
+    Its event_id is not recorded as processed, so a republished copy of it (seq <= last)
+    cannot be told from the original: for these only a hole (seq > last + 1) is an alert.
+    """
+    ticket_id, seq = _header(record, "ticket_id"), _header(record, "seq")
+    if ticket_id is None or seq is None:
+        return
+    event_id = UUID(_header(record, "event_id"))
+    await _sequence(conn, tables, metrics, UUID(ticket_id), int(seq), event_id, skipped=True)
+
+
+async def _sequence(
+    conn: AsyncConnection,
+    tables: RuntimeTables,
+    metrics: Metrics | None,
+    ticket_id: UUID,
+    seq: int,
+    event_id: UUID,
+    *,
+    skipped: bool = False,
+) -> None:
+    seqs = tables.ticket_sequence
+    previous = await conn.scalar(
+        sa.select(seqs.c.last_seq).where(seqs.c.ticket_id == ticket_id).with_for_update()
+    )
+    expected = (previous or 0) + 1
+    if seq > expected or (seq != expected and not skipped):
+        if metrics is not None:
+            metrics.sequence_gaps.inc()
+        log.error(
+            "ticket event out of sequence",
+            extra={
+                "ticket_id": str(ticket_id),
+                "seq": seq,
+                "expected": expected,
+                "event_id": str(event_id),
+            },
+        )
+    stmt = pg_insert(seqs).values(ticket_id=ticket_id, last_seq=seq)
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[seqs.c.ticket_id],
+            set_={"last_seq": sa.func.greatest(seqs.c.last_seq, stmt.excluded.last_seq)},
+        )
+    )
+
+
+async def apply_own(
+    conn: AsyncConnection, tables: RuntimeTables, projection: Projection, events: Sequence[Event]
+) -> None:
+    """Apply events a service has just decided, before they reach the stream.
+
+    They are claimed as processed, so when the relay's copy comes back from Kafka the consumer
+    skips it; a rebuild replays them from the stream like any other event.
+    """
+    await conn.execute(
+        tables.processed_events.insert(), [{"event_id": e.envelope.event_id} for e in events]
+    )
+    for event in events:
+        await check_sequence(conn, tables, None, event)
+        handler = projection.handlers.get(event.type)
+        if handler is not None:
+            await handler(conn, Delivery(event, None, None))
+
+
 class BatchApplier:
     """Applies one partition's records to the projection in one transaction."""
 
@@ -99,14 +182,17 @@ class BatchApplier:
         handled = [r for r in records if _header(r, "type") in self.projection.handlers]
         fresh = await self._claim(conn, handled)
         applied: list[str] = []
-        for record in handled:
+        for record in records:
+            if _header(record, "type") not in self.projection.handlers:
+                await check_skipped_sequence(conn, self.tables, self.metrics, record)
+                continue
             event_id = UUID(_header(record, "event_id"))
             if event_id not in fresh:
                 self.metrics.duplicates_skipped.inc()
                 continue
             fresh.discard(event_id)  # a second copy in this same batch is a duplicate too
             event = decode(record.value or b"")
-            await self._check_sequence(conn, event)
+            await check_sequence(conn, self.tables, self.metrics, event)
             token = correlation_id.set(event.envelope.correlation_id)
             started = time.perf_counter()
             try:
@@ -137,20 +223,6 @@ class BatchApplier:
         )
         return applied
 
-    async def apply_own(self, conn: AsyncConnection, events: Sequence[Event]) -> None:
-        """Apply events this service has just decided, before they reach the stream.
-
-        They are claimed as processed, so when the relay's copy comes back from Kafka the
-        consumer skips it; a rebuild replays them from the stream like any other event.
-        """
-        processed = self.tables.processed_events
-        await conn.execute(processed.insert(), [{"event_id": e.envelope.event_id} for e in events])
-        for event in events:
-            await self._check_sequence(conn, event)
-            handler = self.projection.handlers.get(event.type)
-            if handler is not None:
-                await handler(conn, Delivery(event, None, None))
-
     def count(self, applied: Iterable[str]) -> None:
         """Count applied events once their transaction committed."""
         for type_ in applied:
@@ -171,37 +243,6 @@ class BatchApplier:
             .returning(processed.c.event_id)
         )
         return {row.event_id for row in rows}
-
-    async def _check_sequence(self, conn: AsyncConnection, event: Event) -> None:
-        """Alert (log + metric) when a ticket event is not its ticket's last seq + 1."""
-        envelope = event.envelope
-        if envelope.ticket_id is None or envelope.seq is None:
-            return
-        seqs = self.tables.ticket_sequence
-        previous = await conn.scalar(
-            sa.select(seqs.c.last_seq)
-            .where(seqs.c.ticket_id == envelope.ticket_id)
-            .with_for_update()
-        )
-        expected = (previous or 0) + 1
-        if envelope.seq != expected:
-            self.metrics.sequence_gaps.inc()
-            log.error(
-                "ticket event out of sequence",
-                extra={
-                    "ticket_id": str(envelope.ticket_id),
-                    "seq": envelope.seq,
-                    "expected": expected,
-                    "event_id": str(envelope.event_id),
-                },
-            )
-        stmt = pg_insert(seqs).values(ticket_id=envelope.ticket_id, last_seq=envelope.seq)
-        await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[seqs.c.ticket_id],
-                set_={"last_seq": sa.func.greatest(seqs.c.last_seq, stmt.excluded.last_seq)},
-            )
-        )
 
 
 class ConsumerRuntime(ConsumerRebalanceListener):  # type: ignore[misc]

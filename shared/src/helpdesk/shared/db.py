@@ -59,6 +59,33 @@ class RuntimeTables:
             metadata,
             sa.Column("event_id", pg.UUID(as_uuid=True), primary_key=True),
         )
+        # Every service authenticates the keys intake issues, from the key events.
+        self.api_keys = sa.Table(
+            "api_keys",
+            metadata,
+            sa.Column("key_id", sa.Text, primary_key=True),
+            sa.Column("role", sa.Text, nullable=False),
+            sa.Column("token_hash", sa.Text, nullable=False),
+            sa.Column("account_id", pg.UUID(as_uuid=True), nullable=True),
+            sa.Column("contact_id", pg.UUID(as_uuid=True), nullable=True),
+            sa.Column("staff_id", pg.UUID(as_uuid=True), nullable=True),
+            sa.Column("visibility", sa.Text, nullable=True),
+            sa.Column("scopes", pg.JSONB, nullable=False),
+            sa.Column("revoked", sa.Boolean, nullable=False),
+        )
+        # Answers to POSTs that carried an Idempotency-Key, per caller (request state, not a
+        # projection: a rebuild keeps it).
+        self.idempotency_keys = sa.Table(
+            "idempotency_keys",
+            metadata,
+            sa.Column("caller", sa.Text, primary_key=True),
+            sa.Column("key", sa.Text, primary_key=True),
+            sa.Column("request_hash", sa.Text, nullable=False),
+            sa.Column("status_code", sa.Integer, nullable=True),
+            sa.Column("headers", pg.JSONB, nullable=True),
+            sa.Column("body", sa.LargeBinary, nullable=True),
+            sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+        )
         self.ticket_sequence = sa.Table(
             "ticket_sequence",
             metadata,
@@ -69,7 +96,7 @@ class RuntimeTables:
     @property
     def replay_state(self) -> list[sa.Table]:
         """Tables a rebuild clears together with the projection."""
-        return [self.consumer_offsets, self.processed_events, self.ticket_sequence]
+        return [self.consumer_offsets, self.processed_events, self.ticket_sequence, self.api_keys]
 
 
 async def table_digest(conn: AsyncConnection, tables: Iterable[sa.Table]) -> str:

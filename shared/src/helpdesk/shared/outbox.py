@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from helpdesk.shared.consumer import BatchApplier
+from helpdesk.shared.consumer import Projection, apply_own
 from helpdesk.shared.db import RuntimeTables
 from helpdesk.shared.events import Envelope, Event
 from helpdesk.shared.kafka import reliable_producer
@@ -163,10 +163,12 @@ def hash_schema(schema: str) -> int:
     return int.from_bytes(schema.encode()[:8].ljust(8, b"\0"), "big") & 0x7FFFFFFF
 
 
-async def emit(conn: AsyncConnection, applier: BatchApplier, events: Sequence[Event]) -> None:
+async def emit(
+    conn: AsyncConnection, tables: RuntimeTables, projection: Projection, events: Sequence[Event]
+) -> None:
     """Record events a service decided: apply them to its own projection, and queue them.
 
     Runs in the caller's transaction, so state, dedup marks and outbox rows commit together.
     """
-    await applier.apply_own(conn, events)
-    await append(conn, applier.tables, [e.envelope for e in events])
+    await apply_own(conn, tables, projection, events)
+    await append(conn, tables, [e.envelope for e in events])

@@ -19,10 +19,11 @@ import uvicorn
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from helpdesk.shared.auth import Authenticator
+from helpdesk.shared.auth import Authenticator, key_handlers
 from helpdesk.shared.consumer import ConsumerRuntime, LiveLoop, Projection, replay
 from helpdesk.shared.db import RuntimeTables, create_engine, is_migrated, migrate
 from helpdesk.shared.events import Event
+from helpdesk.shared.idempotency import IdempotencyKeys
 from helpdesk.shared.logs import configure_logging
 from helpdesk.shared.metrics import Metrics
 from helpdesk.shared.outbox import OutboxRelay, emit
@@ -61,6 +62,11 @@ class ServiceRuntime:
 
     def __init__(self, spec: ServiceSpec, settings: Settings) -> None:
         self.spec = spec
+        # Every service also keeps the API keys, to authenticate them itself.
+        self.projection = Projection(
+            handlers={**key_handlers(spec.tables), **spec.projection.handlers},
+            tables=list(spec.projection.tables),
+        )
         self.settings = settings
         self.metrics = Metrics(spec.name)
         self.engine = create_engine(settings.database_url)
@@ -79,7 +85,7 @@ class ServiceRuntime:
             bootstrap=settings.kafka_bootstrap,
             topic=settings.topic,
             tables=spec.tables,
-            projection=spec.projection,
+            projection=self.projection,
             metrics=self.metrics,
             live_loops=spec.live_loops(self),
             max_records=settings.consumer_max_records,
@@ -120,7 +126,7 @@ class ServiceRuntime:
 
     async def emit(self, conn: AsyncConnection, events: Sequence[Event]) -> None:
         """Apply events this service decided to its projection and queue them for Kafka."""
-        await emit(conn, self.consumer.applier, events)
+        await emit(conn, self.spec.tables, self.projection, events)
 
     async def readiness(self) -> dict[str, bool]:
         """migrated, database reachable, consumer joined and caught up."""
@@ -156,8 +162,11 @@ class ServiceRuntime:
         )
         for router in self.spec.routers:
             app.include_router(router)
+        app.middleware("http")(IdempotencyKeys(self.engine, self.spec.tables))
         app.state.runtime = self
-        app.state.authenticate = Authenticator(self.settings.admin_token.get_secret_value())
+        app.state.authenticate = Authenticator(
+            self.settings.admin_token.get_secret_value(), self.engine, self.spec.tables
+        )
         return app
 
     async def rebuild(self) -> int:
@@ -168,7 +177,7 @@ class ServiceRuntime:
             bootstrap=self.settings.kafka_bootstrap,
             topic=self.settings.topic,
             tables=self.spec.tables,
-            projection=self.spec.projection,
+            projection=self.projection,
             metrics=self.metrics,
         )
 

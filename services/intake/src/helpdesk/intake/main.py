@@ -6,7 +6,7 @@ from pathlib import Path
 
 import helpdesk.shared.contracts  # noqa: F401 - registers every event type
 from helpdesk.intake.adapters.tables import metadata, runtime
-from helpdesk.intake.api.routes import router
+from helpdesk.intake.api import accounts, people, tickets
 from helpdesk.intake.handlers import projection
 from helpdesk.shared.service import ServiceSpec, run_cli
 
@@ -20,7 +20,7 @@ def build_spec() -> ServiceSpec:
         tables=runtime,
         projection=projection,
         migrations=Path(__file__).parent / "migrations",
-        routers=[router],
+        routers=[accounts.router, people.router, tickets.router],
     )
 
 

@@ -1,11 +1,24 @@
-"""`account.*` events, written by intake."""
+"""`account.*`, `agreement.*`, `contact.*` events, written by intake.
+
+Provider-level records (staff, staff keys) belong to the provider itself, whose account id is
+`PROVIDER_ACCOUNT` (the nil UUID): they key one partition like any account's events.
+"""
 
 from __future__ import annotations
 
+from typing import Any, Literal
 from uuid import UUID
+
+from pydantic import AwareDatetime, Field
 
 from helpdesk.shared.contracts.common import AccountStatus, Payload
 from helpdesk.shared.events import registry
+
+PROVIDER_ACCOUNT = UUID(int=0)
+ContactRole = Literal["key_contact", "approver", "billing", "ticket_manager", "vip"]
+Visibility = Literal["own", "account"]
+StaffRole = Literal["technician", "manager", "admin"]
+KeyRole = Literal["technician", "manager", "admin", "contact", "import"]
 
 
 @registry.register("account.opened")
@@ -17,3 +30,98 @@ class AccountOpened(Payload):
     name: str
     timezone: str
     status: AccountStatus = "active"
+
+
+@registry.register("account.updated")
+class AccountUpdated(Payload):
+    """An account's name or time zone changed."""
+
+    account_id: UUID
+    name: str
+    timezone: str
+
+
+@registry.register("account.status_changed")
+class AccountStatusChanged(Payload):
+    """An account became active, on hold or expired (the latter two close its open tickets)."""
+
+    account_id: UUID
+    status: AccountStatus
+    previous: AccountStatus
+
+
+@registry.register("agreement.set")
+class AgreementSet(Payload):
+    """A new version of an account's agreement; `agreement` is a full `Agreement` document."""
+
+    account_id: UUID
+    version: int = Field(ge=1)
+    agreement: dict[str, Any]
+
+
+@registry.register("contact.added")
+class ContactAdded(Payload):
+    """A person of a customer account who may open and follow tickets."""
+
+    contact_id: UUID
+    account_id: UUID
+    name: str
+    email: str
+    roles: list[ContactRole]
+    visibility: Visibility
+
+
+@registry.register("account.staff_added")
+class StaffAdded(Payload):
+    """A member of the provider's own staff."""
+
+    staff_id: UUID
+    name: str
+    email: str
+    role: StaffRole
+
+
+@registry.register("account.api_key_issued")
+class ApiKeyIssued(Payload):
+    """An API key; only the SHA-256 of its token travels and is stored."""
+
+    key_id: str
+    role: KeyRole
+    token_hash: str
+    account_id: UUID | None = None
+    contact_id: UUID | None = None
+    staff_id: UUID | None = None
+    visibility: Visibility | None = None
+    scopes: list[str] = Field(default_factory=list)
+
+
+@registry.register("account.api_key_revoked")
+class ApiKeyRevoked(Payload):
+    """A key stops working in every service."""
+
+    key_id: str
+
+
+@registry.register("account.partner_warning_issued")
+class PartnerWarningIssued(Payload):
+    """Too many escalations the partner should have resolved, in the rolling window (seed 001)."""
+
+    account_id: UUID
+    flagged_in_window: int
+    window_days: int
+
+
+@registry.register("account.partner_margin_revoked")
+class PartnerMarginRevoked(Payload):
+    """The partner is billed at full price until `restore_on` (seed 001)."""
+
+    account_id: UUID
+    restore_on: AwareDatetime
+
+
+@registry.register("account.partner_margin_extended")
+class PartnerMarginExtended(Payload):
+    """Another partner-resolvable ticket while the margin is revoked pushes its return back."""
+
+    account_id: UUID
+    restore_on: AwareDatetime

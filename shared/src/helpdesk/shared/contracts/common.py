@@ -11,6 +11,15 @@ Channel = Literal["api", "web", "phone", "chat", "email"]
 TicketKind = Literal["incident", "service_request", "solution_design"]
 Scope = Literal["in", "out"]
 AccountStatus = Literal["active", "on_hold", "expired"]
+TicketStatus = Literal[
+    "new", "open", "waiting_on_customer", "waiting_on_vendor", "resolved", "closed"
+]
+EscalationTier = Literal["engineering", "vendor", "management"]
+WorkType = Literal["remote", "onsite"]
+Resolution = Literal["fix", "workaround"]
+CloseReason = Literal[
+    "confirmed", "no_response", "contract_expired", "account_on_hold", "duplicate"
+]
 
 
 class Payload(BaseModel):

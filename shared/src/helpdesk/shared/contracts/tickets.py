@@ -1,4 +1,10 @@
-"""`ticket.*` events, written by intake (the ticket's event store is their source)."""
+"""`ticket.*` events, written by intake (the ticket's event store is their source).
+
+Each carries what the SLA timer, billing and notifier need, so that they rarely have to know
+anything but the stream: the SLA clocks fold opened/triaged/commented/info_requested/
+customer_replied/escalated/vendor_returned/resolved/closed/reopened; billing rates
+time_logged against the agreement; the notifier tells people about all of them.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,23 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, Field
 
-from helpdesk.shared.contracts.common import Channel, Payload, Priority, Scope, TicketKind
+from helpdesk.shared.contracts.common import (
+    Channel,
+    CloseReason,
+    EscalationTier,
+    Payload,
+    Priority,
+    Resolution,
+    Scope,
+    TicketKind,
+    WorkType,
+)
 from helpdesk.shared.events import registry
 
 
 @registry.register("ticket.opened")
 class TicketOpened(Payload):
-    """A ticket was opened; it carries what the SLA timer, billing and notifier need."""
+    """A ticket was opened. `priority` is None until triage (e-mail tickets start so)."""
 
     ticket_id: UUID
     number: str
@@ -25,8 +41,126 @@ class TicketOpened(Payload):
     priority: Priority | None = None
     kind: TicketKind = "incident"
     scope: Scope = "in"
+    category: str | None = None
     severity: str | None = None
     affected_users: int | None = Field(default=None, ge=0)
     service_class: str | None = None
     fields: dict[str, Any] = Field(default_factory=dict)
     reported_at: AwareDatetime
+    agreement_version: int | None = None
+
+
+@registry.register("ticket.triaged")
+class TicketTriaged(Payload):
+    """Priority, kind, scope and category set or changed (a priority change re-targets SLAs)."""
+
+    priority: Priority
+    previous_priority: Priority | None
+    kind: TicketKind
+    scope: Scope
+    category: str | None = None
+
+
+@registry.register("ticket.assigned")
+class TicketAssigned(Payload):
+    """The dedicated technician of the ticket."""
+
+    technician: str
+    previous: str | None = None
+
+
+@registry.register("ticket.commented")
+class TicketCommented(Payload):
+    """A comment; a public one by staff is a response to the customer."""
+
+    comment_id: UUID
+    body: str
+    public: bool
+    by_staff: bool
+    author: str
+
+
+@registry.register("ticket.info_requested")
+class TicketInfoRequested(Payload):
+    """Staff asked the customer for information: a public response; the ticket now waits."""
+
+    comment_id: UUID
+    body: str
+    author: str
+
+
+@registry.register("ticket.customer_replied")
+class TicketCustomerReplied(Payload):
+    """The customer answered (over the API or by e-mail); a waiting ticket resumes."""
+
+    comment_id: UUID
+    body: str
+    author: str
+    channel: Channel = "api"
+    resumed: bool
+
+
+@registry.register("ticket.escalated")
+class TicketEscalated(Payload):
+    """Escalated to engineering, a vendor (the provider's clocks pause) or management."""
+
+    tier: EscalationTier
+    fields: dict[str, Any] = Field(default_factory=dict)
+
+
+@registry.register("ticket.vendor_returned")
+class TicketVendorReturned(Payload):
+    """The vendor handed the ticket back; the provider's clocks resume."""
+
+    note: str = ""
+
+
+@registry.register("ticket.time_logged")
+class TicketTimeLogged(Payload):
+    """Work booked on the ticket; billing rates it against the agreement's plan."""
+
+    entry_id: UUID
+    minutes: int = Field(gt=0)
+    work_type: WorkType
+    scope: Scope
+    after_hours: bool
+    worked_at: AwareDatetime
+    note: str = ""
+    technician: str
+    kind: TicketKind
+    category: str | None = None
+
+
+@registry.register("ticket.resolved")
+class TicketResolved(Payload):
+    """A fix or a workaround was delivered; the customer is told and may confirm."""
+
+    resolution: Resolution
+    summary: str
+
+
+@registry.register("ticket.confirmed")
+class TicketConfirmed(Payload):
+    """The customer confirmed the resolution."""
+
+
+@registry.register("ticket.closed")
+class TicketClosed(Payload):
+    """Closed, with the reason (standard: confirmed; or one of the non-standard closures)."""
+
+    reason: CloseReason
+
+
+@registry.register("ticket.reopened")
+class TicketReopened(Payload):
+    """Reopened: a new resolution cycle starts; earlier cycles stay in the history."""
+
+    reason: str
+    cycle: int = Field(ge=2)
+
+
+@registry.register("ticket.flagged_partner_resolvable")
+class TicketFlaggedPartnerResolvable(Payload):
+    """A technician marked a closed partner ticket as one the partner should have resolved."""
+
+    note: str = ""

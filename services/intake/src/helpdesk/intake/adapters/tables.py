@@ -22,6 +22,9 @@ ticket_events = sa.Table(
     sa.Column("envelope", pg.JSONB, nullable=False),
 )
 
+ticket_numbers = sa.Sequence("ticket_number", start=100001, metadata=metadata)
+account_numbers = sa.Sequence("account_number", start=1001, metadata=metadata)
+
 accounts = sa.Table(
     "accounts",
     metadata,
@@ -30,6 +33,39 @@ accounts = sa.Table(
     sa.Column("name", sa.Text, nullable=False, unique=True),
     sa.Column("timezone", sa.Text, nullable=False),
     sa.Column("status", sa.Text, nullable=False),
+    sa.Column("agreement_version", sa.Integer, nullable=True),
+    # Seed 001's partner standing, folded from account.partner_* and flagged tickets.
+    sa.Column("partner", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+)
+
+agreements = sa.Table(
+    "agreements",
+    metadata,
+    sa.Column("account_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("agreement", pg.JSONB, nullable=False),
+    sa.Column("set_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+contacts = sa.Table(
+    "contacts",
+    metadata,
+    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("account_id", pg.UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("name", sa.Text, nullable=False),
+    # Lower-cased; unique, because an inbound e-mail is routed by its sender.
+    sa.Column("email", sa.Text, nullable=False, unique=True),
+    sa.Column("roles", pg.JSONB, nullable=False),
+    sa.Column("visibility", sa.Text, nullable=False),
+)
+
+staff = sa.Table(
+    "staff",
+    metadata,
+    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("email", sa.Text, nullable=False, unique=True),
+    sa.Column("role", sa.Text, nullable=False),
 )
 
 tickets = sa.Table(
@@ -38,11 +74,28 @@ tickets = sa.Table(
     sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
     sa.Column("number", sa.Text, nullable=False, unique=True),
     sa.Column("account_id", pg.UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("contact_id", pg.UUID(as_uuid=True), nullable=True, index=True),
+    sa.Column("status", sa.Text, nullable=False, index=True),
+    sa.Column("priority", sa.Text, nullable=True),
+    sa.Column("assignee", sa.Text, nullable=True),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
     sa.Column("seq", sa.Integer, nullable=False),
     sa.Column("state", pg.JSONB, nullable=False),
 )
 
-ticket_numbers = sa.Sequence("ticket_number", start=100001, metadata=metadata)
-account_numbers = sa.Sequence("account_number", start=1001, metadata=metadata)
+# Every inbound e-mail and what became of it (not a projection: it is not on the stream).
+inbound_messages = sa.Table(
+    "inbound_messages",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("message_id", sa.Text, nullable=True),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sender", sa.Text, nullable=True),
+    sa.Column("subject", sa.Text, nullable=True),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("ticket_id", pg.UUID(as_uuid=True), nullable=True),
+)
 
-projection_tables = [accounts, tickets]
+projection_tables = [accounts, agreements, contacts, staff, tickets]

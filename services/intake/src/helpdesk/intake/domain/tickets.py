@@ -1,0 +1,420 @@
+"""The ticket: its state folded from events, and the rules of every command on it.
+
+Pure: a command function takes the current `Ticket` and the command's input and returns the
+payloads of the events to record, or raises `TransitionError` with the reason a person can act
+on. `fold` applies recorded events; the same fold serves the command path and the read model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from helpdesk.shared.contracts.common import (
+    Channel,
+    CloseReason,
+    EscalationTier,
+    Priority,
+    Resolution,
+    Scope,
+    TicketKind,
+    TicketStatus,
+    WorkType,
+)
+from helpdesk.shared.contracts.tickets import (
+    TicketAssigned,
+    TicketClosed,
+    TicketCommented,
+    TicketConfirmed,
+    TicketCustomerReplied,
+    TicketEscalated,
+    TicketFlaggedPartnerResolvable,
+    TicketInfoRequested,
+    TicketOpened,
+    TicketReopened,
+    TicketResolved,
+    TicketTimeLogged,
+    TicketTriaged,
+    TicketVendorReturned,
+)
+
+ACTIVE: frozenset[TicketStatus] = frozenset(
+    {"new", "open", "waiting_on_customer", "waiting_on_vendor"}
+)
+
+
+class TransitionError(Exception):
+    """A command that the ticket's state does not allow (answered with 409)."""
+
+
+class MissingFieldsError(Exception):
+    """Fields the agreement requires are missing (answered with 422, naming each)."""
+
+    def __init__(self, fields: list[str]) -> None:
+        super().__init__(", ".join(fields))
+        self.fields = fields
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A ticket's current state."""
+
+    id: UUID
+    number: str
+    account_id: UUID
+    contact_id: UUID | None
+    subject: str
+    description: str
+    channel: str
+    status: TicketStatus
+    priority: Priority | None
+    kind: TicketKind
+    scope: Scope
+    category: str | None
+    severity: str | None
+    affected_users: int | None
+    service_class: str | None
+    fields: dict[str, Any]
+    reported_at: datetime
+    seq: int
+    last_occurred_at: datetime
+    cycle: int = 1
+    assignee: str | None = None
+    escalations: tuple[EscalationTier, ...] = ()
+    resolution: Resolution | None = None
+    resolved_at: datetime | None = None
+    close_reason: CloseReason | None = None
+    closed_at: datetime | None = None
+    partner_resolvable: bool = False
+    comments: int = 0
+    minutes_logged: int = 0
+
+    def view(self) -> dict[str, Any]:
+        """The ticket as the API shows it (JSON-ready)."""
+        return {
+            "id": str(self.id),
+            "number": self.number,
+            "account_id": str(self.account_id),
+            "contact_id": str(self.contact_id) if self.contact_id else None,
+            "subject": self.subject,
+            "description": self.description,
+            "channel": self.channel,
+            "status": self.status,
+            "priority": self.priority,
+            "kind": self.kind,
+            "scope": self.scope,
+            "category": self.category,
+            "severity": self.severity,
+            "affected_users": self.affected_users,
+            "service_class": self.service_class,
+            "fields": self.fields,
+            "assignee": self.assignee,
+            "reported_at": self.reported_at.isoformat(),
+            "seq": self.seq,
+            "cycle": self.cycle,
+            "escalations": list(self.escalations),
+            "resolution": self.resolution,
+            "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
+            "close_reason": self.close_reason,
+            "closed_at": self.closed_at.isoformat() if self.closed_at else None,
+            "partner_resolvable": self.partner_resolvable,
+            "comments": self.comments,
+            "minutes_logged": self.minutes_logged,
+            "updated_at": self.last_occurred_at.isoformat(),
+        }
+
+    @classmethod
+    def from_view(cls, view: dict[str, Any]) -> Ticket:
+        """The inverse of `view`."""
+
+        def when(key: str) -> datetime | None:
+            value = view.get(key)
+            return datetime.fromisoformat(value) if value else None
+
+        reported_at = datetime.fromisoformat(view["reported_at"])
+        return cls(
+            id=UUID(view["id"]),
+            number=view["number"],
+            account_id=UUID(view["account_id"]),
+            contact_id=UUID(view["contact_id"]) if view["contact_id"] else None,
+            subject=view["subject"],
+            description=view["description"],
+            channel=view["channel"],
+            status=view["status"],
+            priority=view["priority"],
+            kind=view["kind"],
+            scope=view["scope"],
+            category=view["category"],
+            severity=view["severity"],
+            affected_users=view["affected_users"],
+            service_class=view["service_class"],
+            fields=view["fields"],
+            reported_at=reported_at,
+            seq=view["seq"],
+            last_occurred_at=when("updated_at") or reported_at,
+            cycle=view["cycle"],
+            assignee=view["assignee"],
+            escalations=tuple(view["escalations"]),
+            resolution=view["resolution"],
+            resolved_at=when("resolved_at"),
+            close_reason=view["close_reason"],
+            closed_at=when("closed_at"),
+            partner_resolvable=view["partner_resolvable"],
+            comments=view["comments"],
+            minutes_logged=view["minutes_logged"],
+        )
+
+
+def start(opened: TicketOpened, seq: int, occurred_at: datetime) -> Ticket:
+    """The state right after `ticket.opened`: untriaged until it has a priority."""
+    return Ticket(
+        id=opened.ticket_id,
+        number=opened.number,
+        account_id=opened.account_id,
+        contact_id=opened.contact_id,
+        subject=opened.subject,
+        description=opened.description,
+        channel=opened.channel,
+        status="open" if opened.priority else "new",
+        priority=opened.priority,
+        kind=opened.kind,
+        scope=opened.scope,
+        category=opened.category,
+        severity=opened.severity,
+        affected_users=opened.affected_users,
+        service_class=opened.service_class,
+        fields=dict(opened.fields),
+        reported_at=opened.reported_at,
+        seq=seq,
+        last_occurred_at=occurred_at,
+    )
+
+
+def fold(ticket: Ticket, payload: BaseModel, seq: int, occurred_at: datetime) -> Ticket:
+    """The state after one more recorded event."""
+    t = replace(ticket, seq=seq, last_occurred_at=max(ticket.last_occurred_at, occurred_at))
+    match payload:
+        case TicketTriaged():
+            return replace(
+                t,
+                priority=payload.priority,
+                kind=payload.kind,
+                scope=payload.scope,
+                category=payload.category,
+                status="open" if t.status == "new" else t.status,
+            )
+        case TicketAssigned():
+            return replace(t, assignee=payload.technician)
+        case TicketCommented():
+            return replace(t, comments=t.comments + 1)
+        case TicketInfoRequested():
+            return replace(t, status="waiting_on_customer", comments=t.comments + 1)
+        case TicketCustomerReplied():
+            status: TicketStatus = "open" if payload.resumed else t.status
+            return replace(t, status=status, comments=t.comments + 1)
+        case TicketEscalated():
+            status = "waiting_on_vendor" if payload.tier == "vendor" else t.status
+            return replace(t, status=status, escalations=(*t.escalations, payload.tier))
+        case TicketVendorReturned():
+            return replace(t, status="open")
+        case TicketTimeLogged():
+            return replace(t, minutes_logged=t.minutes_logged + payload.minutes)
+        case TicketResolved():
+            return replace(
+                t, status="resolved", resolution=payload.resolution, resolved_at=occurred_at
+            )
+        case TicketConfirmed():
+            return t
+        case TicketClosed():
+            return replace(t, status="closed", close_reason=payload.reason, closed_at=occurred_at)
+        case TicketReopened():
+            return replace(
+                t,
+                status="open",
+                cycle=payload.cycle,
+                resolution=None,
+                resolved_at=None,
+                close_reason=None,
+                closed_at=None,
+            )
+        case TicketFlaggedPartnerResolvable():
+            return replace(t, partner_resolvable=True)
+    raise TypeError(f"not a ticket event after opening: {type(payload).__name__}")
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def _require_active(ticket: Ticket, action: str) -> None:
+    if ticket.status not in ACTIVE:
+        raise TransitionError(f"cannot {action} a {ticket.status} ticket")
+
+
+def check_required(required: list[str], values: dict[str, Any]) -> None:
+    """Raise `MissingFieldsError` naming every required field that is absent or blank."""
+    missing = [
+        name for name in required if values.get(name) is None or str(values.get(name)).strip() == ""
+    ]
+    if missing:
+        raise MissingFieldsError(missing)
+
+
+def triage(
+    ticket: Ticket,
+    *,
+    priority: Priority,
+    kind: TicketKind,
+    scope: Scope | None,
+    category: str | None,
+    in_scope: list[str],
+    out_of_scope: list[str],
+) -> TicketTriaged:
+    """Set priority, kind, scope and category; the category must be in the scope catalogue.
+
+    With no scope given, the catalogue decides it from the category.
+    """
+    _require_active(ticket, "triage")
+    catalogue = [*in_scope, *out_of_scope]
+    if category is not None and catalogue and category not in catalogue:
+        raise ValueError(f"category {category!r} is not in the agreement's scope catalogue")
+    if scope is None:
+        scope = "out" if category is not None and category in out_of_scope else "in"
+    return TicketTriaged(
+        priority=priority,
+        previous_priority=ticket.priority,
+        kind=kind,
+        scope=scope,
+        category=category,
+    )
+
+
+def assign(ticket: Ticket, technician: str) -> TicketAssigned:
+    """Give the ticket its dedicated technician."""
+    _require_active(ticket, "assign")
+    return TicketAssigned(technician=technician, previous=ticket.assignee)
+
+
+def comment(
+    ticket: Ticket, *, comment_id: UUID, body: str, public: bool, by_staff: bool, author: str
+) -> TicketCommented:
+    """A comment; allowed on any ticket that is not closed."""
+    if ticket.status == "closed":
+        raise TransitionError("cannot comment on a closed ticket; reopen it first")
+    return TicketCommented(
+        comment_id=comment_id, body=body, public=public, by_staff=by_staff, author=author
+    )
+
+
+def request_info(
+    ticket: Ticket, *, comment_id: UUID, body: str, author: str
+) -> TicketInfoRequested:
+    """Ask the customer; the ticket then waits on them (its clocks pause)."""
+    if ticket.status not in {"new", "open"}:
+        raise TransitionError(f"cannot request information on a {ticket.status} ticket")
+    return TicketInfoRequested(comment_id=comment_id, body=body, author=author)
+
+
+def customer_reply(
+    ticket: Ticket, *, comment_id: UUID, body: str, author: str, channel: Channel
+) -> TicketCustomerReplied:
+    """The customer's answer; a ticket waiting on them resumes."""
+    if ticket.status == "closed":
+        raise TransitionError("the ticket is closed; reopen it to continue")
+    return TicketCustomerReplied(
+        comment_id=comment_id,
+        body=body,
+        author=author,
+        channel=channel,
+        resumed=ticket.status == "waiting_on_customer",
+    )
+
+
+def escalate(
+    ticket: Ticket, *, tier: EscalationTier, fields: dict[str, Any], required: list[str]
+) -> TicketEscalated:
+    """Escalate; the agreement may require fields on every escalation (seed 001)."""
+    _require_active(ticket, "escalate")
+    if tier == "vendor" and ticket.status == "waiting_on_vendor":
+        raise TransitionError("the ticket is already with the vendor")
+    check_required(required, {**ticket.fields, **fields})
+    return TicketEscalated(tier=tier, fields=fields)
+
+
+def vendor_return(ticket: Ticket, note: str) -> TicketVendorReturned:
+    """The vendor hands the ticket back."""
+    if ticket.status != "waiting_on_vendor":
+        raise TransitionError("the ticket is not with a vendor")
+    return TicketVendorReturned(note=note)
+
+
+def log_time(
+    ticket: Ticket,
+    *,
+    entry_id: UUID,
+    minutes: int,
+    work_type: WorkType,
+    scope: Scope | None,
+    after_hours: bool,
+    worked_at: datetime,
+    note: str,
+    technician: str,
+) -> TicketTimeLogged:
+    """Book work; allowed in any state (late entries on closed tickets are billed too)."""
+    return TicketTimeLogged(
+        entry_id=entry_id,
+        minutes=minutes,
+        work_type=work_type,
+        scope=scope or ticket.scope,
+        after_hours=after_hours,
+        worked_at=worked_at,
+        note=note,
+        technician=technician,
+        kind=ticket.kind,
+        category=ticket.category,
+    )
+
+
+def resolve(ticket: Ticket, *, resolution: Resolution, summary: str) -> TicketResolved:
+    """Deliver a fix or a workaround."""
+    _require_active(ticket, "resolve")
+    return TicketResolved(resolution=resolution, summary=summary)
+
+
+def confirm(ticket: Ticket) -> list[BaseModel]:
+    """The customer confirms: the standard closure."""
+    if ticket.status != "resolved":
+        raise TransitionError(
+            f"only a resolved ticket can be confirmed; this one is {ticket.status}"
+        )
+    return [TicketConfirmed(), TicketClosed(reason="confirmed")]
+
+
+def close(ticket: Ticket, reason: CloseReason) -> TicketClosed:
+    """Close with a reason; `confirmed` needs a resolved ticket, the others close any open one."""
+    if ticket.status == "closed":
+        raise TransitionError("the ticket is already closed")
+    if reason == "confirmed" and ticket.status != "resolved":
+        raise TransitionError("reason 'confirmed' needs a resolved ticket")
+    return TicketClosed(reason=reason)
+
+
+def reopen(ticket: Ticket, reason: str) -> TicketReopened:
+    """The problem persists: a new resolution cycle."""
+    if ticket.status not in {"resolved", "closed"}:
+        raise TransitionError(
+            f"only a resolved or closed ticket can be reopened; this one is {ticket.status}"
+        )
+    return TicketReopened(reason=reason, cycle=ticket.cycle + 1)
+
+
+def flag_partner_resolvable(ticket: Ticket, note: str) -> TicketFlaggedPartnerResolvable:
+    """Mark a closed ticket as one the partner should have resolved itself (seed 001)."""
+    if ticket.status != "closed":
+        raise TransitionError("only a closed ticket can be flagged as partner-resolvable")
+    if ticket.partner_resolvable:
+        raise TransitionError("the ticket is already flagged")
+    return TicketFlaggedPartnerResolvable(note=note)

@@ -1,0 +1,182 @@
+"""The per-ticket seq check: a ticket event that is not its ticket's last seq + 1 is an alert."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
+
+from helpdesk.shared.contracts.tickets import TicketOpened
+from helpdesk.shared.events import Actor, Envelope, new_envelope, registry
+from helpdesk.shared.kafka import reliable_producer
+from helpdesk.shared.settings import Settings
+from helpdesk.sla_timer.adapters.tables import runtime as sla_runtime_tables
+from tests.support import InProcessService, in_process, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _opened(account_id: uuid.UUID, ticket_id: uuid.UUID, seq: int) -> Envelope:
+    now = datetime.now(UTC)
+    payload = TicketOpened(
+        ticket_id=ticket_id,
+        number=f"HD-{seq}",
+        account_id=account_id,
+        subject="s",
+        description="",
+        channel="api",
+        reported_at=now,
+    )
+    return new_envelope(
+        payload,
+        account_id=account_id,
+        actor=Actor(type="system", id="test"),
+        occurred_at=now,
+        recorded_at=now,
+        correlation_id="c",
+        ticket_id=ticket_id,
+        seq=seq,
+    )
+
+
+def _unhandled(
+    type_: str, account_id: uuid.UUID, ticket_id: uuid.UUID, seq: int, event_id: uuid.UUID
+) -> Envelope:
+    """A ticket event of a type the consumer does not handle (so it never decodes the body)."""
+    now = datetime.now(UTC)
+    return Envelope(
+        event_id=event_id,
+        type=type_,
+        version=1,
+        occurred_at=now,
+        recorded_at=now,
+        account_id=account_id,
+        ticket_id=ticket_id,
+        seq=seq,
+        actor=Actor(type="system", id="test"),
+        correlation_id="c",
+        payload={},
+    )
+
+
+async def _publish(settings: Settings, envelopes: list[Envelope]) -> None:
+    """Publish in order (send_and_wait one by one: the order is what is under test)."""
+    producer = reliable_producer(settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        for envelope in envelopes:
+            await producer.send_and_wait(
+                settings.topic,
+                envelope.to_bytes(),
+                key=str(envelope.account_id).encode(),
+                headers=envelope.headers(),
+            )
+    finally:
+        await producer.stop()
+
+
+async def _scrape(service: InProcessService) -> dict[str, float]:
+    """The service's /metrics as {sample name: value} (unlabelled samples only)."""
+    text = (await service.http.get("/metrics")).text
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if not sample.labels:
+                samples[sample.name] = sample.value
+    return samples
+
+
+async def _wait_offsets(service: InProcessService, topic: str, records: int) -> None:
+    """Wait until the stored offsets cover `records` records (every one was processed)."""
+    offsets = sla_runtime_tables.consumer_offsets
+
+    async def stored() -> bool:
+        async with service.runtime.engine.connect() as conn:
+            total: Any = await conn.scalar(
+                sa.select(sa.func.coalesce(sa.func.sum(offsets.c.next_offset), 0)).where(
+                    offsets.c.consumer == "sla_timer", offsets.c.topic == topic
+                )
+            )
+        return int(total) == records
+
+    await wait_for(stored, timeout=30)
+
+
+async def test_seq_3_after_seq_1_is_counted_as_a_gap(settings: Settings) -> None:
+    account = uuid.uuid4()
+    gapped, orderly = uuid.uuid4(), uuid.uuid4()
+    envelopes = [
+        _opened(account, orderly, 1),
+        _opened(account, orderly, 2),  # last + 1: no alert
+        _opened(account, gapped, 1),
+        _opened(account, gapped, 3),  # seq 2 missing: one alert
+    ]
+    async with in_process("sla_timer", settings) as sla:
+        before = (await _scrape(sla)).get("helpdesk_sequence_gaps_total")
+        await _publish(settings, envelopes)
+        await _wait_offsets(sla, settings.topic, len(envelopes))
+        after = await _scrape(sla)
+        processed = sla_runtime_tables.processed_events
+        sequence = sla_runtime_tables.ticket_sequence
+        async with sla.runtime.engine.connect() as conn:
+            claimed = await conn.scalar(sa.select(sa.func.count()).select_from(processed))
+            last_seq = dict(
+                (await conn.execute(sa.select(sequence.c.ticket_id, sequence.c.last_seq))).all()
+            )
+    gaps = after["helpdesk_sequence_gaps_total"]
+    print(
+        f"\n{len(envelopes)} ticket events (seq 1,2 and seq 1,3): applied={claimed}, "
+        f"helpdesk_sequence_gaps_total {before} -> {gaps}, last seq {sorted(last_seq.values())}"
+    )
+    assert before == 0
+    assert gaps == 1
+    assert claimed == len(envelopes)  # the out-of-sequence event is alerted, and still applied
+    assert last_seq == {orderly: 2, gapped: 3}
+
+
+async def test_ticket_events_the_service_does_not_handle_still_count_in_the_sequence(
+    settings: Settings,
+) -> None:
+    """sla_timer skips most ticket.* types unparsed; their seq still advances the ticket's.
+
+    Without that, every handled event after an unhandled one would raise a false alarm.
+    A republished copy of a skipped event (the relay is at-least-once) is no alarm either;
+    a real hole is.
+    """
+    account, ticket = uuid.uuid4(), uuid.uuid4()
+    republished = uuid.uuid4()
+    async with in_process("sla_timer", settings) as sla:
+        handled = sla.runtime.consumer.applier.projection.handlers
+        skipped_type = next(
+            t for t in registry.types() if t.startswith("ticket.") and t not in handled
+        )
+        orderly = [
+            _opened(account, ticket, 1),
+            _unhandled(skipped_type, account, ticket, 2, republished),
+            _opened(account, ticket, 3),  # follows seq 2: no alert
+            _unhandled(skipped_type, account, ticket, 2, republished),  # the relay's 2nd copy
+        ]
+        await _publish(settings, orderly)
+        await _wait_offsets(sla, settings.topic, len(orderly))
+        gaps_orderly = (await _scrape(sla))["helpdesk_sequence_gaps_total"]
+        hole = _unhandled(skipped_type, account, ticket, 5, uuid.uuid4())  # seq 4 missing
+        await _publish(settings, [hole])
+        await _wait_offsets(sla, settings.topic, len(orderly) + 1)
+        gaps_hole = (await _scrape(sla))["helpdesk_sequence_gaps_total"]
+        sequence = sla_runtime_tables.ticket_sequence
+        async with sla.runtime.engine.connect() as conn:
+            last = await conn.scalar(
+                sa.select(sequence.c.last_seq).where(sequence.c.ticket_id == ticket)
+            )
+    print(
+        f"\nseq 1 (opened), 2 ({skipped_type}, skipped), 3 (opened), 2 again: "
+        f"helpdesk_sequence_gaps_total={gaps_orderly}; then seq 5 (skipped type): "
+        f"{gaps_hole}; last seq={last}"
+    )
+    assert gaps_orderly == 0
+    assert gaps_hole == 1
+    assert last == 5
