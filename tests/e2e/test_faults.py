@@ -37,6 +37,7 @@ from tests.support import ServiceProcess, fresh_stack_settings, wait_for
 pytestmark = pytest.mark.e2e
 
 PARTITIONS = 12
+Counter = collections.Counter[int]
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -94,9 +95,6 @@ async def _produce(bootstrap: str, topic: str, envelopes: Sequence[Envelope]) ->
     finally:
         await producer.stop()
     return per_partition
-
-
-Counter = collections.Counter[int]
 
 
 async def _scrape(url: str) -> list[tuple[str, dict[str, str], float]]:
@@ -167,18 +165,46 @@ async def _count(engine: AsyncEngine, table: sa.Table, where: Any = None) -> int
         return int(await conn.scalar(stmt) or 0)
 
 
-async def _writing_transactions(engine: AsyncEngine) -> int:
-    """Transactions of other sessions in this database that have written something."""
+async def _writing_transactions(engine: AsyncEngine) -> set[tuple[int, str]]:
+    """(backend pid, xid) of other sessions' transactions in this database that have written."""
     async with engine.connect() as conn:
-        return int(
-            await conn.scalar(
-                sa.text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL"
-                )
+        rows = await conn.execute(
+            sa.text(
+                "SELECT pid, backend_xid::text FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND backend_xid IS NOT NULL"
             )
-            or 0
         )
+        return {(int(pid), str(xid)) for pid, xid in rows}
+
+
+def _ended(engine: AsyncEngine, transactions: set[tuple[int, str]]) -> Any:
+    """A probe: every one of `transactions` has committed or rolled back.
+
+    After a kill -9, the dead process's open transaction rolls back once its backend reads EOF
+    (or commits, if the COMMIT was already on the wire): only then is "what it committed" final.
+    """
+
+    async def probe() -> bool:
+        return not (await _writing_transactions(engine)) & transactions
+
+    return probe
+
+
+async def _xact_status(engine: AsyncEngine, transactions: set[tuple[int, str]]) -> list[str]:
+    """committed / aborted / in progress, for each of `transactions` (recent xids only)."""
+    statuses = []
+    async with engine.connect() as conn:
+        for _, xid in sorted(transactions):
+            status = await conn.scalar(
+                sa.text(
+                    "SELECT pg_xact_status((((pg_snapshot_xmax(pg_current_snapshot())::text"
+                    "::bigint >> 32) << 32) + CAST(:xid AS bigint))::text::xid8)"
+                ),
+                {"xid": int(xid)},
+            )
+            statuses.append(str(status))
+    return statuses
 
 
 async def _topic_records(bootstrap: str, topic: str) -> int:
@@ -216,18 +242,20 @@ async def test_consumer_killed_mid_batch_resumes_exactly_once(
         await first.wait_ready()
         per_partition = await _produce(settings.kafka_bootstrap, settings.topic, envelopes)
 
-        async def mid_batch() -> int | None:
+        async def mid_batch() -> tuple[int, set[tuple[int, str]]] | None:
             # Some batches committed, not all, and a batch transaction is open right now.
             applied = await _count(engine, sla_tickets)
-            if 0 < applied < events and await _writing_transactions(engine):
-                return applied
+            if 0 < applied < events:
+                open_now = await _writing_transactions(engine)
+                if open_now:
+                    return applied, open_now
             return None
 
-        seen_at_kill = await wait_for(mid_batch, timeout=120, interval=0.01)
+        seen_at_kill, open_at_kill = await wait_for(mid_batch, timeout=120, interval=0.01)
         first.kill()
-        in_flight = await _writing_transactions(engine)
-        # The killed process's open transaction ends (rolled back) once its backend sees EOF.
-        await wait_for(lambda: _none_pending(engine), timeout=30, interval=0.01)  # noqa: RUF100
+        await wait_for(_ended(engine, open_at_kill), timeout=30, interval=0.01)
+        # What became of the batch transaction that was open when the process died.
+        fate = await _xact_status(engine, open_at_kill)
         committed = await _count(engine, sla_tickets)
         assert 0 < committed < events, "the kill did not land mid-stream"
 
@@ -256,7 +284,7 @@ async def test_consumer_killed_mid_batch_resumes_exactly_once(
     print(
         f"\n[consumer kill -9] events={events} over {len(per_partition)} partitions; "
         f"rows seen at kill={seen_at_kill}, committed at kill={committed}, "
-        f"writing transactions right after the kill={in_flight}; "
+        f"batch transaction open at the kill: {', '.join(fate)}; "
         f"restart: first progress after {first_progress:.1f} s, all {events} applied after "
         f"{recovered:.1f} s; applied by the restarted process={consumed:.0f} "
         f"(expected {events - committed}), duplicates skipped={duplicates:.0f}, "
@@ -274,10 +302,6 @@ async def test_consumer_killed_mid_batch_resumes_exactly_once(
     assert consumed == events - committed
     assert duplicates == 0
     assert gaps == 0
-
-
-async def _none_pending(engine: AsyncEngine) -> bool:
-    return await _writing_transactions(engine) == 0
 
 
 # -- 2. kill -9 the Kafka broker under load ------------------------------------------------------
@@ -372,19 +396,27 @@ async def test_broker_killed_under_load_loses_nothing(
         # The broker is down: intake must go on accepting tickets (a POST writes Postgres only).
         await wait_for(lambda: accepted(accepted_before + 400), timeout=60)
         accepted_while_down = len(load.accepted) - accepted_before
-        backlog_at_restart = await _count(engine, outbox)
+        async with engine.connect() as conn:
+            backlog_at_restart = int(
+                await conn.scalar(sa.select(sa.func.count()).select_from(outbox)) or 0
+            )
+            newest_at_restart = await conn.scalar(sa.select(sa.func.max(outbox.c.id)))
         await own_kafka.astart()
         up_at = time.monotonic()
         outage = up_at - killed_at
         failures_during_outage = len(load.failures) - failures_before
 
-        async def drained() -> bool:
-            return await _count(engine, outbox) == 0
+        async def backlog_published() -> bool:
+            # Every row the outage left behind is gone (the load keeps adding new ones).
+            return await _count(engine, outbox, outbox.c.id <= newest_at_restart) == 0
 
-        await wait_for(drained, timeout=120, interval=0.05)
+        await wait_for(backlog_published, timeout=120, interval=0.05)
         drain = time.monotonic() - up_at
         await loading
         load_ended = time.monotonic()
+
+        async def drained() -> bool:
+            return await _count(engine, outbox) == 0
 
         await wait_for(drained, timeout=120, interval=0.05)
         expected = set(load.accepted)
@@ -454,7 +486,7 @@ async def test_replica_killed_its_partitions_are_taken_over(
         await wait_for(victim_busy, timeout=60, interval=0.01)
         victim.kill()
         killed_at = time.monotonic()
-        await wait_for(lambda: _none_pending(engine), timeout=30, interval=0.01)
+        await wait_for(_ended(engine, await _writing_transactions(engine)), timeout=30)
         victim_applied = await _count(
             engine, sla_tickets, sla_tickets.c.partition.in_(victim_owned)
         )
@@ -492,7 +524,8 @@ async def test_replica_killed_its_partitions_are_taken_over(
         f"skipped={duplicates:.0f}; rows={state.rows} distinct={state.distinct} "
         f"processed_events={state.processed}"
     )
-    assert survivor_owned and victim_owned
+    assert survivor_owned
+    assert victim_owned
     assert owned_at_end == frozenset(range(PARTITIONS))
     assert state.rows == events
     assert state.distinct == events

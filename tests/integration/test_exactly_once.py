@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from helpdesk.shared.contracts.tickets import TicketOpened
 from helpdesk.shared.db import table_digest
-from helpdesk.shared.events import Actor, new_envelope
+from helpdesk.shared.events import Actor, Envelope, new_envelope
 from helpdesk.shared.kafka import reliable_producer
 from helpdesk.shared.settings import Settings
 from helpdesk.sla_timer.adapters.tables import sla_tickets
@@ -19,7 +19,7 @@ from tests.support import in_process, wait_for
 pytestmark = pytest.mark.integration
 
 
-def _ticket_opened(account_id: uuid.UUID) -> bytes:
+def _ticket_opened(account_id: uuid.UUID) -> Envelope:
     ticket_id = uuid.uuid4()
     now = datetime.now(UTC)
     payload = TicketOpened(

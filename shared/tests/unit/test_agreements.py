@@ -245,7 +245,7 @@ def test_small_business_remote_follows_seed_002() -> None:
     assert calendar.intervals_on("sat") == []
     assert calendar.is_holiday(dt.date(2026, 12, 25))
     assert agreement.target("P1").response_minutes == 60
-    assert {agreement.target(p).response_minutes for p in ("P2", "P3", "P4")} == {540}
+    assert {agreement.target(p).response_minutes for p in ("P2", "P3", "P4")} == {1440}
     assert agreement.fair_use is not None
     assert agreement.fair_use.per_day_minutes == 30
     assert agreement.fair_use.per_ticket_minutes == 30

@@ -14,6 +14,7 @@ Subcommands::
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,11 +23,14 @@ from helpdesk.deploy._proc import DeployError, log
 from helpdesk.deploy.stack import (
     DEV_CONTROLLER_PORT,
     DEV_KAFKA_PORT,
+    SERVICES,
     Stack,
     dev_state_dir,
     up,
 )
 from helpdesk.deploy.testing import TEST_CONTROLLER_PORT, TEST_KAFKA_PORT, state_dir_for_tests
+from helpdesk.shared.kafka import ensure_topic
+from helpdesk.shared.settings import Settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,6 +79,17 @@ def _parser() -> argparse.ArgumentParser:
     infra.add_argument("--topic", default=None, help="default: $HELPDESK_TOPIC or helpdesk.events")
     infra.add_argument("--partitions", type=int, default=None, help="default: 12")
 
+    rebuild = commands.add_parser(
+        "rebuild", help="replay the stream into one service's projection (stops it meanwhile)"
+    )
+    rebuild.add_argument("service", choices=[spec.name for spec in SERVICES])
+    rebuild.add_argument("--state-dir", type=Path, default=None, help="default: .state/dev")
+
+    commands.add_parser(
+        "create-topic",
+        help="create the event topic from HELPDESK_KAFKA_BOOTSTRAP / _TOPIC / _PARTITIONS",
+    )
+
     infra_down = commands.add_parser("infra-down", help="stop what `infra` started")
     infra_down.add_argument("--state-dir", type=Path, default=None, help="default: .state/test")
     return parser
@@ -84,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m helpdesk.deploy`; returns the process exit code."""
     args = _parser().parse_args(argv)
     try:
-        if args.command in {"up", "down", "status"}:
+        if args.command in {"up", "down", "status", "rebuild"}:
             stack = Stack(
                 args.state_dir or dev_state_dir(),
                 kafka_port=DEV_KAFKA_PORT,
@@ -94,6 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return up(stack, foreground=args.foreground, ready_timeout=args.ready_timeout)
             if args.command == "down":
                 stack.down()
+                return 0
+            if args.command == "rebuild":
+                stack.rebuild(args.service)
                 return 0
             lines, all_up = stack.status_lines()
             print("\n".join(lines))
@@ -109,6 +127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             infra = stack.start_infra()
             print(f"HELPDESK_KAFKA_BOOTSTRAP={infra.bootstrap}")
             print(f"DATABASE_URL={infra.database_url}")
+            return 0
+        if args.command == "create-topic":
+            # What docker-compose's `migrate` job runs: the broker is another container.
+            settings = Settings()
+            asyncio.run(ensure_topic(settings.kafka_bootstrap, settings.topic, settings.partitions))
+            print(f"topic {settings.topic} ready ({settings.partitions} partitions)")
             return 0
         if args.command == "infra-down":
             Stack(args.state_dir or state_dir_for_tests()).stop_infra()

@@ -349,6 +349,35 @@ class Stack:
             if self.service_pid(spec) is None:
                 self._pid_file(spec).unlink(missing_ok=True)
 
+    def rebuild(self, name: str) -> None:
+        """Rebuild one service's projection from the stream (`make rebuild-<service>`).
+
+        The service is stopped first: a replica consuming while its projection is replaced
+        could apply an event the replay then wipes. It is started again if it was running.
+        """
+        matches = [spec for spec in self.services if spec.name == name]
+        if not matches:
+            raise DeployError(f"no service {name!r}; one of {[s.name for s in self.services]}")
+        spec = matches[0]
+        infra = self.start_infra()
+        token = self.admin_token()
+        pid = self.service_pid(spec)
+        if pid is not None:
+            log(f"stopping {spec.name} for the rebuild ...")
+            os.kill(pid, signal.SIGTERM)
+            if not wait_until(functools.partial(_gone, pid), 20.0):
+                kill_hard(pid)
+            self._pid_file(spec).unlink(missing_ok=True)
+        subprocess.run(
+            [self.python, "-m", spec.module, "rebuild"],
+            env=self.service_env(spec, infra, token),
+            cwd=repo_root(),
+            check=True,
+        )
+        if pid is not None:
+            self.start_services(infra, token)
+            self.wait_services_ready()
+
     # -- whole stack --------------------------------------------------------------------------
 
     def down(self) -> None:

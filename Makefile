@@ -1,0 +1,59 @@
+# The one entry point. `make up` runs the whole stack; `make test` runs lint and every test tier.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export UV_PYTHON_DOWNLOADS := never
+
+# uv from PATH, else the one pip installs for this Python (`python3 -m uv`).
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+RUN := $(UV) run --frozen
+SERVICES := intake sla-timer billing notifier
+
+.PHONY: help bootstrap up up-background down status lint format test test-unit test-integration test-e2e bench $(addprefix rebuild-,$(SERVICES))
+
+help: ## list the targets
+	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
+
+bootstrap: ## install uv (from PyPI) and the Python environment if missing
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
+		|| python3 -m pip install --quiet --disable-pip-version-check uv
+	@$(UV) sync --frozen --quiet
+
+up: bootstrap ## run Kafka, PostgreSQL and the four services; Ctrl-C stops everything
+	$(RUN) python -m helpdesk.deploy up
+
+up-background: bootstrap ## the same, left running (stop it with `make down`)
+	$(RUN) python -m helpdesk.deploy up --background
+
+down: ## stop a background stack
+	$(RUN) python -m helpdesk.deploy down
+
+status: ## what of the local stack runs
+	$(RUN) python -m helpdesk.deploy status
+
+$(addprefix rebuild-,$(SERVICES)): rebuild-%: bootstrap ## replay the stream into a service's projection
+	$(RUN) python -m helpdesk.deploy rebuild $(subst -,_,$*)
+
+lint: bootstrap ## ruff (lint + format check), mypy --strict, import-linter
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy conftest.py tests bench shared deploy $(wildcard services/*/src services/*/tests)
+	$(RUN) lint-imports
+
+format: bootstrap ## apply ruff's fixes and formatting
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+test: lint ## lint, then the unit, integration and e2e tiers against real Kafka and PostgreSQL
+	$(RUN) pytest
+
+test-unit: bootstrap
+	$(RUN) pytest -m unit
+
+test-integration: bootstrap
+	$(RUN) pytest -m integration
+
+test-e2e: bootstrap
+	$(RUN) pytest -m e2e
+
+bench: bootstrap ## throughput figures against a baseline measured in the same run
+	$(RUN) python -m bench

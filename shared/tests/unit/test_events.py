@@ -1,0 +1,97 @@
+"""The event contracts: a golden sample per type and version, and upcasting of old versions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from pydantic import BaseModel
+
+import helpdesk.shared.contracts  # noqa: F401 - registers every event type
+from helpdesk.shared.events import (
+    Envelope,
+    EventRegistry,
+    UnknownEventTypeError,
+    decode,
+    registry,
+)
+
+pytestmark = pytest.mark.unit
+GOLDEN = Path(__file__).parent.parent / "golden"
+
+
+def _golden(type_: str) -> Path:
+    return GOLDEN / f"{type_}.v{registry.spec(type_).version}.json"
+
+
+@pytest.mark.parametrize("type_", registry.types())
+def test_every_type_has_a_golden_sample_that_decodes(type_: str) -> None:
+    path = _golden(type_)
+    assert path.exists(), f"add a golden sample {path.name} for {type_}"
+    raw = path.read_bytes()
+    event = decode(raw)
+    assert event.type == type_
+    assert isinstance(event.payload, registry.spec(type_).model)
+
+
+@pytest.mark.parametrize("type_", registry.types())
+def test_golden_samples_round_trip_byte_for_byte(type_: str) -> None:
+    raw = json.loads(_golden(type_).read_text())
+    envelope = Envelope.model_validate(raw)
+    assert json.loads(envelope.to_bytes()) == raw
+    # The payload survives its own model unchanged (no field silently dropped or renamed).
+    payload = registry.decode_payload(envelope)
+    assert json.loads(payload.model_dump_json()) == raw["payload"]
+
+
+def test_headers_carry_type_version_event_id_and_ticket_sequence() -> None:
+    envelope = Envelope.model_validate(json.loads(_golden("ticket.resolved").read_text()))
+    headers = dict(envelope.headers())
+    assert headers["type"] == b"ticket.resolved"
+    assert headers["version"] == b"1"
+    assert headers["event_id"] == str(envelope.event_id).encode()
+    assert headers["seq"] == str(envelope.seq).encode()
+
+
+class _V2(BaseModel):
+    subject: str
+    priority: str
+
+
+def _local_registry() -> EventRegistry:
+    local = EventRegistry()
+    local.register("demo.happened", version=2)(_V2)
+
+    @local.upcaster("demo.happened", from_version=1)
+    def _v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+        # v1 called it "title" and had no priority.
+        return {"subject": payload["title"], "priority": "P3"}
+
+    return local
+
+
+def _envelope(version: int, payload: dict[str, Any]) -> Envelope:
+    return Envelope(
+        event_id=UUID(int=1),
+        type="demo.happened",
+        version=version,
+        occurred_at="2026-01-01T00:00:00Z",
+        recorded_at="2026-01-01T00:00:00Z",
+        account_id=UUID(int=2),
+        actor={"type": "system", "id": "t"},
+        correlation_id="c",
+        payload=payload,
+    )
+
+
+def test_an_old_version_is_upcast_to_the_current_model() -> None:
+    payload = _local_registry().decode_payload(_envelope(1, {"title": "VPN down"}))
+    assert payload == _V2(subject="VPN down", priority="P3")
+
+
+def test_a_version_newer_than_this_build_is_refused() -> None:
+    with pytest.raises(UnknownEventTypeError):
+        _local_registry().decode_payload(_envelope(3, {"subject": "x", "priority": "P1"}))
