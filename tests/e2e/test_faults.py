@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -178,6 +180,21 @@ async def _writing_transactions(engine: AsyncEngine) -> set[tuple[int, str]]:
         return {(int(pid), str(xid)) for pid, xid in rows}
 
 
+def _all_waiting_on_client(engine: AsyncEngine) -> Any:
+    """A probe: no other session of this database is running a statement right now."""
+
+    async def probe() -> bool:
+        async with engine.connect() as conn:
+            return not await conn.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND pid <> pg_backend_pid() AND state = 'active'"
+                )
+            )
+
+    return probe
+
+
 def _ended(engine: AsyncEngine, transactions: set[tuple[int, str]]) -> Any:
     """A probe: every one of `transactions` has committed or rolled back.
 
@@ -242,22 +259,35 @@ async def test_consumer_killed_mid_batch_resumes_exactly_once(
         await first.wait_ready()
         per_partition = await _produce(settings.kafka_bootstrap, settings.topic, envelopes)
 
-        async def mid_batch() -> tuple[int, set[tuple[int, str]]] | None:
-            # Some batches committed, not all, and a batch transaction is open right now.
+        assert first.process is not None
+        pid = first.process.pid
+
+        async def frozen_mid_batch() -> tuple[int, set[tuple[int, str]]] | None:
+            """SIGSTOP the consumer while a batch transaction is open; SIGCONT if it was not.
+
+            Frozen, the process can neither commit nor start another batch, so "mid-batch"
+            is a fact when the SIGKILL comes, not a guess raced against the consumer.
+            """
+            if not 0 < await _count(engine, sla_tickets) < events:
+                return None
+            if not await _writing_transactions(engine):
+                return None
+            os.kill(pid, signal.SIGSTOP)
+            # Its backends finish the statement in hand, then wait for the frozen client.
+            await wait_for(_all_waiting_on_client(engine), timeout=10, interval=0.01)
+            open_now = await _writing_transactions(engine)
             applied = await _count(engine, sla_tickets)
-            if 0 < applied < events:
-                open_now = await _writing_transactions(engine)
-                if open_now:
-                    return applied, open_now
+            if open_now and 0 < applied < events:
+                return applied, open_now
+            os.kill(pid, signal.SIGCONT)  # the batch committed just before the stop: again
             return None
 
-        seen_at_kill, open_at_kill = await wait_for(mid_batch, timeout=120, interval=0.01)
+        seen_at_kill, open_at_kill = await wait_for(frozen_mid_batch, timeout=120, interval=0.01)
         first.kill()
         await wait_for(_ended(engine, open_at_kill), timeout=30, interval=0.01)
         # What became of the batch transaction that was open when the process died.
         fate = await _xact_status(engine, open_at_kill)
         committed = await _count(engine, sla_tickets)
-        assert 0 < committed < events, "the kill did not land mid-stream"
 
         restarted_at = time.monotonic()
         second.start()
@@ -279,6 +309,8 @@ async def test_consumer_killed_mid_batch_resumes_exactly_once(
         gaps = await _metric(second.url, "helpdesk_sequence_gaps_total")
         state = await _sla_state(engine, settings.topic)
     finally:
+        if first.process is not None and first.process.poll() is None:
+            os.kill(first.process.pid, signal.SIGCONT)  # a failure left it frozen
         first.stop()
         second.stop()
     print(
@@ -291,6 +323,9 @@ async def test_consumer_killed_mid_batch_resumes_exactly_once(
         f"sequence gaps={gaps:.0f}; rows={state.rows} distinct={state.distinct} "
         f"processed_events={state.processed} stored offsets sum={sum(state.offsets.values())}"
     )
+    assert fate == ["aborted"] * len(open_at_kill)  # the open batch died with the process
+    assert committed == seen_at_kill
+    assert 0 < committed < events
     assert state.rows == events
     assert state.distinct == events
     assert state.ticket_ids == {e.ticket_id for e in envelopes}

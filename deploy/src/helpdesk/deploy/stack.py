@@ -361,6 +361,20 @@ class Stack:
         spec = matches[0]
         infra = self.start_infra()
         token = self.admin_token()
+        # Tells a foreground `up` that this service is down on purpose.
+        marker = self.rebuilding(spec)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        try:
+            self._rebuild(spec, infra, token)
+        finally:
+            marker.unlink(missing_ok=True)
+
+    def rebuilding(self, spec: ServiceSpec) -> Path:
+        """The marker file present while `spec` is stopped for a rebuild."""
+        return self.run_dir / f"{spec.name}.rebuilding"
+
+    def _rebuild(self, spec: ServiceSpec, infra: Infra, token: str) -> None:
         pid = self.service_pid(spec)
         if pid is not None:
             log(f"stopping {spec.name} for the rebuild ...")
@@ -503,7 +517,11 @@ def up(stack: Stack, *, foreground: bool, ready_timeout: float = 120.0) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     exit_code = 0
     while not stop_requested.wait(1.0):
-        dead = [spec for spec in stack.services if stack.service_pid(spec) is None]
+        dead = [
+            spec
+            for spec in stack.services
+            if stack.service_pid(spec) is None and not stack.rebuilding(spec).exists()
+        ]
         if dead:
             for spec in dead:
                 log(f"{spec.name} exited; last lines of its log:\n{tail(stack.log_file(spec))}")

@@ -34,6 +34,7 @@ from helpdesk.shared.contracts.accounts import (
     ContactAdded,
     StaffAdded,
 )
+from helpdesk.shared.contracts.sla import AutoCloseRequested
 from helpdesk.shared.contracts.tickets import TicketFlaggedPartnerResolvable, TicketOpened
 
 # Intake records key events itself (commands and the auto-close consumer both emit through
@@ -186,6 +187,20 @@ async def ticket_changed(conn: AsyncConnection, delivery: Delivery) -> None:
         await save_standing(
             conn, ticket.account_id, partner.flagged(standing, envelope.occurred_at)
         )
+
+
+@projection.on("sla.auto_close_requested")
+async def auto_close_requested(conn: AsyncConnection, delivery: Delivery) -> None:
+    """The SLA timer's follow-ups went unanswered: close the ticket (reason no_response).
+
+    A no-op when the ticket moved on since the request (and so on a rebuild, where the event
+    store already holds the closure).
+    """
+    from helpdesk.intake import commands  # here: commands imports this module
+
+    request = delivery.event.payload
+    assert isinstance(request, AutoCloseRequested)
+    await commands.auto_close(conn, request.ticket_id, request.ticket_seq)
 
 
 def _columns(ticket: Ticket) -> dict[str, object]:

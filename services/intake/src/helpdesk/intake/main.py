@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import helpdesk.shared.contracts  # noqa: F401 - registers every event type
+from helpdesk.intake.adapters.smtp import SmtpListener
 from helpdesk.intake.adapters.tables import metadata, runtime
-from helpdesk.intake.api import accounts, people, tickets
+from helpdesk.intake.api import accounts, email, people, tickets
 from helpdesk.intake.handlers import projection
-from helpdesk.shared.service import ServiceSpec, run_cli
+from helpdesk.shared.service import ServiceRuntime, ServiceSpec, run_cli
 
 
 def build_spec() -> ServiceSpec:
@@ -20,8 +22,16 @@ def build_spec() -> ServiceSpec:
         tables=runtime,
         projection=projection,
         migrations=Path(__file__).parent / "migrations",
-        routers=[accounts.router, people.router, tickets.router],
+        routers=[accounts.router, people.router, tickets.router, email.router],
+        tasks=smtp_tasks,
     )
+
+
+def smtp_tasks(runtime: ServiceRuntime) -> Sequence[Callable[[], Awaitable[None]]]:
+    """The SMTP listener, when HELPDESK_SMTP_PORT is set (0, the default, disables it)."""
+    if not runtime.settings.smtp_port:
+        return []
+    return [SmtpListener(runtime, runtime.settings.http_host, runtime.settings.smtp_port).run]
 
 
 def main() -> None:

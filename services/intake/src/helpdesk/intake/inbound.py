@@ -1,0 +1,216 @@
+"""E-mail intake (seed 003, 3.2 and 7.2): a message opens a ticket or continues one.
+
+The sender must be a contact; the contact becomes the ticket contact. A subject carrying the
+number of a ticket the contact may see (`[HD-100001] ...`, as the notifier sends it) threads
+the message as a customer reply, reopening a closed ticket first; anything else opens a new
+ticket without a priority, so a technician reviews it before a priority is set. Every message
+and its outcome is recorded in `inbound_messages`, refusals included.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal, cast
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from helpdesk.intake import commands
+from helpdesk.intake.adapters.tables import accounts, contacts, inbound_messages, tickets
+from helpdesk.intake.domain.email import InboundEmail, parse_message, ticket_number_in
+from helpdesk.intake.domain.email import without_quoted_reply as reply_text
+from helpdesk.shared.auth import Principal
+from helpdesk.shared.service import ServiceRuntime
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["opened", "replied", "refused"]
+# The public API's limits on a ticket (api/schemas.TicketCreate); a longer e-mail is cut, not
+# refused, because the sender cannot be asked to fix it.
+MAX_SUBJECT = 500
+MAX_BODY = 100_000
+NO_SUBJECT = "(no subject)"
+NO_TEXT = "(no text)"
+
+
+async def receive_email(runtime: ServiceRuntime, raw: bytes) -> dict[str, Any]:
+    """Act on one inbound message and record what became of it.
+
+    Answers `{outcome: opened|replied|refused, ticket_id?, ticket_number?, reason?}`, plus
+    `duplicate: true` when this Message-ID was acted on before (a retried delivery), in which
+    case nothing is done again. Raises `UnreadableEmailError` for bytes that are no message; a
+    `Problem` or any other error means nothing was recorded and the sender should retry.
+    """
+    email = parse_message(raw)
+    async with runtime.transaction() as conn:
+        return await _receive(conn, email)
+
+
+async def _receive(conn: AsyncConnection, email: InboundEmail) -> dict[str, Any]:
+    if email.message_id is not None:
+        # Serialise deliveries of one Message-ID, so two concurrent retries cannot both open
+        # a ticket; the lock ends with the transaction.
+        await conn.execute(
+            sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(email.message_id, 0)))
+        )
+        earlier = await _earlier_outcome(conn, email.message_id)
+        if earlier is not None:
+            return earlier
+    if email.auto_submitted:
+        # An out-of-office or bounce must neither open tickets nor reopen them, and answering
+        # it could start a mail loop with another auto-responder.
+        return await _refuse(conn, email, "automatic reply (Auto-Submitted or Precedence)")
+    contact = (
+        await conn.execute(sa.select(contacts).where(contacts.c.email == email.sender))
+    ).first()
+    if contact is None:
+        return await _refuse(conn, email, "the sender is not a contact of any account")
+    status = await conn.scalar(
+        sa.select(accounts.c.status).where(accounts.c.id == contact.account_id)
+    )
+    if status != "active":
+        # On hold or expired accounts take no new tickets (seed 003, 4.2.2), and their tickets
+        # were closed for that reason: an e-mail must not reopen them.
+        return await _refuse(conn, email, f"the account is {status}")
+    principal = Principal(
+        key_id=f"email:{contact.id}",
+        role="contact",
+        account_id=contact.account_id,
+        contact_id=contact.id,
+        visibility=cast(Literal["own", "account"], contact.visibility),
+    )
+    ctx = commands.context(principal, None, commands.now())
+    ticket_id = await _thread(conn, principal, email)
+    if ticket_id is not None:
+        body = reply_text(email.body)[:MAX_BODY] or NO_TEXT
+        ticket = await commands.load_ticket(conn, ticket_id)
+        assert ticket is not None
+        if ticket.status == "closed":
+            # Seed 003, 4.2: a closed ticket may be reopened if the problem persists; the
+            # customer writing about it again is that.
+            await commands.ticket_command(
+                conn,
+                principal,
+                ticket_id,
+                "reopen",
+                {"reason": "customer replied by e-mail"},
+                ctx,
+                None,
+            )
+        ticket = await commands.ticket_command(
+            conn,
+            principal,
+            ticket_id,
+            "customer-reply",
+            {"body": body, "channel": "email"},
+            ctx,
+            None,
+        )
+        return await _record(conn, email, "replied", ticket.id, ticket.number)
+    request: dict[str, Any] = {
+        "account_id": contact.account_id,
+        "contact_id": contact.id,
+        "subject": email.subject[:MAX_SUBJECT] or NO_SUBJECT,
+        "description": email.body[:MAX_BODY],
+        "channel": "email",
+        # No priority: e-mail tickets are reviewed before a priority is set (seed 003, 7.2).
+        "priority": None,
+        "kind": "incident",
+        "scope": "in",
+        "fields": {},
+    }
+    opened = await commands.open_ticket(conn, principal, request, ctx)
+    return await _record(conn, email, "opened", opened.id, opened.number)
+
+
+async def _thread(conn: AsyncConnection, principal: Principal, email: InboundEmail) -> UUID | None:
+    """The ticket the message continues: numbered in the subject and visible to the sender."""
+    number = ticket_number_in(email.subject)
+    if number is None:
+        return None
+    row = (
+        await conn.execute(
+            sa.select(tickets.c.id, tickets.c.account_id, tickets.c.contact_id).where(
+                tickets.c.number == number
+            )
+        )
+    ).first()
+    # Someone else's ticket number (another account, or a colleague's ticket the sender may
+    # not see) opens a new ticket instead: the sender learns nothing about that ticket.
+    if row is None or not principal.can_see_ticket(row.account_id, row.contact_id):
+        return None
+    ticket_id: UUID = row.id
+    return ticket_id
+
+
+async def _earlier_outcome(conn: AsyncConnection, message_id: str) -> dict[str, Any] | None:
+    row = (
+        await conn.execute(
+            sa.select(inbound_messages.c.outcome, inbound_messages.c.ticket_id, tickets.c.number)
+            .select_from(
+                inbound_messages.outerjoin(tickets, tickets.c.id == inbound_messages.c.ticket_id)
+            )
+            .where(
+                inbound_messages.c.message_id == message_id,
+                inbound_messages.c.outcome.in_(["opened", "replied"]),
+            )
+            .order_by(inbound_messages.c.id)
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        return None
+    return {
+        "outcome": row.outcome,
+        "ticket_id": str(row.ticket_id),
+        "ticket_number": row.number,
+        "duplicate": True,
+    }
+
+
+async def _refuse(conn: AsyncConnection, email: InboundEmail, reason: str) -> dict[str, Any]:
+    log.info("inbound e-mail from %s refused: %s", email.sender, reason)
+    return await _record(conn, email, "refused", None, None, reason)
+
+
+async def _record(
+    conn: AsyncConnection,
+    email: InboundEmail,
+    outcome: Outcome,
+    ticket_id: UUID | None,
+    ticket_number: str | None,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    await conn.execute(
+        inbound_messages.insert().values(
+            message_id=email.message_id,
+            received_at=commands.now(),
+            sender=email.sender,
+            subject=email.subject,
+            outcome=outcome,
+            reason=reason,
+            ticket_id=ticket_id,
+        )
+    )
+    answer: dict[str, Any] = {"outcome": outcome}
+    if ticket_id is not None:
+        answer["ticket_id"] = str(ticket_id)
+        answer["ticket_number"] = ticket_number
+    if reason is not None:
+        answer["reason"] = reason
+    return answer
+
+
+def inbound_view(row: Any) -> dict[str, Any]:
+    """A recorded inbound message as the API lists it."""
+    return {
+        "id": row.id,
+        "message_id": row.message_id,
+        "received_at": row.received_at.isoformat(),
+        "sender": row.sender,
+        "subject": row.subject,
+        "outcome": row.outcome,
+        "reason": row.reason,
+        "ticket_id": str(row.ticket_id) if row.ticket_id else None,
+    }
