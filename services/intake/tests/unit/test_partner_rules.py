@@ -1,0 +1,204 @@
+"""Seed 001's partner rules: warning, revocation, extension, windows and restoration."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
+
+from helpdesk.intake.domain import partner
+from helpdesk.intake.domain.partner import PartnerStanding
+from helpdesk.shared.agreements import PartnerRules
+from helpdesk.shared.contracts.accounts import (
+    PartnerMarginExtended,
+    PartnerMarginRevoked,
+    PartnerWarningIssued,
+)
+
+pytestmark = pytest.mark.unit
+
+ACCOUNT = uuid4()
+T0 = datetime(2025, 1, 6, 10, 0, tzinfo=UTC)
+RULES = PartnerRules(
+    excessive_escalation_threshold=3, window_days=30, warnings_before_penalty=1,
+    margin_restore_days=183,
+)  # fmt: skip
+
+
+def flag(
+    standing: PartnerStanding, at: datetime, rules: PartnerRules = RULES
+) -> tuple[PartnerStanding, list[BaseModel]]:
+    """One more flagged ticket, as intake folds it: the flag, then what it leads to."""
+    standing = partner.flagged(standing, at)
+    decided = partner.on_flagged(standing, at, rules, ACCOUNT)
+    for payload in decided:
+        standing = partner.fold(standing, payload)
+    return standing, decided
+
+
+def flag_all(
+    times: list[datetime], rules: PartnerRules = RULES, standing: PartnerStanding | None = None
+) -> tuple[PartnerStanding, list[list[BaseModel]]]:
+    standing = standing or PartnerStanding()
+    outcomes = []
+    for at in times:
+        standing, decided = flag(standing, at, rules)
+        outcomes.append(decided)
+    return standing, outcomes
+
+
+def days(n: float) -> timedelta:
+    return timedelta(days=n)
+
+
+def test_a_warning_once_the_threshold_is_reached_in_the_window() -> None:
+    standing, outcomes = flag_all([T0, T0 + days(1), T0 + days(2)])
+    assert outcomes[:2] == [[], []]
+    (warning,) = outcomes[2]
+    assert isinstance(warning, PartnerWarningIssued)
+    assert (warning.flagged_in_window, warning.window_days, warning.account_id) == (3, 30, ACCOUNT)
+    assert standing.warnings == 1
+    assert not standing.margin_revoked(T0 + days(2))
+    assert standing.view(T0 + days(2)) == {
+        "flagged_tickets": 3,
+        "warnings": 1,
+        "margin": "granted",
+        "margin_restored_on": None,
+    }
+
+
+def test_the_next_flag_after_a_warning_revokes_the_margin() -> None:
+    standing, _ = flag_all([T0, T0 + days(1), T0 + days(2)])
+    at = T0 + days(3)
+    standing, decided = flag(standing, at)
+    (revoked,) = decided
+    assert isinstance(revoked, PartnerMarginRevoked)
+    assert revoked.restore_on == at + days(183)
+    assert standing.warnings == 0
+    assert standing.margin_revoked(at)
+    view = standing.view(at)
+    assert view["margin"] == "revoked"
+    assert view["margin_restored_on"] == (at + days(183)).isoformat()
+
+
+def test_a_flag_while_revoked_extends_the_revocation() -> None:
+    standing, _ = flag_all([T0 + days(i) for i in range(4)])
+    assert standing.restore_on == T0 + days(3 + 183)
+    at = T0 + days(100)
+    standing, decided = flag(standing, at)
+    (extended,) = decided
+    assert isinstance(extended, PartnerMarginExtended)
+    assert extended.restore_on == at + days(183)
+    assert standing.restore_on == at + days(183)
+    assert standing.margin_revoked(T0 + days(3 + 183))  # the old date no longer restores it
+
+
+def test_flags_spread_wider_than_the_window_never_warn() -> None:
+    _, outcomes = flag_all([T0 + days(31 * i) for i in range(10)])
+    assert all(decided == [] for decided in outcomes)
+
+
+def test_a_flag_exactly_window_days_old_still_counts() -> None:
+    _, outcomes = flag_all([T0, T0 + days(15), T0 + days(30)])
+    assert [type(p) for p in outcomes[2]] == [PartnerWarningIssued]
+
+
+def test_a_flag_just_older_than_the_window_does_not_count() -> None:
+    _, outcomes = flag_all([T0, T0 + days(15), T0 + days(30) + timedelta(seconds=1)])
+    assert outcomes[2] == []
+
+
+def test_the_margin_comes_back_after_margin_restore_days() -> None:
+    standing, _ = flag_all([T0 + days(i) for i in range(4)])
+    restore_on = T0 + days(3 + 183)
+    assert standing.margin_revoked(restore_on - timedelta(seconds=1))
+    assert not standing.margin_revoked(restore_on)
+    assert standing.view(restore_on) == {
+        "flagged_tickets": 4,
+        "warnings": 0,
+        "margin": "granted",
+        "margin_restored_on": None,
+    }
+
+
+def test_after_restoration_the_count_starts_afresh() -> None:
+    standing, _ = flag_all([T0 + days(i) for i in range(4)])
+    restored = T0 + days(3 + 183)
+    # Old flags do not count, and the warning was used up by the revocation: it takes the full
+    # threshold again for a warning, and one more for a revocation.
+    standing, outcomes = flag_all([restored + days(i) for i in range(4)], standing=standing)
+    assert [[type(p) for p in o] for o in outcomes] == [
+        [],
+        [],
+        [PartnerWarningIssued],
+        [PartnerMarginRevoked],
+    ]
+
+
+def test_flags_from_before_the_restoration_do_not_count_even_inside_the_window() -> None:
+    standing, _ = flag_all([T0 + days(i) for i in range(4)])
+    restored = T0 + days(3 + 183)
+    # two flags in the last days before restoration extend it; the count after it is fresh
+    standing, outcomes = flag_all(
+        [restored - days(2), restored - days(1)], standing=standing
+    )
+    assert [[type(p) for p in o] for o in outcomes] == [[PartnerMarginExtended]] * 2
+    new_restore = restored - days(1) + days(183)
+    standing, outcomes = flag_all(
+        [new_restore, new_restore + days(1)], standing=standing
+    )
+    assert outcomes == [[], []]
+
+
+def test_without_warnings_the_threshold_revokes_at_once() -> None:
+    rules = RULES.model_copy(update={"warnings_before_penalty": 0})
+    _, outcomes = flag_all([T0, T0 + days(1), T0 + days(2)], rules)
+    assert [type(p) for p in outcomes[2]] == [PartnerMarginRevoked]
+
+
+def test_several_warnings_before_the_penalty() -> None:
+    rules = RULES.model_copy(update={"warnings_before_penalty": 2})
+    standing, outcomes = flag_all([T0 + days(i) for i in range(5)], rules)
+    assert [[type(p) for p in o] for o in outcomes] == [
+        [],
+        [],
+        [PartnerWarningIssued],
+        [PartnerWarningIssued],
+        [PartnerMarginRevoked],
+    ]
+    assert standing.margin_revoked(T0 + days(4))
+
+
+def test_a_zero_day_restoration_period_never_revokes_for_long() -> None:
+    rules = RULES.model_copy(update={"margin_restore_days": 0})
+    standing, outcomes = flag_all([T0 + days(i) for i in range(4)], rules)
+    assert [type(p) for p in outcomes[3]] == [PartnerMarginRevoked]
+    assert not standing.margin_revoked(T0 + days(3))
+
+
+@given(st.lists(st.integers(min_value=0, max_value=2000), max_size=30))
+@settings(max_examples=200, deadline=None)
+def test_no_revocation_without_a_warning_first(offsets: list[int]) -> None:
+    standing = PartnerStanding()
+    warned = False
+    for hours in sorted(offsets):
+        at = T0 + timedelta(hours=hours * 12)
+        revoked_before = standing.margin_revoked(at)
+        standing, decided = flag(standing, at)
+        for payload in decided:
+            if isinstance(payload, PartnerWarningIssued):
+                assert not revoked_before
+                warned = True
+            elif isinstance(payload, PartnerMarginRevoked):
+                assert warned and not revoked_before
+                assert payload.restore_on == at + days(183)
+                warned = False
+            else:
+                assert isinstance(payload, PartnerMarginExtended)
+                assert revoked_before
+        assert len(decided) <= 1
+    assert len(standing.flagged_at) == len(offsets)
