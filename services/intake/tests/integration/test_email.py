@@ -146,7 +146,9 @@ async def test_a_reply_to_a_closed_ticket_reopens_it(intake: InProcessService) -
     account_id = await _account(http)
     await _contact(http, account_id, "ann@customer.example")
     opened = (await _post(http, _email("ann@customer.example", "Mail bounces", "x"))).json()
-    closed = await http.post(f"/v1/tickets/{opened['ticket_id']}/close", json={"reason": "duplicate"})
+    closed = await http.post(
+        f"/v1/tickets/{opened['ticket_id']}/close", json={"reason": "duplicate"}
+    )
     assert closed.status_code == 200, closed.text
 
     response = await _post(

@@ -199,7 +199,10 @@ def test_the_notifier_subject_always_yields_its_number(digits: int, prefix: str,
 
 
 def test_a_trailing_quote_and_its_attribution_are_dropped() -> None:
-    body = "Still broken after the restart.\n\nOn Mon, 3 Mar 2025, Support wrote:\n> Try a restart\n>\n"
+    body = (
+        "Still broken after the restart.\n\n"
+        "On Mon, 3 Mar 2025, Support wrote:\n> Try a restart\n>\n"
+    )
     assert without_quoted_reply(body) == "Still broken after the restart."
 
 

@@ -36,7 +36,7 @@ def flag(
     standing = partner.flagged(standing, at)
     decided = partner.on_flagged(standing, at, rules, ACCOUNT)
     for payload in decided:
-        standing = partner.fold(standing, payload)
+        standing = partner.fold(standing, payload, at)
     return standing, decided
 
 
@@ -143,14 +143,10 @@ def test_flags_from_before_the_restoration_do_not_count_even_inside_the_window()
     standing, _ = flag_all([T0 + days(i) for i in range(4)])
     restored = T0 + days(3 + 183)
     # two flags in the last days before restoration extend it; the count after it is fresh
-    standing, outcomes = flag_all(
-        [restored - days(2), restored - days(1)], standing=standing
-    )
+    standing, outcomes = flag_all([restored - days(2), restored - days(1)], standing=standing)
     assert [[type(p) for p in o] for o in outcomes] == [[PartnerMarginExtended]] * 2
     new_restore = restored - days(1) + days(183)
-    standing, outcomes = flag_all(
-        [new_restore, new_restore + days(1)], standing=standing
-    )
+    standing, outcomes = flag_all([new_restore, new_restore + days(1)], standing=standing)
     assert outcomes == [[], []]
 
 
@@ -194,7 +190,8 @@ def test_no_revocation_without_a_warning_first(offsets: list[int]) -> None:
                 assert not revoked_before
                 warned = True
             elif isinstance(payload, PartnerMarginRevoked):
-                assert warned and not revoked_before
+                assert warned
+                assert not revoked_before
                 assert payload.restore_on == at + days(183)
                 warned = False
             else:
@@ -202,3 +199,20 @@ def test_no_revocation_without_a_warning_first(offsets: list[int]) -> None:
                 assert revoked_before
         assert len(decided) <= 1
     assert len(standing.flagged_at) == len(offsets)
+
+
+def test_a_warning_older_than_the_window_lapses() -> None:
+    """Seed 001 revokes for partners that *continue*: a lone flag months later does not."""
+    standing, decided = flag_all([T0, T0 + timedelta(days=1), T0 + timedelta(days=2)])
+    assert isinstance(decided[-1][0], PartnerWarningIssued)
+    later = T0 + timedelta(days=2 + RULES.window_days + 1)
+    standing, outcome = flag(standing, later)
+    assert outcome == []
+    assert not standing.margin_revoked(later)
+    # Within the window after the warning, a further flag does revoke.
+    standing, decided = flag_all(
+        [later + timedelta(days=1), later + timedelta(days=2)], standing=standing
+    )
+    assert isinstance(decided[-1][0], PartnerWarningIssued)
+    standing, outcome = flag(standing, later + timedelta(days=3))
+    assert isinstance(outcome[0], PartnerMarginRevoked)

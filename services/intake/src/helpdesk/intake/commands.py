@@ -142,6 +142,8 @@ def envelope(
 
 async def record(conn: AsyncConnection, events: Sequence[Event]) -> None:
     """Apply events to intake's read models and queue them for Kafka, in this transaction."""
+    if not events:
+        return  # e.g. a partner flag below the threshold decides nothing
     await emit(conn, runtime, projection, events)
 
 
@@ -249,12 +251,7 @@ async def account_row(conn: AsyncConnection, principal: Principal, account_id: U
 
 def account_view(row: Any, at: datetime) -> dict[str, Any]:
     """An account as the API shows it."""
-    raw = row.partner or {}
-    standing = partner.PartnerStanding(
-        flagged_at=tuple(datetime.fromisoformat(t) for t in raw.get("flagged_at", [])),
-        warnings=raw.get("warnings", 0),
-        restore_on=datetime.fromisoformat(raw["restore_on"]) if raw.get("restore_on") else None,
-    )
+    standing = partner.PartnerStanding.from_json(row.partner or {})
     return {
         "id": row.id,
         "number": row.number,
@@ -354,15 +351,24 @@ async def open_ticket(
                 "Invalid request",
                 "The agreement requires fields that are missing; nothing was changed.",
                 errors=[
-                    {"field": f"fields.{f}", "reason": "required by the agreement"}
+                    # a top-level ticket field (affected_users) or a key of `fields`
+                    {
+                        "field": f if f in request else f"fields.{f}",
+                        "reason": "required by the agreement",
+                    }
                     for f in missing.fields
                 ],
             ) from missing
     reported_at: datetime = request.get("reported_at") or ctx.occurred_at
+    if request.get("reported_at") is not None and not principal.may_import:
+        raise Problem(
+            403,
+            "Forbidden",
+            "Only a key with the import scope may set reported_at.",
+            errors=[{"field": "reported_at", "reason": "needs the import scope"}],
+        )
     if reported_at > ctx.recorded_at:
         raise _invalid("reported_at", "lies in the future")
-    if request.get("reported_at") is not None and not principal.may_import:
-        raise _invalid("reported_at", "needs the import scope")
     ticket_id = new_id()
     opened = TicketOpened(
         ticket_id=ticket_id,
@@ -383,7 +389,10 @@ async def open_ticket(
         reported_at=reported_at,
         agreement_version=account.agreement_version,
     )
-    occurred = Context(ctx.actor, ctx.recorded_at, max(ctx.occurred_at, reported_at))
+    # An imported ticket opens when it was reported, unless the import says otherwise; else
+    # its later back-dated commands would lie before its opening.
+    opened_at = reported_at if request.get("occurred_at") is None else ctx.occurred_at
+    occurred = Context(ctx.actor, ctx.recorded_at, max(opened_at, reported_at))
     event = envelope(opened, occurred, account_id=account_id, ticket_id=ticket_id, seq=1)
     await append_to_store(conn, [event])
     await record(conn, [event])

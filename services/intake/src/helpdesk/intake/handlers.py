@@ -7,8 +7,6 @@ clock: every time comes from the events.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -144,7 +142,8 @@ async def partner_standing_changed(conn: AsyncConnection, delivery: Delivery) ->
     """Fold a partner warning or margin change into the account's standing."""
     account_id = delivery.event.envelope.account_id
     standing = await load_standing(conn, account_id)
-    await save_standing(conn, account_id, partner.fold(standing, delivery.event.payload))
+    folded = partner.fold(standing, delivery.event.payload, delivery.event.envelope.occurred_at)
+    await save_standing(conn, account_id, folded)
 
 
 @projection.on("ticket.opened")
@@ -221,21 +220,14 @@ def _columns(ticket: Ticket) -> dict[str, object]:
 
 async def load_standing(conn: AsyncConnection, account_id: object) -> partner.PartnerStanding:
     """An account's partner standing."""
-    raw = await conn.scalar(sa.select(accounts.c.partner).where(accounts.c.id == account_id)) or {}
-    return partner.PartnerStanding(
-        flagged_at=tuple(datetime.fromisoformat(t) for t in raw.get("flagged_at", [])),
-        warnings=raw.get("warnings", 0),
-        restore_on=datetime.fromisoformat(raw["restore_on"]) if raw.get("restore_on") else None,
-    )
+    raw = await conn.scalar(sa.select(accounts.c.partner).where(accounts.c.id == account_id))
+    return partner.PartnerStanding.from_json(raw or {})
 
 
 async def save_standing(
     conn: AsyncConnection, account_id: object, standing: partner.PartnerStanding
 ) -> None:
     """Store an account's partner standing."""
-    raw = {
-        "flagged_at": [t.isoformat() for t in standing.flagged_at],
-        "warnings": standing.warnings,
-        "restore_on": standing.restore_on.isoformat() if standing.restore_on else None,
-    }
-    await conn.execute(accounts.update().where(accounts.c.id == account_id).values(partner=raw))
+    await conn.execute(
+        accounts.update().where(accounts.c.id == account_id).values(partner=standing.to_json())
+    )

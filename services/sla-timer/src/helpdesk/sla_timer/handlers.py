@@ -22,6 +22,7 @@ async def ticket_opened(conn: AsyncConnection, delivery: Delivery) -> None:
         .values(
             ticket_id=opened.ticket_id,
             account_id=opened.account_id,
+            contact_id=opened.contact_id,
             partition=delivery.partition,
             number=opened.number,
             priority=opened.priority,

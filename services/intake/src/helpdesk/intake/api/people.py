@@ -177,3 +177,17 @@ async def revoke_key(key_id: str, runtime: Runtime, caller: Caller) -> Response:
             event = commands.envelope(ApiKeyRevoked(key_id=key_id), ctx, account_id=owner)
             await commands.record(conn, [event])
     return Response(status_code=204)
+
+
+@router.get("/me")
+async def whoami(caller: Caller) -> dict[str, Any]:
+    """The calling key: its role, account, contact or staff member, and scopes."""
+    return {
+        "key_id": caller.key_id,
+        "role": caller.role,
+        "account_id": caller.account_id,
+        "contact_id": caller.contact_id,
+        "staff_id": caller.staff_id,
+        "visibility": caller.visibility,
+        "scopes": sorted(caller.scopes),
+    }

@@ -26,8 +26,14 @@ class PartnerStanding:
     """Where a partner account stands: its flagged tickets, warnings and margin."""
 
     flagged_at: tuple[datetime, ...] = ()
-    warnings: int = 0
+    # Warnings since the last revocation; one older than the rolling window has lapsed.
+    warned_at: tuple[datetime, ...] = ()
     restore_on: datetime | None = None
+
+    @property
+    def warnings(self) -> int:
+        """Warnings issued since the last revocation."""
+        return len(self.warned_at)
 
     def margin_revoked(self, at: datetime) -> bool:
         """Whether the partner is billed at full price at instant `at`."""
@@ -45,19 +51,44 @@ class PartnerStanding:
             else None,
         }
 
+    def to_json(self) -> dict[str, object]:
+        """The stored form."""
+        return {
+            "flagged_at": [t.isoformat() for t in self.flagged_at],
+            "warned_at": [t.isoformat() for t in self.warned_at],
+            "restore_on": self.restore_on.isoformat() if self.restore_on else None,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, object]) -> PartnerStanding:
+        """The inverse of `to_json` (an empty dict is a partner never flagged)."""
+
+        def instants(key: str) -> tuple[datetime, ...]:
+            values = raw.get(key) or []
+            assert isinstance(values, list)
+            return tuple(datetime.fromisoformat(str(t)) for t in values)
+
+        restore_on = raw.get("restore_on")
+        return cls(
+            flagged_at=instants("flagged_at"),
+            warned_at=instants("warned_at"),
+            restore_on=datetime.fromisoformat(str(restore_on)) if restore_on else None,
+        )
+
 
 def flagged(standing: PartnerStanding, at: datetime) -> PartnerStanding:
     """Fold one more flagged ticket."""
     return replace(standing, flagged_at=(*standing.flagged_at, at))
 
 
-def fold(standing: PartnerStanding, payload: BaseModel) -> PartnerStanding:
-    """Fold a warning, revocation or extension (a revocation uses the warnings up)."""
+def fold(standing: PartnerStanding, payload: BaseModel, at: datetime) -> PartnerStanding:
+    """Fold a warning, revocation or extension recorded at `at` (a revocation uses the
+    warnings up)."""
     match payload:
         case PartnerWarningIssued():
-            return replace(standing, warnings=standing.warnings + 1)
+            return replace(standing, warned_at=(*standing.warned_at, at))
         case PartnerMarginRevoked():
-            return replace(standing, warnings=0, restore_on=payload.restore_on)
+            return replace(standing, warned_at=(), restore_on=payload.restore_on)
         case PartnerMarginExtended():
             return replace(standing, restore_on=payload.restore_on)
     return standing
@@ -66,21 +97,26 @@ def fold(standing: PartnerStanding, payload: BaseModel) -> PartnerStanding:
 def on_flagged(
     standing: PartnerStanding, at: datetime, rules: PartnerRules, account_id: UUID
 ) -> list[BaseModel]:
-    """What flagging one more ticket at `at` leads to; `standing` already includes it."""
+    """What flagging one more ticket at `at` leads to; `standing` already includes it.
+
+    Seed 001: excessive escalations earn a warning; a partner that *continues* (a further
+    flagged ticket while a warning is within the rolling window) loses its margin until none
+    has been flagged for `margin_restore_days`.
+    """
     restore_on = at + timedelta(days=rules.margin_restore_days)
     if standing.margin_revoked(at):
         return [PartnerMarginExtended(account_id=account_id, restore_on=restore_on)]
-    if 0 < rules.warnings_before_penalty <= standing.warnings:
-        # Warned already: a further such ticket costs the margin.
+    window_start = at - timedelta(days=rules.window_days)
+    active_warnings = [w for w in standing.warned_at if w >= window_start]
+    if 0 < rules.warnings_before_penalty <= len(active_warnings):
         return [PartnerMarginRevoked(account_id=account_id, restore_on=restore_on)]
     # Only flags inside the window count, and none from before a margin came back.
-    window_start = at - timedelta(days=rules.window_days)
     if standing.restore_on is not None:
         window_start = max(window_start, standing.restore_on)
     recent = [t for t in standing.flagged_at if t >= window_start]
     if len(recent) < rules.excessive_escalation_threshold:
         return []
-    if standing.warnings < rules.warnings_before_penalty:
+    if len(active_warnings) < rules.warnings_before_penalty:
         return [
             PartnerWarningIssued(
                 account_id=account_id, flagged_in_window=len(recent), window_days=rules.window_days

@@ -340,7 +340,8 @@ def escalate(
     _require_active(ticket, "escalate")
     if tier == "vendor" and ticket.status == "waiting_on_vendor":
         raise TransitionError("the ticket is already with the vendor")
-    check_required(required, {**ticket.fields, **fields})
+    # A required name is a top-level ticket field (affected_users) or a key of `fields`.
+    check_required(required, {**ticket.view(), **ticket.fields, **fields})
     return TicketEscalated(tier=tier, fields=fields)
 
 

@@ -28,7 +28,9 @@ async def ticket_notifications(
                 .order_by(notifications.c.created_at)
             )
         ).all()
-    visible = [row for row in rows if caller.can_see_account(row.account_id)]
+    visible = [
+        row for row in rows if caller.can_see_ticket(row.account_id, row.recipient_contact_id)
+    ]
     if not visible:
         raise Problem(404, "Not Found", "No notifications for such a ticket.")
     return [

@@ -16,6 +16,7 @@ sla_tickets = sa.Table(
     metadata,
     sa.Column("ticket_id", pg.UUID(as_uuid=True), primary_key=True),
     sa.Column("account_id", pg.UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("contact_id", pg.UUID(as_uuid=True), nullable=True),
     sa.Column("partition", sa.Integer, nullable=True),
     sa.Column("number", sa.Text, nullable=False),
     sa.Column("priority", sa.Text, nullable=True),

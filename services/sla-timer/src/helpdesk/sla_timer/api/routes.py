@@ -22,7 +22,7 @@ async def ticket_sla(ticket_id: UUID, runtime: Runtime, caller: Caller) -> dict[
         row = (
             await conn.execute(sa.select(sla_tickets).where(sla_tickets.c.ticket_id == ticket_id))
         ).first()
-    if row is None or not caller.can_see_account(row.account_id):
+    if row is None or not caller.can_see_ticket(row.account_id, row.contact_id):
         raise Problem(404, "Not Found", "No such ticket.")
     return {
         "ticket_id": row.ticket_id,

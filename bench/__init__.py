@@ -1,0 +1,1 @@
+"""Benchmarks of the Helpdesk runtime (`make bench`, or `uv run python -m bench`)."""

@@ -1,0 +1,156 @@
+"""Agreement presets and overrides, required fields, and seed 001's partner rules over HTTP."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from helpdesk.shared.agreements import get_preset
+from services.intake.tests.integration._support import (
+    As,
+    new_account,
+    new_ticket,
+    ok,
+    problem_fields,
+    run,
+)
+
+pytestmark = pytest.mark.integration
+
+PRESETS = [
+    "cloud_platform",
+    "partner_reseller",
+    "small_business_remote",
+    "four_tier_24x7",
+    "managed_budget",
+]
+PARTNER_FIELDS = {
+    "partner_domain": "partner.example",
+    "customer_name": "Customer Ltd",
+    "customer_domain": "customer.example",
+    "details": "cannot log in",
+    "steps_taken": "replicate, review, research",
+    "error_messages": "401",
+}
+
+
+async def test_five_presets_are_listed(admin: As) -> None:
+    presets = ok(await admin.get("/v1/agreement-presets"))
+    assert sorted(p["name"] for p in presets) == sorted(PRESETS)
+    assert sorted(p["seed"] for p in presets) == ["000", "001", "002", "003", "004"]
+    assert all(p["agreement"]["calendars"] for p in presets)
+
+
+async def test_each_preset_applies_and_every_change_is_a_new_version(admin: As) -> None:
+    account = await new_account(admin)
+    url = f"/v1/accounts/{account['id']}/agreement"
+    assert (await admin.get(url)).status_code == 404
+    for version, name in enumerate(PRESETS, start=1):
+        put = ok(await admin.put(url, {"preset": name}))
+        assert (put["preset"], put["version"]) == (name, version)
+        got = ok(await admin.get(url))
+        assert got == put
+        preset = get_preset(name)
+        assert preset is not None
+        assert got["targets"] == preset.agreement.model_dump(mode="json")["targets"]
+    assert ok(await admin.get(f"/v1/accounts/{account['id']}"))["agreement_version"] == 5
+
+
+async def test_an_override_merges_into_the_preset(admin: As) -> None:
+    account = await new_account(admin)
+    url = f"/v1/accounts/{account['id']}/agreement"
+    preset = get_preset("four_tier_24x7")
+    assert preset is not None
+    base = preset.agreement.model_dump(mode="json")
+    body = {"preset": "four_tier_24x7", "targets": {"P1": {"response_minutes": 30}}}
+    got = ok(await admin.put(url, body))
+    assert got["targets"]["P1"]["response_minutes"] == 30
+    assert got["targets"]["P1"]["resolution_minutes"] == base["targets"]["P1"]["resolution_minutes"]
+    assert got["targets"]["P1"]["calendar"] == base["targets"]["P1"]["calendar"]
+    assert got["targets"]["P2"] == base["targets"]["P2"]
+    assert got["plan"] == base["plan"]
+    assert ok(await admin.get(url))["targets"]["P1"]["response_minutes"] == 30
+
+
+async def test_partner_preset_requires_its_fields_on_open(admin: As) -> None:
+    account = await new_account(admin, agreement={"preset": "partner_reseller"})
+    body = {"account_id": account["id"], "subject": "escalation", "fields": {}}
+    missing = problem_fields(await admin.post("/v1/tickets", body))
+    assert sorted(missing) == sorted(f"fields.{f}" for f in PARTNER_FIELDS)
+    some = {**body, "fields": {"partner_domain": "p.example", "details": "  "}}
+    missing = problem_fields(await admin.post("/v1/tickets", some))
+    assert sorted(missing) == sorted(f"fields.{f}" for f in PARTNER_FIELDS if f != "partner_domain")
+    listed = ok(await admin.get("/v1/tickets", account_id=account["id"]))["items"]
+    assert listed == []
+    ticket = await new_ticket(admin, account["id"], fields=PARTNER_FIELDS)
+    assert ticket["fields"] == PARTNER_FIELDS
+
+
+async def test_four_tier_preset_requires_affected_users(admin: As) -> None:
+    account = await new_account(admin, agreement={"preset": "four_tier_24x7"})
+    refused = await admin.post("/v1/tickets", {"account_id": account["id"], "subject": "down"})
+    assert problem_fields(refused) == ["affected_users"]
+    ticket = await new_ticket(admin, account["id"], affected_users=0)
+    assert ticket["affected_users"] == 0
+    # e-mail tickets are reviewed by a technician first: nothing is refused
+    emailed = await new_ticket(admin, account["id"], channel="email")
+    assert emailed["affected_users"] is None
+
+
+async def closed_partner_ticket(admin: As, account_id: str) -> str:
+    ticket = await new_ticket(admin, account_id, fields=PARTNER_FIELDS, priority="P3")
+    ok(await run(admin, ticket["id"], "close", {"reason": "duplicate"}))
+    return str(ticket["id"])
+
+
+async def test_partner_warning_then_revocation(admin: As) -> None:
+    account = await new_account(admin, agreement={"preset": "partner_reseller"})
+    url = f"/v1/accounts/{account['id']}"
+    preset = get_preset("partner_reseller")
+    assert preset is not None
+    assert preset.agreement.partner_rules is not None
+    rules = preset.agreement.partner_rules
+    threshold = rules.excessive_escalation_threshold
+
+    still_open = await new_ticket(admin, account["id"], fields=PARTNER_FIELDS)
+    assert (await run(admin, still_open["id"], "partner-resolvable")).status_code == 409
+
+    for n in range(1, threshold + 1):
+        ticket_id = await closed_partner_ticket(admin, account["id"])
+        flagged = ok(await run(admin, ticket_id, "partner-resolvable", {"note": f"#{n}"}))
+        assert flagged["partner_resolvable"] is True
+        standing = ok(await admin.get(url))["partner"]
+        assert standing["flagged_tickets"] == n
+        assert standing["warnings"] == (1 if n == threshold else 0)
+        assert standing["margin"] == "granted"
+    assert (await run(admin, ticket_id, "partner-resolvable")).status_code == 409
+
+    ticket_id = await closed_partner_ticket(admin, account["id"])
+    flagged_at = datetime.now(UTC)
+    ok(await run(admin, ticket_id, "partner-resolvable"))
+    standing = ok(await admin.get(url))["partner"]
+    assert standing["margin"] == "revoked"
+    assert standing["warnings"] == 0
+    restored_on = datetime.fromisoformat(standing["margin_restored_on"])
+    expected = flagged_at + timedelta(days=rules.margin_restore_days)
+    assert abs(restored_on - expected) < timedelta(seconds=30)
+
+    # a further flag while revoked pushes the date on
+    ticket_id = await closed_partner_ticket(admin, account["id"])
+    ok(await run(admin, ticket_id, "partner-resolvable"))
+    extended = ok(await admin.get(url))["partner"]
+    assert extended["margin"] == "revoked"
+    assert datetime.fromisoformat(extended["margin_restored_on"]) >= restored_on
+    assert extended["flagged_tickets"] == threshold + 2
+
+
+async def test_flagging_needs_partner_rules(admin: As) -> None:
+    account = await new_account(admin, agreement={"preset": "managed_budget"})
+    ticket = await new_ticket(admin, account["id"])
+    ok(await run(admin, ticket["id"], "close", {"reason": "duplicate"}))
+    assert (await run(admin, ticket["id"], "partner-resolvable")).status_code == 409
+    plain = await new_account(admin)
+    ticket = await new_ticket(admin, plain["id"])
+    ok(await run(admin, ticket["id"], "close", {"reason": "duplicate"}))
+    assert (await run(admin, ticket["id"], "partner-resolvable")).status_code == 409
