@@ -6,24 +6,30 @@ import argparse
 import asyncio
 import os
 
-from bench.outbox_relay import DEFAULT_MESSAGES, run
+from bench import intake_api, outbox_relay
+
+
+async def _all(bootstrap: str, database_url: str, messages: int, requests: int) -> None:
+    await outbox_relay.run(bootstrap, database_url, messages)
+    await intake_api.run(bootstrap, database_url, requests)
 
 
 def main() -> None:
     """Parse the options, find a broker and a database, and run the benchmarks."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--messages", type=int, default=DEFAULT_MESSAGES)
+    parser.add_argument("--messages", type=int, default=outbox_relay.DEFAULT_MESSAGES)
+    parser.add_argument("--requests", type=int, default=intake_api.DEFAULT_REQUESTS)
     args = parser.parse_args()
     bootstrap = os.environ.get("HELPDESK_KAFKA_BOOTSTRAP")
     database_url = os.environ.get("DATABASE_URL")
     if bootstrap and database_url:
-        asyncio.run(run(bootstrap, database_url, args.messages))
+        asyncio.run(_all(bootstrap, database_url, args.messages, args.requests))
         return
     from helpdesk.deploy.testing import provision_test_infra, teardown_test_infra
 
     bootstrap, database_url = provision_test_infra()
     try:
-        asyncio.run(run(bootstrap, database_url, args.messages))
+        asyncio.run(_all(bootstrap, database_url, args.messages, args.requests))
     finally:
         teardown_test_infra()
 

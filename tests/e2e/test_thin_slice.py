@@ -43,9 +43,9 @@ async def test_ticket_reaches_all_consumers_within_a_second(
         started = time.monotonic()
         period = ticket["reported_at"][:7]
         checks = {
-            "sla_timer": f"/v1/tickets/{ticket['ticket_id']}/sla",
+            "sla_timer": f"/v1/tickets/{ticket['id']}/sla",
             "billing": f"/v1/accounts/{account['id']}/usage?period={period}",
-            "notifier": f"/v1/tickets/{ticket['ticket_id']}/notifications",
+            "notifier": f"/v1/tickets/{ticket['id']}/notifications",
         }
         for name, path in checks.items():
             async with services[name].client() as client:

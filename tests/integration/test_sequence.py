@@ -180,3 +180,48 @@ async def test_ticket_events_the_service_does_not_handle_still_count_in_the_sequ
     assert gaps_orderly == 0
     assert gaps_hole == 1
     assert last == 5
+
+
+async def test_events_applied_before_they_came_back_still_count_in_the_sequence(
+    settings: Settings,
+) -> None:
+    """The writing service applies its own events at once (apply_own claims their ids).
+
+    When the relay's copies come back they are skipped as duplicates, and their seq still
+    advances the ticket's: the writer's next event of a type it does not handle is no gap.
+    """
+    account, ticket = uuid.uuid4(), uuid.uuid4()
+    own = [_opened(account, ticket, 1), _opened(account, ticket, 3)]
+    async with in_process("sla_timer", settings) as sla:
+        handled = sla.runtime.consumer.applier.projection.handlers
+        skipped_type = next(
+            t for t in registry.types() if t.startswith("ticket.") and t not in handled
+        )
+        async with sla.runtime.engine.begin() as conn:
+            await conn.execute(
+                sla_runtime_tables.processed_events.insert(),
+                [{"event_id": e.event_id} for e in own],
+            )
+        envelopes = [
+            own[0],
+            _unhandled(skipped_type, account, ticket, 2, uuid.uuid4()),
+            own[1],
+            _unhandled(skipped_type, account, ticket, 4, uuid.uuid4()),
+        ]
+        await _publish(settings, envelopes)
+        await _wait_offsets(sla, settings.topic, len(envelopes))
+        samples = await _scrape(sla)
+        sequence = sla_runtime_tables.ticket_sequence
+        async with sla.runtime.engine.connect() as conn:
+            last = await conn.scalar(
+                sa.select(sequence.c.last_seq).where(sequence.c.ticket_id == ticket)
+            )
+    gaps = samples["helpdesk_sequence_gaps_total"]
+    duplicates = samples["helpdesk_duplicate_events_total"]
+    print(
+        f"\nseq 1 (own, claimed), 2 ({skipped_type}), 3 (own, claimed), 4 ({skipped_type}): "
+        f"duplicates skipped={duplicates}, helpdesk_sequence_gaps_total={gaps}, last seq={last}"
+    )
+    assert duplicates == 2
+    assert gaps == 0
+    assert last == 4

@@ -191,7 +191,8 @@ async def test_a_key_issued_at_intake_works_at_the_sla_timer(
 ) -> None:
     _, own = world["own"]
     own_ticket, b_ticket = world["own_ticket"], world["b_ticket"]
-    _, doomed = await contact_key(admin, world["a"]["id"])
+    _, doomed = await contact_key(admin, world["a"]["id"], visibility="account")
+    _, colleague = await contact_key(admin, world["a"]["id"])
     async with in_process("sla_timer", stack) as sla:
         sla_own = As(sla.http, own.token)
         sla_admin = As(sla.http, admin.token)
@@ -208,6 +209,10 @@ async def test_a_key_issued_at_intake_works_at_the_sla_timer(
         assert view["ticket_id"] == own_ticket["id"]
         await wait_for(lambda: seen(sla_admin, b_ticket["id"]))
         assert await status(sla_own, b_ticket["id"]) == 404
+        # Visibility "own" holds at the SLA timer too: a colleague's ticket is not theirs.
+        sla_colleague = As(sla.http, colleague.token)
+        await wait_for(lambda: status(sla_colleague, own_ticket["id"]))
+        assert await status(sla_colleague, own_ticket["id"]) == 404
 
         # a revocation reaches the other service too
         sla_doomed = As(sla.http, doomed.token)

@@ -72,69 +72,70 @@ def _header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
     return None
 
 
-async def check_sequence(
-    conn: AsyncConnection, tables: RuntimeTables, metrics: Metrics | None, event: Event
-) -> None:
-    """Alert (error log, metric) when a ticket event is not its ticket's last seq + 1."""
-    envelope = event.envelope
-    if envelope.ticket_id is None or envelope.seq is None:
-        return
-    await _sequence(conn, tables, metrics, envelope.ticket_id, envelope.seq, envelope.event_id)
+class SequenceCheck:
+    """Per-ticket seq bookkeeping for one batch: read once, checked in memory, written once.
 
-
-async def check_skipped_sequence(
-    conn: AsyncConnection,
-    tables: RuntimeTables,
-    metrics: Metrics | None,
-    record: ConsumerRecord[bytes, bytes],
-) -> None:
-    """The seq check of a ticket event this service skips unparsed, from its headers.
-
-    Its seq still advances the ticket's, or the next handled event would look like a gap.
-    Its event_id is not recorded as processed, so a republished copy of it (seq <= last)
-    cannot be told from the original: for these only a hole (seq > last + 1) is an alert.
+    A handled event must be its ticket's last seq + 1. An event this service skips (a type it
+    does not handle, or a copy of one already applied) still advances the sequence, but it
+    cannot be told from a republished copy, so for it only a hole (seq > last + 1) alerts.
     """
-    ticket_id, seq = _header(record, "ticket_id"), _header(record, "seq")
-    if ticket_id is None or seq is None:
-        return
-    event_id = UUID(_header(record, "event_id"))
-    await _sequence(conn, tables, metrics, UUID(ticket_id), int(seq), event_id, skipped=True)
 
+    def __init__(self, tables: RuntimeTables, metrics: Metrics) -> None:
+        self._table = tables.ticket_sequence
+        self._metrics = metrics
+        self._last: dict[UUID, int] = {}
+        self._changed: set[UUID] = set()
 
-async def _sequence(
-    conn: AsyncConnection,
-    tables: RuntimeTables,
-    metrics: Metrics | None,
-    ticket_id: UUID,
-    seq: int,
-    event_id: UUID,
-    *,
-    skipped: bool = False,
-) -> None:
-    seqs = tables.ticket_sequence
-    previous = await conn.scalar(
-        sa.select(seqs.c.last_seq).where(seqs.c.ticket_id == ticket_id).with_for_update()
-    )
-    expected = (previous or 0) + 1
-    if seq > expected or (seq != expected and not skipped):
-        if metrics is not None:
-            metrics.sequence_gaps.inc()
-        log.error(
-            "ticket event out of sequence",
-            extra={
-                "ticket_id": str(ticket_id),
-                "seq": seq,
-                "expected": expected,
-                "event_id": str(event_id),
-            },
+    async def load(
+        self, conn: AsyncConnection, records: Sequence[ConsumerRecord[bytes, bytes]]
+    ) -> None:
+        """Lock and read the last seq of every ticket the batch touches."""
+        ids = {UUID(t) for r in records if (t := _header(r, "ticket_id")) is not None}
+        if not ids:
+            return
+        table = self._table
+        rows = await conn.execute(
+            sa.select(table.c.ticket_id, table.c.last_seq)
+            .where(table.c.ticket_id.in_(sorted(ids)))
+            .with_for_update()
         )
-    stmt = pg_insert(seqs).values(ticket_id=ticket_id, last_seq=seq)
-    await conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[seqs.c.ticket_id],
-            set_={"last_seq": sa.func.greatest(seqs.c.last_seq, stmt.excluded.last_seq)},
+        self._last = {row.ticket_id: row.last_seq for row in rows}
+
+    def observe(self, record: ConsumerRecord[bytes, bytes], *, handled: bool) -> None:
+        """Check one record's place in its ticket's sequence (no-op for non-ticket events)."""
+        ticket, seq_header = _header(record, "ticket_id"), _header(record, "seq")
+        if ticket is None or seq_header is None:
+            return
+        ticket_id, seq = UUID(ticket), int(seq_header)
+        expected = self._last.get(ticket_id, 0) + 1
+        if seq > expected or (handled and seq != expected):
+            self._metrics.sequence_gaps.inc()
+            log.error(
+                "ticket event out of sequence",
+                extra={
+                    "ticket_id": ticket,
+                    "seq": seq,
+                    "expected": expected,
+                    "event_id": _header(record, "event_id"),
+                },
+            )
+        self._last[ticket_id] = max(seq, expected - 1)
+        self._changed.add(ticket_id)
+
+    async def save(self, conn: AsyncConnection) -> None:
+        """Write the new last seqs (never lowering one)."""
+        if not self._changed:
+            return
+        table = self._table
+        stmt = pg_insert(table).values(
+            [{"ticket_id": t, "last_seq": self._last[t]} for t in sorted(self._changed)]
         )
-    )
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[table.c.ticket_id],
+                set_={"last_seq": sa.func.greatest(table.c.last_seq, stmt.excluded.last_seq)},
+            )
+        )
 
 
 async def apply_own(
@@ -143,13 +144,13 @@ async def apply_own(
     """Apply events a service has just decided, before they reach the stream.
 
     They are claimed as processed, so when the relay's copy comes back from Kafka the consumer
-    skips it; a rebuild replays them from the stream like any other event.
+    skips it; a rebuild replays them from the stream like any other event. Their sequence is
+    not checked: the writer's own store decided it (intake's primary key on ticket and seq).
     """
     await conn.execute(
         tables.processed_events.insert(), [{"event_id": e.envelope.event_id} for e in events]
     )
     for event in events:
-        await check_sequence(conn, tables, None, event)
         handler = projection.handlers.get(event.type)
         if handler is not None:
             await handler(conn, Delivery(event, None, None))
@@ -181,18 +182,23 @@ class BatchApplier:
         """
         handled = [r for r in records if _header(r, "type") in self.projection.handlers]
         fresh = await self._claim(conn, handled)
+        sequences = SequenceCheck(self.tables, self.metrics)
+        await sequences.load(conn, records)
         applied: list[str] = []
         for record in records:
             if _header(record, "type") not in self.projection.handlers:
-                await check_skipped_sequence(conn, self.tables, self.metrics, record)
+                sequences.observe(record, handled=False)
                 continue
             event_id = UUID(_header(record, "event_id"))
             if event_id not in fresh:
                 self.metrics.duplicates_skipped.inc()
+                # A copy of an event applied before (the writer's own, applied by apply_own,
+                # or a republished one) still takes its place in the ticket's sequence.
+                sequences.observe(record, handled=False)
                 continue
             fresh.discard(event_id)  # a second copy in this same batch is a duplicate too
+            sequences.observe(record, handled=True)
             event = decode(record.value or b"")
-            await check_sequence(conn, self.tables, self.metrics, event)
             token = correlation_id.set(event.envelope.correlation_id)
             started = time.perf_counter()
             try:
@@ -203,6 +209,7 @@ class BatchApplier:
                 correlation_id.reset(token)
             self.metrics.handler_seconds.labels(event.type).observe(time.perf_counter() - started)
             applied.append(event.type)
+        await sequences.save(conn)
         offsets = self.tables.consumer_offsets
         stmt = pg_insert(offsets).values(
             consumer=self.consumer_name,
