@@ -36,7 +36,7 @@ $(addprefix rebuild-,$(SERVICES)): rebuild-%: bootstrap ## replay the stream int
 lint: bootstrap ## ruff (lint + format check), mypy --strict, import-linter
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy conftest.py tests bench shared deploy $(wildcard services/*/src services/*/tests)
+	$(RUN) mypy conftest.py tests bench shared deploy services
 	$(RUN) lint-imports
 
 format: bootstrap ## apply ruff's fixes and formatting

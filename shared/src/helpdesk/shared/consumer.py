@@ -166,8 +166,13 @@ class BatchApplier:
         tables: RuntimeTables,
         projection: Projection,
         metrics: Metrics,
+        *,
+        skip_own: bool = False,
     ) -> None:
         self.consumer_name = consumer_name
+        # Live consumers skip what their own service wrote: `emit` applied it already, in the
+        # transaction that queued it. A rebuild (skip_own=False) replays everything.
+        self.own_source = tables.schema if skip_own else None
         self.topic = topic
         self.tables = tables
         self.projection = projection
@@ -180,6 +185,9 @@ class BatchApplier:
 
         Returns the types of the events applied, to be counted once the transaction commits.
         """
+        next_offset = records[-1].offset + 1
+        if self.own_source is not None:
+            records = [r for r in records if _header(r, "source") != self.own_source]
         handled = [r for r in records if _header(r, "type") in self.projection.handlers]
         fresh = await self._claim(conn, handled)
         sequences = SequenceCheck(self.tables, self.metrics)
@@ -215,7 +223,7 @@ class BatchApplier:
             consumer=self.consumer_name,
             topic=self.topic,
             partition=partition,
-            next_offset=records[-1].offset + 1,
+            next_offset=next_offset,
         )
         # GREATEST: a replica that lost the partition mid-batch must never move it backwards.
         await conn.execute(
@@ -275,7 +283,7 @@ class ConsumerRuntime(ConsumerRebalanceListener):  # type: ignore[misc]
         self._bootstrap = bootstrap
         self._topic = topic
         self._tables = tables
-        self.applier = BatchApplier(name, topic, tables, projection, metrics)
+        self.applier = BatchApplier(name, topic, tables, projection, metrics, skip_own=True)
         self._metrics = metrics
         self._live_loops = list(live_loops)
         self._max_records = max_records

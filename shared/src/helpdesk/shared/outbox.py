@@ -38,6 +38,7 @@ async def append(conn: AsyncConnection, tables: RuntimeTables, events: Sequence[
     """Write `events` to the outbox in the caller's transaction, in order."""
     if not events:
         return
+    source = tables.schema or ""
     await conn.execute(
         tables.outbox.insert(),
         [
@@ -46,7 +47,9 @@ async def append(conn: AsyncConnection, tables: RuntimeTables, events: Sequence[
                 "type": e.type,
                 "key": str(e.account_id).encode(),
                 "value": e.to_bytes(),
-                "headers": [[k, v.decode()] for k, v in e.headers()],
+                # `source` names the writing service: its own consumer skips the event (see
+                # BatchApplier), since `emit` applied it in the transaction that queued it.
+                "headers": [[k, v.decode()] for k, v in e.headers()] + [["source", source]],
             }
             for e in events
         ],
