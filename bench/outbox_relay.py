@@ -29,6 +29,7 @@ from helpdesk.shared.kafka import ensure_topic, reliable_producer
 from helpdesk.shared.metrics import Metrics
 from helpdesk.shared.outbox import OutboxRelay, append
 from helpdesk.sla_timer.main import build_spec as sla_timer_spec
+from tests.support import fresh_database
 
 DEFAULT_MESSAGES = 50_000
 PARTITIONS = 12
@@ -144,17 +145,6 @@ async def topic_records(bootstrap: str, topic: str) -> int:
         await consumer.stop()
 
 
-async def _create_database(base_url: str) -> tuple[str, str]:
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    engine = create_async_engine(base_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    finally:
-        await engine.dispose()
-    return name, make_url(base_url).set(database=name).render_as_string(hide_password=False)
-
-
 async def _drop_database(base_url: str, name: str) -> None:
     engine: AsyncEngine = create_async_engine(base_url, isolation_level="AUTOCOMMIT")
     try:
@@ -178,7 +168,8 @@ async def run(bootstrap: str, database_url: str, messages: int = DEFAULT_MESSAGE
     raw = await raw_produce(bootstrap, raw_topic, envelopes)
     print(f"  (a) raw producer:  {raw.per_second:>9,.0f} msg/s ({raw.seconds:.2f} s)")
 
-    name, url = await _create_database(database_url)
+    url = await fresh_database(database_url)
+    name = make_url(url).database or ""
     try:
         inserted, relayed, calls = await relay_publish(bootstrap, relay_topic, url, envelopes)
     finally:

@@ -12,9 +12,8 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +27,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from helpdesk.deploy._proc import free_port as free_low_port
 from helpdesk.deploy.kafka import LocalKafka
 from helpdesk.intake.adapters.tables import runtime as intake_tables
-from helpdesk.shared.contracts.tickets import TicketOpened
-from helpdesk.shared.events import Actor, Envelope, new_envelope
-from helpdesk.shared.kafka import reliable_producer
+from helpdesk.shared.events import Envelope
 from helpdesk.shared.settings import Settings
 from helpdesk.sla_timer.adapters.tables import runtime as sla_tables
 from helpdesk.sla_timer.adapters.tables import sla_tickets
-from tests.support import ServiceProcess, fresh_stack_settings, wait_for
+from tests.support import ServiceProcess, fresh_stack_settings, publish, ticket_opened, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -45,58 +42,10 @@ Counter = collections.Counter[int]
 # -- helpers -------------------------------------------------------------------------------------
 
 
-def _ticket_opened(account_id: uuid.UUID, number: int) -> Envelope:
-    ticket_id = uuid.uuid4()
-    now = datetime.now(UTC)
-    payload = TicketOpened(
-        ticket_id=ticket_id,
-        number=f"HD-{number}",
-        account_id=account_id,
-        subject=f"ticket {number}",
-        description="",
-        channel="api",
-        priority="P3",
-        reported_at=now,
-    )
-    return new_envelope(
-        payload,
-        account_id=account_id,
-        actor=Actor(type="system", id="fault-test"),
-        occurred_at=now,
-        recorded_at=now,
-        correlation_id=f"fault-{number}",
-        ticket_id=ticket_id,
-        seq=1,
-    )
-
-
 def _tickets(count: int, accounts: int = 240, start: int = 0) -> list[Envelope]:
     """`count` ticket.opened envelopes, each its own ticket, over `accounts` accounts."""
     account_ids = [uuid.uuid4() for _ in range(accounts)]
-    return [_ticket_opened(account_ids[i % accounts], start + i) for i in range(count)]
-
-
-async def _produce(bootstrap: str, topic: str, envelopes: Sequence[Envelope]) -> Counter:
-    """Publish `envelopes`; return how many records went to each partition."""
-    producer = reliable_producer(bootstrap)
-    await producer.start()
-    per_partition: Counter = collections.Counter()
-    try:
-        for chunk_start in range(0, len(envelopes), 2000):
-            futures = [
-                await producer.send(
-                    topic,
-                    e.to_bytes(),
-                    key=str(e.account_id).encode(),
-                    headers=e.headers(),
-                )
-                for e in envelopes[chunk_start : chunk_start + 2000]
-            ]
-            for metadata in await asyncio.gather(*futures):
-                per_partition[metadata.partition] += 1
-    finally:
-        await producer.stop()
-    return per_partition
+    return [ticket_opened(account_ids[i % accounts], number=start + i) for i in range(count)]
 
 
 async def _scrape(url: str) -> list[tuple[str, dict[str, str], float]]:
@@ -257,7 +206,7 @@ async def test_consumer_killed_mid_batch_resumes_exactly_once(
     second = ServiceProcess("sla_timer", settings, log_dir)
     try:
         await first.wait_ready()
-        per_partition = await _produce(settings.kafka_bootstrap, settings.topic, envelopes)
+        per_partition = await publish(settings.kafka_bootstrap, settings.topic, envelopes)
 
         assert first.process is not None
         pid = first.process.pid
@@ -515,7 +464,7 @@ async def test_replica_killed_its_partitions_are_taken_over(
         survivor, victim = replicas
 
         before = _tickets(6000, start=0)
-        produced = await _produce(settings.kafka_bootstrap, settings.topic, before)
+        produced = await publish(settings.kafka_bootstrap, settings.topic, before)
 
         async def victim_busy() -> bool:
             return await _count(engine, sla_tickets, sla_tickets.c.partition.in_(victim_owned)) > 0
@@ -528,7 +477,7 @@ async def test_replica_killed_its_partitions_are_taken_over(
             engine, sla_tickets, sla_tickets.c.partition.in_(victim_owned)
         )
         after = _tickets(6000, start=6000)
-        produced += await _produce(settings.kafka_bootstrap, settings.topic, after)
+        produced += await publish(settings.kafka_bootstrap, settings.topic, after)
         events = len(before) + len(after)
 
         async def took_over() -> bool:

@@ -3,60 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 
-from helpdesk.shared.contracts.tickets import TicketOpened
 from helpdesk.shared.db import table_digest
-from helpdesk.shared.events import Actor, Envelope, new_envelope
-from helpdesk.shared.kafka import reliable_producer
 from helpdesk.shared.settings import Settings
 from helpdesk.sla_timer.adapters.tables import sla_tickets
-from tests.support import in_process, wait_for
+from tests.support import in_process, publish, ticket_opened, wait_for
 
 pytestmark = pytest.mark.integration
 
 
-def _ticket_opened(account_id: uuid.UUID) -> Envelope:
-    ticket_id = uuid.uuid4()
-    now = datetime.now(UTC)
-    payload = TicketOpened(
-        ticket_id=ticket_id,
-        number="HD-1",
-        account_id=account_id,
-        subject="s",
-        description="",
-        channel="api",
-        reported_at=now,
-    )
-    return new_envelope(
-        payload,
-        account_id=account_id,
-        actor=Actor(type="system", id="test"),
-        occurred_at=now,
-        recorded_at=now,
-        correlation_id="c",
-        ticket_id=ticket_id,
-        seq=1,
-    )
-
-
 async def test_same_event_published_twice_is_applied_once(settings: Settings) -> None:
-    envelope = _ticket_opened(uuid.uuid4())
-    producer = reliable_producer(settings.kafka_bootstrap)
-    await producer.start()
-    try:
-        for _ in range(2):
-            await producer.send_and_wait(
-                settings.topic,
-                envelope.to_bytes(),
-                key=str(envelope.account_id).encode(),
-                headers=envelope.headers(),
-            )
-    finally:
-        await producer.stop()
+    envelope = ticket_opened(uuid.uuid4())
+    await publish(settings.kafka_bootstrap, settings.topic, [envelope, envelope])
     async with in_process("sla_timer", settings) as sla:
         metrics = sla.runtime.metrics
         await wait_for(lambda: _value(metrics.duplicates_skipped._value.get()))

@@ -5,52 +5,35 @@ from __future__ import annotations
 import collections
 import itertools
 import uuid
-from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from helpdesk.shared.contracts.tickets import TicketOpened
 from helpdesk.shared.db import create_engine
-from helpdesk.shared.events import Actor, Envelope, new_envelope
+from helpdesk.shared.events import Envelope
 from helpdesk.shared.kafka import reliable_producer
 from helpdesk.shared.metrics import Metrics
 from helpdesk.shared.outbox import OutboxRelay, append
 from helpdesk.shared.settings import Settings
 from helpdesk.sla_timer.adapters.tables import runtime as tables
+from tests.support import ticket_opened
 
 pytestmark = pytest.mark.integration
-
-
-def _opened(account_id: uuid.UUID, number: int) -> Envelope:
-    now = datetime.now(UTC)
-    ticket_id = uuid.uuid4()
-    payload = TicketOpened(
-        ticket_id=ticket_id,
-        number=f"HD-{number}",
-        account_id=account_id,
-        subject="s" * 200,  # about 1 KB a record: a partition's rows overflow one record batch
-        description="d" * 300,
-        channel="api",
-        reported_at=now,
-    )
-    return new_envelope(
-        payload,
-        account_id=account_id,
-        actor=Actor(type="system", id="test"),
-        occurred_at=now,
-        recorded_at=now,
-        correlation_id="c",
-        ticket_id=ticket_id,
-        seq=1,
-    )
 
 
 async def test_relay_keeps_partition_and_order(settings: Settings) -> None:
     # Two big accounts (over 1 MB each, more than one record batch per call) and many small.
     accounts = [uuid.uuid4() for _ in range(40)]
-    envelopes = [_opened(accounts[i % 3 if i % 3 < 2 else i % 40], i) for i in range(6000)]
+    envelopes = [
+        ticket_opened(
+            accounts[i % 3 if i % 3 < 2 else i % 40],
+            number=i,
+            subject="s" * 200,
+            description="d" * 300,
+        )
+        for i in range(6000)
+    ]
     engine = create_engine(settings.database_url)
     relay = OutboxRelay(
         engine, tables, settings.kafka_bootstrap, settings.topic, Metrics("t"), batch_size=5000

@@ -10,37 +10,12 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
-from helpdesk.shared.contracts.tickets import TicketOpened
-from helpdesk.shared.events import Actor, Envelope, new_envelope, registry
-from helpdesk.shared.kafka import reliable_producer
+from helpdesk.shared.events import Actor, Envelope, registry
 from helpdesk.shared.settings import Settings
 from helpdesk.sla_timer.adapters.tables import runtime as sla_runtime_tables
-from tests.support import InProcessService, in_process, wait_for
+from tests.support import InProcessService, in_process, publish, ticket_opened, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _opened(account_id: uuid.UUID, ticket_id: uuid.UUID, seq: int) -> Envelope:
-    now = datetime.now(UTC)
-    payload = TicketOpened(
-        ticket_id=ticket_id,
-        number=f"HD-{seq}",
-        account_id=account_id,
-        subject="s",
-        description="",
-        channel="api",
-        reported_at=now,
-    )
-    return new_envelope(
-        payload,
-        account_id=account_id,
-        actor=Actor(type="system", id="test"),
-        occurred_at=now,
-        recorded_at=now,
-        correlation_id="c",
-        ticket_id=ticket_id,
-        seq=seq,
-    )
 
 
 def _unhandled(
@@ -61,22 +36,6 @@ def _unhandled(
         correlation_id="c",
         payload={},
     )
-
-
-async def _publish(settings: Settings, envelopes: list[Envelope]) -> None:
-    """Publish in order (send_and_wait one by one: the order is what is under test)."""
-    producer = reliable_producer(settings.kafka_bootstrap)
-    await producer.start()
-    try:
-        for envelope in envelopes:
-            await producer.send_and_wait(
-                settings.topic,
-                envelope.to_bytes(),
-                key=str(envelope.account_id).encode(),
-                headers=envelope.headers(),
-            )
-    finally:
-        await producer.stop()
 
 
 async def _scrape(service: InProcessService) -> dict[str, float]:
@@ -110,14 +69,14 @@ async def test_seq_3_after_seq_1_is_counted_as_a_gap(settings: Settings) -> None
     account = uuid.uuid4()
     gapped, orderly = uuid.uuid4(), uuid.uuid4()
     envelopes = [
-        _opened(account, orderly, 1),
-        _opened(account, orderly, 2),  # last + 1: no alert
-        _opened(account, gapped, 1),
-        _opened(account, gapped, 3),  # seq 2 missing: one alert
+        ticket_opened(account, ticket_id=orderly, seq=1),
+        ticket_opened(account, ticket_id=orderly, seq=2),  # last + 1: no alert
+        ticket_opened(account, ticket_id=gapped, seq=1),
+        ticket_opened(account, ticket_id=gapped, seq=3),  # seq 2 missing: one alert
     ]
     async with in_process("sla_timer", settings) as sla:
         before = (await _scrape(sla)).get("helpdesk_sequence_gaps_total")
-        await _publish(settings, envelopes)
+        await publish(settings.kafka_bootstrap, settings.topic, envelopes)
         await _wait_offsets(sla, settings.topic, len(envelopes))
         after = await _scrape(sla)
         processed = sla_runtime_tables.processed_events
@@ -155,16 +114,16 @@ async def test_ticket_events_the_service_does_not_handle_still_count_in_the_sequ
             t for t in registry.types() if t.startswith("ticket.") and t not in handled
         )
         orderly = [
-            _opened(account, ticket, 1),
+            ticket_opened(account, ticket_id=ticket, seq=1),
             _unhandled(skipped_type, account, ticket, 2, republished),
-            _opened(account, ticket, 3),  # follows seq 2: no alert
+            ticket_opened(account, ticket_id=ticket, seq=3),  # follows seq 2: no alert
             _unhandled(skipped_type, account, ticket, 2, republished),  # the relay's 2nd copy
         ]
-        await _publish(settings, orderly)
+        await publish(settings.kafka_bootstrap, settings.topic, orderly)
         await _wait_offsets(sla, settings.topic, len(orderly))
         gaps_orderly = (await _scrape(sla))["helpdesk_sequence_gaps_total"]
         hole = _unhandled(skipped_type, account, ticket, 5, uuid.uuid4())  # seq 4 missing
-        await _publish(settings, [hole])
+        await publish(settings.kafka_bootstrap, settings.topic, [hole])
         await _wait_offsets(sla, settings.topic, len(orderly) + 1)
         gaps_hole = (await _scrape(sla))["helpdesk_sequence_gaps_total"]
         sequence = sla_runtime_tables.ticket_sequence
@@ -191,7 +150,10 @@ async def test_events_applied_before_they_came_back_still_count_in_the_sequence(
     advances the ticket's: the writer's next event of a type it does not handle is no gap.
     """
     account, ticket = uuid.uuid4(), uuid.uuid4()
-    own = [_opened(account, ticket, 1), _opened(account, ticket, 3)]
+    own = [
+        ticket_opened(account, ticket_id=ticket, seq=1),
+        ticket_opened(account, ticket_id=ticket, seq=3),
+    ]
     async with in_process("sla_timer", settings) as sla:
         handled = sla.runtime.consumer.applier.projection.handlers
         skipped_type = next(
@@ -208,7 +170,7 @@ async def test_events_applied_before_they_came_back_still_count_in_the_sequence(
             own[1],
             _unhandled(skipped_type, account, ticket, 4, uuid.uuid4()),
         ]
-        await _publish(settings, envelopes)
+        await publish(settings.kafka_bootstrap, settings.topic, envelopes)
         await _wait_offsets(sla, settings.topic, len(envelopes))
         samples = await _scrape(sla)
         sequence = sla_runtime_tables.ticket_sequence

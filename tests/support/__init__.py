@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import signal
@@ -11,8 +12,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -24,8 +27,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from helpdesk.billing.main import build_spec as billing_spec
 from helpdesk.intake.main import build_spec as intake_spec
 from helpdesk.notifier.main import build_spec as notifier_spec
+from helpdesk.shared.contracts.tickets import TicketOpened
 from helpdesk.shared.db import migrate
-from helpdesk.shared.kafka import ensure_topic
+from helpdesk.shared.events import Actor, Envelope, new_envelope
+from helpdesk.shared.kafka import ensure_topic, reliable_producer
 from helpdesk.shared.service import ServiceRuntime, ServiceSpec
 from helpdesk.shared.settings import Settings
 from helpdesk.sla_timer.main import build_spec as sla_timer_spec
@@ -118,6 +123,61 @@ def _caught_up(runtime: ServiceRuntime) -> Callable[[], Awaitable[bool]]:
         return runtime.consumer.is_caught_up()
 
     return probe
+
+
+def ticket_opened(
+    account_id: uuid.UUID,
+    *,
+    ticket_id: uuid.UUID | None = None,
+    seq: int = 1,
+    number: int = 1,
+    subject: str | None = None,
+    description: str = "",
+) -> Envelope:
+    """A ticket.opened envelope as intake would write it (for tests that feed the stream)."""
+    ticket_id = ticket_id or uuid.uuid4()
+    now = datetime.now(UTC)
+    payload = TicketOpened(
+        ticket_id=ticket_id,
+        number=f"HD-{number}",
+        account_id=account_id,
+        subject=subject or f"ticket {number}",
+        description=description,
+        channel="api",
+        priority="P3",
+        reported_at=now,
+    )
+    return new_envelope(
+        payload,
+        account_id=account_id,
+        actor=Actor(type="system", id="test"),
+        occurred_at=now,
+        recorded_at=now,
+        correlation_id=f"test-{number}",
+        ticket_id=ticket_id,
+        seq=seq,
+    )
+
+
+async def publish(bootstrap: str, topic: str, envelopes: Sequence[Envelope]) -> Counter[int]:
+    """Publish `envelopes` in order, keyed by account; return the records per partition."""
+    producer = reliable_producer(bootstrap)
+    await producer.start()
+    per_partition: Counter[int] = collections.Counter()
+    try:
+        for start in range(0, len(envelopes), 2000):
+            # Queued in order; the idempotent producer keeps that order within a partition.
+            futures = [
+                await producer.send(
+                    topic, e.to_bytes(), key=str(e.account_id).encode(), headers=e.headers()
+                )
+                for e in envelopes[start : start + 2000]
+            ]
+            for metadata in await asyncio.gather(*futures):
+                per_partition[metadata.partition] += 1
+    finally:
+        await producer.stop()
+    return per_partition
 
 
 def free_port() -> int:

@@ -10,10 +10,9 @@ import pytest
 
 from helpdesk.shared.contracts.sla import AutoCloseRequested
 from helpdesk.shared.events import Actor, new_envelope
-from helpdesk.shared.kafka import reliable_producer
 from helpdesk.shared.settings import Settings
 from services.intake.tests.integration._support import As, new_account, new_ticket, ok, run
-from tests.support import wait_for
+from tests.support import publish, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -88,17 +87,7 @@ async def send(settings: Settings, account_id: str, ticket_id: str, ticket_seq: 
         correlation_id=str(uuid.uuid4()),
         ticket_id=uuid.UUID(ticket_id),
     )
-    producer = reliable_producer(settings.kafka_bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            settings.topic,
-            envelope.to_bytes(),
-            key=str(envelope.account_id).encode(),
-            headers=envelope.headers(),
-        )
-    finally:
-        await producer.stop()
+    await publish(settings.kafka_bootstrap, settings.topic, [envelope])
 
 
 async def test_the_sla_timers_auto_close_request(admin: As, stack: Settings) -> None:
