@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import datetime
 
 import pytest
 
 from helpdesk.shared.consumer import ConsumerRuntime
+from helpdesk.shared.context import utc_now
 from helpdesk.shared.db import create_engine
+from helpdesk.shared.live import LiveContext, LiveLoops
 from helpdesk.shared.metrics import Metrics
 from helpdesk.shared.settings import Settings
 from tests.support import SPECS, wait_for
@@ -23,6 +26,7 @@ class Replica:
         spec = SPECS["sla_timer"]()
         self.engine = create_engine(settings.database_url)
         self.ticks: list[frozenset[int]] = []
+        metrics = Metrics("test")
         self.runtime = ConsumerRuntime(
             "live-loop-test",
             engine=self.engine,
@@ -30,24 +34,37 @@ class Replica:
             topic=settings.topic,
             tables=spec.tables,
             projection=spec.projection,
-            metrics=Metrics("test"),
-            live_loops=[self.tick],
+            metrics=metrics,
             poll_ms=50,
-            live_interval=0.05,
         )
-        self.task: asyncio.Task[None] | None = None
+        self.live = LiveLoops(
+            self.runtime,
+            [self.tick],
+            engine=self.engine,
+            tables=spec.tables,
+            projection=spec.projection,
+            metrics=metrics,
+            clock=utc_now,
+            max_idle=0.05,
+        )
+        self.tasks: list[asyncio.Task[None]] = []
 
-    async def tick(self, partitions: frozenset[int]) -> None:
-        self.ticks.append(partitions)
+    async def tick(self, context: LiveContext) -> datetime | None:
+        self.ticks.append(frozenset(context.owned))
+        return None
 
     def start(self) -> None:
-        self.task = asyncio.create_task(self.runtime.run())
+        self.tasks = [
+            asyncio.create_task(self.runtime.run()),
+            asyncio.create_task(self.live.run()),
+        ]
 
     async def stop(self) -> None:
-        assert self.task is not None
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.engine.dispose()
 
     async def owns(self) -> frozenset[int]:
@@ -78,5 +95,5 @@ async def test_two_replicas_split_the_partitions_and_one_takes_over(settings: Se
         await wait_for(took_over, timeout=60)
     finally:
         await first.stop()
-        if second.task is not None and not second.task.done():
+        if second.tasks and not second.tasks[0].done():
             await second.stop()

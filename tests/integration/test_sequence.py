@@ -1,4 +1,5 @@
-"""The per-ticket seq check: a ticket event that is not its ticket's last seq + 1 is an alert."""
+"""The per-ticket seq check: a ticket event that is not its ticket's last seq + 1 is held back
+until the gap fills (with an alert), never applied out of order."""
 
 from __future__ import annotations
 
@@ -65,36 +66,52 @@ async def _wait_offsets(service: InProcessService, topic: str, records: int) -> 
     await wait_for(stored, timeout=30)
 
 
-async def test_seq_3_after_seq_1_is_counted_as_a_gap(settings: Settings) -> None:
+async def test_seq_3_after_seq_1_is_held_until_seq_2_arrives(settings: Settings) -> None:
     account = uuid.uuid4()
     gapped, orderly = uuid.uuid4(), uuid.uuid4()
+    missing = ticket_opened(account, ticket_id=gapped, seq=2)
     envelopes = [
         ticket_opened(account, ticket_id=orderly, seq=1),
         ticket_opened(account, ticket_id=orderly, seq=2),  # last + 1: no alert
         ticket_opened(account, ticket_id=gapped, seq=1),
-        ticket_opened(account, ticket_id=gapped, seq=3),  # seq 2 missing: one alert
+        ticket_opened(account, ticket_id=gapped, seq=3),  # seq 2 missing: held, one alert
     ]
-    async with in_process("sla_timer", settings) as sla:
-        before = (await _scrape(sla)).get("helpdesk_sequence_gaps_total")
-        await publish(settings.kafka_bootstrap, settings.topic, envelopes)
-        await _wait_offsets(sla, settings.topic, len(envelopes))
-        after = await _scrape(sla)
-        processed = sla_runtime_tables.processed_events
-        sequence = sla_runtime_tables.ticket_sequence
+    processed = sla_runtime_tables.processed_events
+    sequence = sla_runtime_tables.ticket_sequence
+    parked = sla_runtime_tables.parked_events
+
+    async def state(sla: InProcessService) -> tuple[int, dict[Any, Any], list[Any]]:
         async with sla.runtime.engine.connect() as conn:
             claimed = await conn.scalar(sa.select(sa.func.count()).select_from(processed))
             last_seq = dict(
                 (await conn.execute(sa.select(sequence.c.ticket_id, sequence.c.last_seq))).all()
             )
-    gaps = after["helpdesk_sequence_gaps_total"]
+            held = (await conn.execute(sa.select(parked.c.seq, parked.c.reason))).all()
+        return int(claimed or 0), last_seq, [tuple(row) for row in held]
+
+    async with in_process("sla_timer", settings) as sla:
+        before = (await _scrape(sla)).get("helpdesk_sequence_gaps_total")
+        await publish(settings.kafka_bootstrap, settings.topic, envelopes)
+        await _wait_offsets(sla, settings.topic, len(envelopes))
+        gaps = (await _scrape(sla))["helpdesk_sequence_gaps_total"]
+        claimed, last_seq, held = await state(sla)
+        ready = await sla.http.get("/readyz")
+        await publish(settings.kafka_bootstrap, settings.topic, [missing])
+        await _wait_offsets(sla, settings.topic, len(envelopes) + 1)
+        claimed_after, last_after, held_after = await state(sla)
     print(
-        f"\n{len(envelopes)} ticket events (seq 1,2 and seq 1,3): applied={claimed}, "
-        f"helpdesk_sequence_gaps_total {before} -> {gaps}, last seq {sorted(last_seq.values())}"
+        f"\nseq 1,2 and seq 1,3: applied={claimed}, gaps {before} -> {gaps}, held={held}; "
+        f"after seq 2 arrived: applied={claimed_after}, last seq {sorted(last_after.values())}"
     )
     assert before == 0
     assert gaps == 1
-    assert claimed == len(envelopes)  # the out-of-sequence event is alerted, and still applied
-    assert last_seq == {orderly: 2, gapped: 3}
+    assert claimed == len(envelopes) - 1  # seq 3 is not applied out of order
+    assert last_seq == {orderly: 2, gapped: 1}
+    assert held == [(3, "held")]
+    assert ready.json()["checks"]["no_parked_events"] is False
+    assert claimed_after == len(envelopes) + 1  # seq 2, then the held seq 3
+    assert last_after == {orderly: 2, gapped: 3}
+    assert held_after == []
 
 
 async def test_ticket_events_the_service_does_not_handle_still_count_in_the_sequence(
@@ -109,7 +126,7 @@ async def test_ticket_events_the_service_does_not_handle_still_count_in_the_sequ
     account, ticket = uuid.uuid4(), uuid.uuid4()
     republished = uuid.uuid4()
     async with in_process("sla_timer", settings) as sla:
-        handled = sla.runtime.consumer.applier.projection.handlers
+        handled = sla.runtime.consumer.applier.projection.types
         skipped_type = next(
             t for t in registry.types() if t.startswith("ticket.") and t not in handled
         )
@@ -155,7 +172,7 @@ async def test_events_applied_before_they_came_back_still_count_in_the_sequence(
         ticket_opened(account, ticket_id=ticket, seq=3),
     ]
     async with in_process("sla_timer", settings) as sla:
-        handled = sla.runtime.consumer.applier.projection.handlers
+        handled = sla.runtime.consumer.applier.projection.types
         skipped_type = next(
             t for t in registry.types() if t.startswith("ticket.") and t not in handled
         )

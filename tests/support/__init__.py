@@ -86,7 +86,6 @@ async def fresh_stack_settings(bootstrap: str, base_url: str, partitions: int = 
         database_url=url,
         admin_token=ADMIN_TOKEN,
         consumer_poll_ms=50,
-        live_loop_interval_ms=100,
         outbox_poll_ms=20,
     )
 

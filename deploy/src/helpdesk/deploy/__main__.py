@@ -131,7 +131,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "create-topic":
             # What docker-compose's `migrate` job runs: the broker is another container.
             settings = Settings()
-            asyncio.run(ensure_topic(settings.kafka_bootstrap, settings.topic, settings.partitions))
+            asyncio.run(
+                ensure_topic(
+                    settings.kafka_bootstrap,
+                    settings.topic,
+                    settings.partitions,
+                    replication_factor=settings.replication_factor,
+                    min_insync_replicas=settings.min_insync_replicas,
+                )
+            )
             print(f"topic {settings.topic} ready ({settings.partitions} partitions)")
             return 0
         if args.command == "infra-down":

@@ -18,11 +18,12 @@ from uuid import UUID
 import sqlalchemy as sa
 from fastapi import Request
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from helpdesk.shared.consumer import Delivery, Handler
+from helpdesk.shared.consumer import Projection, UnitOfWork
 from helpdesk.shared.contracts.accounts import ApiKeyIssued, ApiKeyRevoked
 from helpdesk.shared.db import RuntimeTables
+from helpdesk.shared.events import Event
 from helpdesk.shared.web import Problem
 
 Role = Literal["admin", "manager", "technician", "contact", "import"]
@@ -89,14 +90,15 @@ def key_id_of(token: str) -> str | None:
     return parts[1]
 
 
-def key_handlers(tables: RuntimeTables) -> dict[str, Handler]:
-    """Handlers that keep a service's `api_keys` table in step with the key events."""
+def key_projection(tables: RuntimeTables) -> Projection:
+    """The projection that keeps a service's `api_keys` table in step with the key events."""
     keys = tables.api_keys
+    projection = Projection(tables=[keys])
 
-    async def issued(conn: AsyncConnection, delivery: Delivery) -> None:
-        key = delivery.event.payload
-        assert isinstance(key, ApiKeyIssued)
-        await conn.execute(
+    @projection.on(ApiKeyIssued)
+    async def issued(uow: UnitOfWork, event: Event[ApiKeyIssued]) -> None:
+        key = event.payload
+        await uow.conn.execute(
             pg_insert(keys)
             .values(
                 key_id=key.key_id,
@@ -112,12 +114,12 @@ def key_handlers(tables: RuntimeTables) -> dict[str, Handler]:
             .on_conflict_do_nothing()
         )
 
-    async def revoked(conn: AsyncConnection, delivery: Delivery) -> None:
-        key = delivery.event.payload
-        assert isinstance(key, ApiKeyRevoked)
-        await conn.execute(keys.update().where(keys.c.key_id == key.key_id).values(revoked=True))
+    @projection.on(ApiKeyRevoked)
+    async def revoked(uow: UnitOfWork, event: Event[ApiKeyRevoked]) -> None:
+        key_id = event.payload.key_id
+        await uow.conn.execute(keys.update().where(keys.c.key_id == key_id).values(revoked=True))
 
-    return {"account.api_key_issued": issued, "account.api_key_revoked": revoked}
+    return projection
 
 
 class Authenticator:

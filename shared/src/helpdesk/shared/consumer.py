@@ -1,12 +1,20 @@
 """The one consumer runtime of every service: exactly-once effect on a PostgreSQL projection.
 
-For each fetched batch of one partition, the runtime opens one transaction, skips events whose
-event_id it already applied, runs the handlers, and stores the partition's next offset in the
-same transaction. On assignment it seeks to the stored offset; Kafka's own committed offsets are
-informational. A crash anywhere therefore replays exactly what was not committed.
+Per `getmany` (thousands of records during catch-up, across partitions) the runtime opens one
+transaction: it takes the rebuild fence, claims the batch's event ids with one statement, checks
+ticket sequences, hands the fresh events to the projection's handlers (grouped into runs, so a
+batch handler writes many rows with a few set-based statements), runs the reactions (live only),
+and stores every partition's next offset, then commits. A crash anywhere replays exactly what was
+not committed; a copy of an event already applied is a no-op by its id.
 
-Live loops (timers, deliveries) run only for partitions this replica owns *and* has caught up
-with, so a side effect is never taken on a stale projection or by two replicas at once.
+Three kinds of handler are kept apart (docs/writing-a-service.md):
+- a `Projection` builds views; it runs live and during a rebuild;
+- `Reactions` decide new events from events; they run live only (their events are already on
+  the stream when a rebuild replays it) and emit with deterministic ids;
+- live loops (`helpdesk.shared.live`) do side effects from state, claimed in PostgreSQL.
+
+An event whose handler fails is parked (`parked_events`) and the partition goes on; a ticket
+event whose seq is not the ticket's last + 1 is held there until the gap fills.
 """
 
 from __future__ import annotations
@@ -15,149 +23,233 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from uuid import UUID
+from datetime import UTC, datetime
+from typing import Any, TypeAlias, TypeVar
+from uuid import UUID, uuid4
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from pydantic import BaseModel
+from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from helpdesk.shared.context import Clock, utc_now
 from helpdesk.shared.db import RuntimeTables
-from helpdesk.shared.events import Event, decode
-from helpdesk.shared.kafka import topic_partitions
+from helpdesk.shared.events import Event, decode, registry
 from helpdesk.shared.logs import correlation_id
 from helpdesk.shared.metrics import Metrics
+from helpdesk.shared.outbox import append
 
 log = logging.getLogger(__name__)
 
+P = TypeVar("P", bound=BaseModel)
+#: A fetched Kafka record (bytes key and value; aiokafka ships no type information).
+Record: TypeAlias = ConsumerRecord
+AnyEvent = Event[BaseModel]
+Handler = Callable[["UnitOfWork", Event[P]], Awaitable[None]]
+BatchHandler = Callable[["UnitOfWork", Sequence[AnyEvent]], Awaitable[None]]
 
-@dataclass(frozen=True)
-class Delivery:
-    """An event as a handler sees it: decoded, with where it sits on the stream."""
+_UUIDS = pg.ARRAY(pg.UUID(as_uuid=True))
 
-    event: Event
-    partition: int | None  # None when the writing service applies its own event at once
-    offset: int | None
+# Live batches take this advisory lock shared, a rebuild's swap takes it exclusively (per schema).
+_FENCE_NAMESPACE = 0x66656E63  # "fenc"
 
 
-Handler = Callable[[AsyncConnection, Delivery], Awaitable[None]]
-LiveLoop = Callable[[frozenset[int]], Awaitable[None]]
+def fence_key(schema: str | None) -> int:
+    """The advisory-lock key that fences a schema's live consumers from a rebuild's swap."""
+    return _FENCE_NAMESPACE ^ _stable_hash(schema or "")
 
 
-@dataclass
-class Projection:
-    """What one service builds from the stream: handlers by event type, and its tables."""
+def _stable_hash(text: str) -> int:
+    # Python's hash() is salted per process; two replicas must agree on the key.
+    return int.from_bytes(text.encode()[:8].ljust(8, b"\0"), "big") & 0x7FFFFFFF
 
-    handlers: dict[str, Handler] = field(default_factory=dict)
-    tables: list[sa.Table] = field(default_factory=list)
 
-    def on(self, *types: str) -> Callable[[Handler], Handler]:
-        """Decorator: register a handler for one or more event types."""
+# -- handlers --------------------------------------------------------------------------------
 
-        def decorate(handler: Handler) -> Handler:
-            for type_ in types:
-                self.handlers[type_] = handler
+
+class Handlers:
+    """Handlers keyed by payload class; consecutive events of one handler form one run."""
+
+    def __init__(self) -> None:
+        self._by_type: dict[str, BatchHandler] = {}
+
+    def on(self, model: type[P]) -> Callable[[Handler[P]], Handler[P]]:
+        """Decorator: handle each event of payload class `model` on its own."""
+
+        def decorate(handler: Handler[P]) -> Handler[P]:
+            async def run(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
+                for event in events:
+                    await handler(uow, event)  # type: ignore[arg-type]  # keyed by its class
+
+            self._register(model, run)
             return handler
 
         return decorate
 
+    def on_batch(
+        self, *models: type[P]
+    ) -> Callable[[Callable[[UnitOfWork, Sequence[Event[P]]], Awaitable[None]]], Any]:
+        """Decorator: handle runs of consecutive events of these classes in one call.
 
-def _header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
+        The run keeps stream order; a batch handler loads the rows it touches at once, folds the
+        events in memory and writes the rows back with a few set-based statements.
+        """
+
+        def decorate(
+            handler: Callable[[UnitOfWork, Sequence[Event[P]]], Awaitable[None]],
+        ) -> Callable[[UnitOfWork, Sequence[Event[P]]], Awaitable[None]]:
+            for model in models:
+                # Registered by class: the run holds only events of these classes.
+                self._register(model, handler)  # type: ignore[arg-type]
+            return handler
+
+        return decorate
+
+    def _register(self, model: type[BaseModel], handler: BatchHandler) -> None:
+        type_ = registry.type_of_model(model)
+        if type_ in self._by_type:
+            raise ValueError(f"{type_} has a handler already")
+        self._by_type[type_] = handler
+
+    def include(self, other: Handlers) -> None:
+        """Take over every handler of `other` (e.g. the API-key projection every service has)."""
+        for type_, handler in other._by_type.items():
+            if type_ in self._by_type:
+                raise ValueError(f"{type_} has a handler already")
+            self._by_type[type_] = handler
+
+    def handles(self, type_: str | None) -> bool:
+        """Whether an event of `type_` has a handler here."""
+        return type_ in self._by_type
+
+    @property
+    def types(self) -> frozenset[str]:
+        """The event types handled."""
+        return frozenset(self._by_type)
+
+    async def dispatch(self, uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
+        """Run the handlers over `events` in order, one call per run of one handler."""
+        run: list[AnyEvent] = []
+        current: BatchHandler | None = None
+        for event in events:
+            handler = self._by_type.get(event.type)
+            if handler is not current and run:
+                assert current is not None
+                await _timed(current, uow, run)
+                run = []
+            current = handler
+            if handler is not None:
+                run.append(event)
+        if run and current is not None:
+            await _timed(current, uow, run)
+
+
+async def _timed(handler: BatchHandler, uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
+    token = correlation_id.set(events[0].envelope.correlation_id)
+    started = time.perf_counter()
+    try:
+        await handler(uow, events)
+    finally:
+        correlation_id.reset(token)
+    if uow.metrics is not None:
+        uow.metrics.handler_seconds.labels(events[0].type).observe(time.perf_counter() - started)
+
+
+class Projection(Handlers):
+    """What one service builds from the stream: its view handlers and its tables."""
+
+    def __init__(self, tables: Iterable[sa.Table] = ()) -> None:
+        super().__init__()
+        self.tables: list[sa.Table] = list(tables)
+
+
+class Reactions(Handlers):
+    """Handlers that decide new events from events; live only, never during a rebuild."""
+
+
+# -- the unit of work --------------------------------------------------------------------------
+
+
+@dataclass
+class UnitOfWork:
+    """One transaction of a service: its connection, and `emit` for the events it decides.
+
+    Handlers, reactions, live loops and commands all get one; what they write and emit
+    commits together, or not at all.
+    """
+
+    conn: AsyncConnection
+    tables: RuntimeTables
+    projection: Projection
+    metrics: Metrics | None = None
+    emitted: list[AnyEvent] = field(default_factory=list)
+
+    async def emit(self, events: Sequence[AnyEvent]) -> list[AnyEvent]:
+        """Record decided events: apply them to this service's projection and queue them.
+
+        Each is claimed by its id first: an event decided again (same deterministic id) that
+        was applied already is dropped here, so it is neither applied nor published twice. The
+        copy that comes back from Kafka is dropped by the same claim. Returns the fresh ones.
+        """
+        if not events:
+            return []
+        fresh_ids = await claim(self.conn, self.tables, [e.envelope.event_id for e in events])
+        fresh = [e for e in events if e.envelope.event_id in fresh_ids]
+        await self.projection.dispatch(self, fresh)
+        await append(self.conn, self.tables, [e.envelope for e in fresh])
+        self.emitted += fresh
+        return fresh
+
+
+async def claim(conn: AsyncConnection, tables: RuntimeTables, ids: Sequence[UUID]) -> set[UUID]:
+    """Mark event ids as processed in one statement; return those not processed before."""
+    if not ids:
+        return set()
+    processed = tables.processed_events
+    # Core, not text: a rebuild runs it with its schema translated to the shadow tables.
+    rows = await conn.execute(
+        pg_insert(processed)
+        .from_select(["event_id"], sa.select(_unnest(sorted(set(ids)), _UUIDS)))
+        .on_conflict_do_nothing()
+        .returning(processed.c.event_id)
+    )
+    return {row.event_id for row in rows}
+
+
+def _unnest(values: Sequence[Any], type_: Any) -> Any:
+    """`unnest(:array)` over one bound array: one statement, one plan, whatever the length."""
+    return sa.func.unnest(sa.bindparam(None, list(values), type_=type_))
+
+
+# -- applying batches ----------------------------------------------------------------------------
+
+
+def _header(record: Record, name: str) -> str | None:
     for key, value in record.headers or ():
         if key == name:
             return str(value.decode())
     return None
 
 
-class SequenceCheck:
-    """Per-ticket seq bookkeeping for one batch: read once, checked in memory, written once.
+@dataclass
+class _Sequences:
+    """Per-ticket seq bookkeeping for one batch: read once, checked in memory, written once."""
 
-    A handled event must be its ticket's last seq + 1. An event this service skips (a type it
-    does not handle, or a copy of one already applied) still advances the sequence, but it
-    cannot be told from a republished copy, so for it only a hole (seq > last + 1) alerts.
-    """
-
-    def __init__(self, tables: RuntimeTables, metrics: Metrics) -> None:
-        self._table = tables.ticket_sequence
-        self._metrics = metrics
-        self._last: dict[UUID, int] = {}
-        self._changed: set[UUID] = set()
-
-    async def load(
-        self, conn: AsyncConnection, records: Sequence[ConsumerRecord[bytes, bytes]]
-    ) -> None:
-        """Lock and read the last seq of every ticket the batch touches."""
-        ids = {UUID(t) for r in records if (t := _header(r, "ticket_id")) is not None}
-        if not ids:
-            return
-        table = self._table
-        rows = await conn.execute(
-            sa.select(table.c.ticket_id, table.c.last_seq)
-            .where(table.c.ticket_id.in_(sorted(ids)))
-            .with_for_update()
-        )
-        self._last = {row.ticket_id: row.last_seq for row in rows}
-
-    def observe(self, record: ConsumerRecord[bytes, bytes], *, handled: bool) -> None:
-        """Check one record's place in its ticket's sequence (no-op for non-ticket events)."""
-        ticket, seq_header = _header(record, "ticket_id"), _header(record, "seq")
-        if ticket is None or seq_header is None:
-            return
-        ticket_id, seq = UUID(ticket), int(seq_header)
-        expected = self._last.get(ticket_id, 0) + 1
-        if seq > expected or (handled and seq != expected):
-            self._metrics.sequence_gaps.inc()
-            log.error(
-                "ticket event out of sequence",
-                extra={
-                    "ticket_id": ticket,
-                    "seq": seq,
-                    "expected": expected,
-                    "event_id": _header(record, "event_id"),
-                },
-            )
-        self._last[ticket_id] = max(seq, expected - 1)
-        self._changed.add(ticket_id)
-
-    async def save(self, conn: AsyncConnection) -> None:
-        """Write the new last seqs (never lowering one)."""
-        if not self._changed:
-            return
-        table = self._table
-        stmt = pg_insert(table).values(
-            [{"ticket_id": t, "last_seq": self._last[t]} for t in sorted(self._changed)]
-        )
-        await conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[table.c.ticket_id],
-                set_={"last_seq": sa.func.greatest(table.c.last_seq, stmt.excluded.last_seq)},
-            )
-        )
+    last: dict[UUID, int] = field(default_factory=dict)
+    changed: set[UUID] = field(default_factory=set)
 
 
-async def apply_own(
-    conn: AsyncConnection, tables: RuntimeTables, projection: Projection, events: Sequence[Event]
-) -> None:
-    """Apply events a service has just decided, before they reach the stream.
-
-    They are claimed as processed, so when the relay's copy comes back from Kafka the consumer
-    skips it; a rebuild replays them from the stream like any other event. Their sequence is
-    not checked: the writer's own store decided it (intake's primary key on ticket and seq).
-    """
-    await conn.execute(
-        tables.processed_events.insert(), [{"event_id": e.envelope.event_id} for e in events]
-    )
-    for event in events:
-        handler = projection.handlers.get(event.type)
-        if handler is not None:
-            await handler(conn, Delivery(event, None, None))
+class SequenceGapError(Exception):
+    """A ticket event arrived before its predecessor; it is held until the gap fills."""
 
 
 class BatchApplier:
-    """Applies one partition's records to the projection in one transaction."""
+    """Applies fetched records to a projection in the caller's transaction."""
 
     def __init__(
         self,
@@ -166,102 +258,283 @@ class BatchApplier:
         tables: RuntimeTables,
         projection: Projection,
         metrics: Metrics,
-        *,
-        skip_own: bool = False,
+        reactions: Reactions | None = None,
     ) -> None:
         self.consumer_name = consumer_name
-        # Live consumers skip what their own service wrote: `emit` applied it already, in the
-        # transaction that queued it. A rebuild (skip_own=False) replays everything.
-        self.own_source = tables.schema if skip_own else None
         self.topic = topic
         self.tables = tables
         self.projection = projection
+        self.reactions = reactions
         self.metrics = metrics
 
-    async def apply(
-        self, conn: AsyncConnection, partition: int, records: Sequence[ConsumerRecord[bytes, bytes]]
-    ) -> list[str]:
-        """Apply `records` (consecutive, of one partition) and store the next offset.
+    def handles(self, record: Record) -> bool:
+        """Whether any projection handler or reaction takes this record's type."""
+        type_ = _header(record, "type")
+        return self.projection.handles(type_) or (
+            self.reactions is not None and self.reactions.handles(type_)
+        )
 
-        Returns the types of the events applied, to be counted once the transaction commits.
+    async def apply(
+        self,
+        conn: AsyncConnection,
+        batches: Mapping[int, Sequence[Record]],
+        *,
+        careful: bool = False,
+    ) -> list[str]:
+        """Apply records (per partition, consecutive) and store each partition's next offset.
+
+        `careful` applies each event in its own savepoint and parks one whose handler fails,
+        instead of failing the batch: the path taken after a batch failed once. Returns the
+        types of the events applied, to be counted once the transaction commits.
         """
-        next_offset = records[-1].offset + 1
-        if self.own_source is not None:
-            records = [r for r in records if _header(r, "source") != self.own_source]
-        handled = [r for r in records if _header(r, "type") in self.projection.handlers]
-        fresh = await self._claim(conn, handled)
-        sequences = SequenceCheck(self.tables, self.metrics)
-        await sequences.load(conn, records)
-        applied: list[str] = []
+        records = [r for partition in sorted(batches) for r in batches[partition]]
+        uow = UnitOfWork(conn, self.tables, self.projection, self.metrics)
+        sequences = await self._load_sequences(conn, records)
+        handled = [r for r in records if self.handles(r)]
+        fresh = (
+            set()
+            if careful
+            else await claim(conn, self.tables, [UUID(_header(r, "event_id")) for r in handled])
+        )
+        applied: list[AnyEvent] = []
         for record in records:
-            if _header(record, "type") not in self.projection.handlers:
-                sequences.observe(record, handled=False)
+            if not self.handles(record):
+                self._observe(sequences, record, handled=False)
                 continue
             event_id = UUID(_header(record, "event_id"))
+            if careful:
+                applied += await self._apply_carefully(uow, sequences, record, event_id)
+                continue
             if event_id not in fresh:
                 self.metrics.duplicates_skipped.inc()
-                # A copy of an event applied before (the writer's own, applied by apply_own,
-                # or a republished one) still takes its place in the ticket's sequence.
-                sequences.observe(record, handled=False)
+                # A copy of an event applied before still takes its place in the sequence.
+                self._observe(sequences, record, handled=False)
                 continue
             fresh.discard(event_id)  # a second copy in this same batch is a duplicate too
-            sequences.observe(record, handled=True)
-            event = decode(record.value or b"")
-            token = correlation_id.set(event.envelope.correlation_id)
-            started = time.perf_counter()
-            try:
-                await self.projection.handlers[event.type](
-                    conn, Delivery(event, partition, record.offset)
+            if not self._observe(sequences, record, handled=True):
+                await self._hold(conn, record, event_id, sequences)
+                continue
+            applied.append(decode(record.value or b"", record.partition, record.offset))
+        if not careful:
+            await self.projection.dispatch(uow, applied)
+            if self.reactions is not None:
+                await self.reactions.dispatch(uow, applied)
+        applied += await self._release_held(uow, sequences)
+        await self._save_sequences(conn, sequences)
+        await self._store_offsets(
+            conn, {p: batch[-1].offset + 1 for p, batch in batches.items() if batch}
+        )
+        return [event.type for event in applied]
+
+    async def _apply_carefully(
+        self, uow: UnitOfWork, sequences: _Sequences, record: Record, event_id: UUID
+    ) -> list[AnyEvent]:
+        conn = uow.conn
+        try:
+            async with conn.begin_nested():
+                if not await claim(conn, self.tables, [event_id]):
+                    self.metrics.duplicates_skipped.inc()
+                    self._observe(sequences, record, handled=False)
+                    return []
+                event = decode(record.value or b"", record.partition, record.offset)
+                seen = dict(sequences.last)
+                if not self._observe(sequences, record, handled=True):
+                    raise SequenceGapError
+                try:
+                    await self.projection.dispatch(uow, [event])
+                    if self.reactions is not None:
+                        await self.reactions.dispatch(uow, [event])
+                except Exception:
+                    sequences.last = seen  # the failed event does not advance its ticket
+                    raise
+                return [event]
+        except SequenceGapError:
+            await self._hold(conn, record, event_id, sequences)
+            return []
+        except Exception as exc:
+            await self._park(conn, record, "failed", f"{type(exc).__name__}: {exc}")
+            return []
+
+    # -- sequences -----------------------------------------------------------------------------
+
+    async def _load_sequences(self, conn: AsyncConnection, records: Sequence[Record]) -> _Sequences:
+        ids = sorted({UUID(t) for r in records if (t := _header(r, "ticket_id")) is not None})
+        if not ids:
+            return _Sequences()
+        table = self.tables.ticket_sequence
+        rows = await conn.execute(
+            sa.select(table.c.ticket_id, table.c.last_seq)
+            .where(table.c.ticket_id == sa.any_(sa.bindparam("ids", ids, type_=_UUIDS)))
+            .with_for_update()
+        )
+        return _Sequences({row.ticket_id: row.last_seq for row in rows})
+
+    def _observe(self, sequences: _Sequences, record: Record, *, handled: bool) -> bool:
+        """Check one record's place in its ticket's sequence; False: hold it (a gap).
+
+        An event this service does not handle (or a copy of one applied before) still advances
+        the sequence, but it cannot be told from a republished copy, so it never holds.
+        """
+        ticket, seq_header = _header(record, "ticket_id"), _header(record, "seq")
+        if ticket is None or seq_header is None:
+            return True
+        ticket_id, seq = UUID(ticket), int(seq_header)
+        expected = sequences.last.get(ticket_id, 0) + 1
+        if seq > expected:
+            self.metrics.sequence_gaps.inc()
+            log.error(
+                "ticket event out of sequence",
+                extra={"ticket_id": ticket, "seq": seq, "expected": expected, "held": handled},
+            )
+            if handled:
+                return False  # held until the gap fills
+        if handled and seq < expected:
+            # Already applied under another id: a bug upstream, applied and alerted.
+            self.metrics.sequence_gaps.inc()
+            log.error("ticket event repeats a seq", extra={"ticket_id": ticket, "seq": seq})
+        sequences.last[ticket_id] = max(seq, expected - 1)
+        sequences.changed.add(ticket_id)
+        return True
+
+    async def _save_sequences(self, conn: AsyncConnection, sequences: _Sequences) -> None:
+        if not sequences.changed:
+            return
+        table = self.tables.ticket_sequence
+        changed = sorted(sequences.changed)
+        stmt = pg_insert(table).from_select(
+            ["ticket_id", "last_seq"],
+            sa.select(
+                _unnest(changed, _UUIDS),
+                _unnest([sequences.last[t] for t in changed], pg.ARRAY(sa.Integer)),
+            ),
+        )
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[table.c.ticket_id],
+                set_={"last_seq": sa.func.greatest(table.c.last_seq, stmt.excluded.last_seq)},
+            )
+        )
+
+    # -- parking ---------------------------------------------------------------------------------
+
+    async def _park(self, conn: AsyncConnection, record: Record, reason: str, error: str) -> None:
+        ticket = _header(record, "ticket_id")
+        seq = _header(record, "seq")
+        parked = self.tables.parked_events
+        await conn.execute(
+            pg_insert(parked)
+            .values(
+                event_id=UUID(_header(record, "event_id")),
+                consumer=self.consumer_name,
+                partition=record.partition,
+                offset=record.offset,
+                type=_header(record, "type") or "?",
+                ticket_id=UUID(ticket) if ticket else None,
+                seq=int(seq) if seq else None,
+                reason=reason,
+                error=error[:2000],
+                value=record.value or b"",
+            )
+            .on_conflict_do_nothing()
+        )
+        if reason == "failed":
+            self.metrics.handler_errors.labels(_header(record, "type") or "?").inc()
+            log.error(
+                "event parked: its handler failed",
+                extra={"event_id": _header(record, "event_id"), "error": error[:500]},
+            )
+
+    async def _hold(
+        self, conn: AsyncConnection, record: Record, event_id: UUID, sequences: _Sequences
+    ) -> None:
+        # Not applied, so not processed: the release applies it from the parked row.
+        processed = self.tables.processed_events
+        await conn.execute(processed.delete().where(processed.c.event_id == event_id))
+        expected = sequences.last.get(UUID(_header(record, "ticket_id") or ""), 0) + 1
+        await self._park(conn, record, "held", f"waiting for seq {expected}")
+
+    async def _release_held(self, uow: UnitOfWork, sequences: _Sequences) -> list[AnyEvent]:
+        """Apply held events whose predecessor has now been applied, in seq order."""
+        if not sequences.changed:
+            return []
+        parked = self.tables.parked_events
+        rows = (
+            await uow.conn.execute(
+                sa.select(parked.c.event_id, parked.c.ticket_id, parked.c.seq, parked.c.value)
+                .where(
+                    parked.c.reason == "held",
+                    parked.c.ticket_id
+                    == sa.any_(sa.bindparam("held", sorted(sequences.changed), type_=_UUIDS)),
                 )
-            finally:
-                correlation_id.reset(token)
-            self.metrics.handler_seconds.labels(event.type).observe(time.perf_counter() - started)
-            applied.append(event.type)
-        await sequences.save(conn)
-        offsets = self.tables.consumer_offsets
-        stmt = pg_insert(offsets).values(
-            consumer=self.consumer_name,
-            topic=self.topic,
-            partition=partition,
-            next_offset=next_offset,
+                .order_by(parked.c.ticket_id, parked.c.seq)
+            )
+        ).all()
+        released: list[AnyEvent] = []
+        for row in rows:
+            if row.seq != sequences.last.get(row.ticket_id, 0) + 1:
+                continue
+            if await claim(uow.conn, self.tables, [row.event_id]):
+                event = decode(row.value)
+                await self.projection.dispatch(uow, [event])
+                if self.reactions is not None:
+                    await self.reactions.dispatch(uow, [event])
+                released.append(event)
+            sequences.last[row.ticket_id] = row.seq
+            await uow.conn.execute(parked.delete().where(parked.c.event_id == row.event_id))
+            log.info("held event released", extra={"event_id": str(row.event_id)})
+        return released
+
+    # -- offsets ---------------------------------------------------------------------------------
+
+    async def _store_offsets(self, conn: AsyncConnection, next_offsets: Mapping[int, int]) -> None:
+        if not next_offsets:
+            return
+        table = self.tables.consumer_offsets
+        partitions = sorted(next_offsets)
+        stmt = pg_insert(table).from_select(
+            ["consumer", "topic", "partition", "next_offset"],
+            sa.select(
+                sa.literal(self.consumer_name),
+                sa.literal(self.topic),
+                _unnest(partitions, pg.ARRAY(sa.Integer)),
+                _unnest([next_offsets[p] for p in partitions], pg.ARRAY(sa.BigInteger)),
+            ),
         )
         # GREATEST: a replica that lost the partition mid-batch must never move it backwards.
         await conn.execute(
             stmt.on_conflict_do_update(
-                index_elements=[offsets.c.consumer, offsets.c.topic, offsets.c.partition],
+                index_elements=[table.c.consumer, table.c.topic, table.c.partition],
                 set_={
-                    "next_offset": sa.func.greatest(
-                        offsets.c.next_offset, stmt.excluded.next_offset
-                    )
+                    "next_offset": sa.func.greatest(table.c.next_offset, stmt.excluded.next_offset)
                 },
             )
         )
-        return applied
 
     def count(self, applied: Iterable[str]) -> None:
         """Count applied events once their transaction committed."""
         for type_ in applied:
             self.metrics.events_consumed.labels(type_).inc()
 
-    async def _claim(
-        self, conn: AsyncConnection, records: Sequence[ConsumerRecord[bytes, bytes]]
-    ) -> set[UUID]:
-        """Record the batch's event ids as processed; return those not seen before."""
-        if not records:
-            return set()
-        ids = [UUID(_header(r, "event_id")) for r in records]
-        processed = self.tables.processed_events
-        rows = await conn.execute(
-            pg_insert(processed)
-            .values([{"event_id": i} for i in ids])
-            .on_conflict_do_nothing()
-            .returning(processed.c.event_id)
-        )
-        return {row.event_id for row in rows}
+
+class RebuiltError(Exception):
+    """A rebuild swapped the projection in since this replica positioned itself."""
+
+
+# -- the live consumer ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """A partition this replica owns: the epoch that fences its side effects, and the instant
+    up to which its projection is known to be current (its watermark)."""
+
+    partition: int
+    epoch: int
+    watermark: datetime
 
 
 class ConsumerRuntime(ConsumerRebalanceListener):  # type: ignore[misc]
-    """A service's consumer-group member, its caught-up signals and its live loops."""
+    """A service's consumer-group member: applies batches, owns partitions, knows watermarks."""
 
     def __init__(
         self,
@@ -273,32 +546,40 @@ class ConsumerRuntime(ConsumerRebalanceListener):  # type: ignore[misc]
         tables: RuntimeTables,
         projection: Projection,
         metrics: Metrics,
-        live_loops: Sequence[LiveLoop] = (),
-        max_records: int = 500,
+        reactions: Reactions | None = None,
+        max_records: int = 5000,
         poll_ms: int = 200,
-        live_interval: float = 0.5,
+        clock: Clock = utc_now,
+        dedup_retention_hours: float = 168.0,
     ) -> None:
         self.name = name
+        self.owner = f"{name}-{uuid4()}"
         self._engine = engine
         self._bootstrap = bootstrap
         self._topic = topic
         self._tables = tables
-        self.applier = BatchApplier(name, topic, tables, projection, metrics, skip_own=True)
+        self.applier = BatchApplier(name, topic, tables, projection, metrics, reactions)
         self._metrics = metrics
-        self._live_loops = list(live_loops)
         self._max_records = max_records
         self._poll_ms = poll_ms
-        self._live_interval = live_interval
+        self._clock = clock
+        self._dedup_retention_hours = dedup_retention_hours
         self._consumer: AIOKafkaConsumer | None = None
-        # Held while a batch or a live-loop tick runs; a revocation waits for it.
+        # Held while a batch is applied; a revocation waits for it.
         self._busy = asyncio.Lock()
         self._assigned: set[int] = set()
         self._positioned: set[int] = set()  # assigned and sought to the stored offset
+        self._epochs: dict[int, int] = {}
         self._joined = False
-        self._caught_up: set[int] = set()
+        self._ever_caught_up: set[int] = set()
+        self._watermarks: dict[int, datetime] = {}
+        self._last_applied_at: dict[int, datetime] = {}
+        self._generation: int | None = None
         self._ends: dict[int, int] = {}
         self._ends_checked = 0.0
+        self._pruned_at = 0.0
         self._changed = asyncio.Condition()
+        self._listeners: list[Callable[[bool], None]] = []
 
     # -- what other parts of the service ask ------------------------------------------------
 
@@ -309,30 +590,52 @@ class ConsumerRuntime(ConsumerRebalanceListener):  # type: ignore[misc]
 
     @property
     def caught_up(self) -> frozenset[int]:
-        """Owned partitions whose projection has reached the head of the stream."""
-        return frozenset(self._caught_up & self._assigned)
+        """Owned partitions whose projection has reached the head of the stream at least once."""
+        return frozenset(self._ever_caught_up & self._assigned)
+
+    def ownerships(self) -> dict[int, Ownership]:
+        """Owned, positioned partitions with their epochs and watermarks (for live loops)."""
+        return {
+            p: Ownership(p, self._epochs[p], self._watermarks[p])
+            for p in sorted(self._assigned & self._positioned)
+            if p in self._epochs and p in self._watermarks
+        }
 
     def is_caught_up(self) -> bool:
         """Whether the consumer has joined its group and every owned partition caught up."""
-        return self._joined and self._assigned <= self._caught_up
+        return self._joined and self._assigned <= self._ever_caught_up
 
     async def wait_caught_up(self) -> None:
         """Wait until `is_caught_up()` (callers bound it with `asyncio.timeout`)."""
         async with self._changed:
             await self._changed.wait_for(self.is_caught_up)
 
+    def on_progress(self, listener: Callable[[bool], None]) -> None:
+        """Call `listener(changed)` after a batch was applied or ownership changed (True), and
+        after the watermarks moved (False)."""
+        self._listeners.append(listener)
+
     # -- rebalance listener --------------------------------------------------------------------
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Stop acting for revoked partitions, after the in-flight batch or tick commits."""
+        """Stop applying to revoked partitions once the in-flight batch committed.
+
+        Live loops need no waiting: a takeover bumps the partition's epoch in PostgreSQL, and a
+        live transaction of this replica then no longer passes the ownership check.
+        """
         async with self._busy:
             for tp in revoked:
-                self._assigned.discard(tp.partition)
-                self._positioned.discard(tp.partition)
-                self._caught_up.discard(tp.partition)
-                with contextlib.suppress(KeyError):
-                    self._metrics.consumer_lag.remove(str(tp.partition))
+                self._forget(tp.partition)
         await self._notify()
+
+    def _forget(self, partition: int) -> None:
+        self._assigned.discard(partition)
+        self._positioned.discard(partition)
+        self._epochs.pop(partition, None)
+        self._watermarks.pop(partition, None)
+        self._ever_caught_up.discard(partition)
+        with contextlib.suppress(KeyError):
+            self._metrics.consumer_lag.remove(str(partition))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         """Take the new partitions; the consuming task seeks them before applying anything.
@@ -342,8 +645,8 @@ class ConsumerRuntime(ConsumerRebalanceListener):  # type: ignore[misc]
         """
         async with self._busy:
             self._assigned = {tp.partition for tp in assigned}
-            self._positioned &= self._assigned
-            self._caught_up &= self._assigned
+            for partition in set(self._positioned) - self._assigned:
+                self._forget(partition)
             self._joined = True
         self._ends_checked = 0.0
         log.info(
@@ -362,48 +665,79 @@ class ConsumerRuntime(ConsumerRebalanceListener):  # type: ignore[misc]
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             max_poll_records=self._max_records,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         await self._consumer.start()
         self._consumer.subscribe([self._topic], listener=self)
-        live = asyncio.create_task(self._run_live_loops(), name=f"{self.name}-live")
         try:
             while True:
                 await self._position_new_partitions()
                 batches = await self._consumer.getmany(
                     timeout_ms=self._poll_ms, max_records=self._max_records
                 )
-                for tp, records in batches.items():
-                    await self._apply(tp, records)
-                await self._refresh_caught_up()
+                if batches:
+                    await self._apply(batches)
+                await self._refresh_watermarks()
+                await self._prune_dedup_marks()
         finally:
-            live.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await live
             await self._consumer.stop()
             self._consumer = None
 
-    async def _apply(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+    async def _apply(self, fetched: Mapping[TopicPartition, list[Record]]) -> None:
         assert self._consumer is not None
         async with self._busy:
-            if tp.partition not in self._positioned:
-                # Fetched before we sought it to the stored offset, or revoked meanwhile: the
-                # records come again from the stored offset (ours, or the new owner's).
+            # Records fetched before their partition was sought to its stored offset (or after
+            # it was revoked) come again from the stored offset: ours, or the new owner's.
+            batches = {
+                tp.partition: records
+                for tp, records in fetched.items()
+                if tp.partition in self._positioned and records
+            }
+            if not batches:
                 return
             try:
-                async with self._engine.begin() as conn:
-                    applied = await self.applier.apply(conn, tp.partition, records)
-            except Exception:
-                failing = {_header(r, "type") or "?" for r in records}
-                for type_ in failing:
-                    self._metrics.handler_errors.labels(type_).inc()
-                log.exception("batch failed; it is retried from the stored offset")
-                self._consumer.seek(tp, records[0].offset)
-                await asyncio.sleep(1.0)
+                applied = await self._apply_once(batches, careful=False)
+            except RebuiltError:
+                self._reposition_all()
                 return
+            except Exception:
+                log.exception("batch failed; applying it event by event, parking what fails")
+                try:
+                    applied = await self._apply_once(batches, careful=True)
+                except RebuiltError:
+                    self._reposition_all()
+                    return
+                except Exception:
+                    log.exception("batch failed again; it is retried from the stored offsets")
+                    for partition, records in batches.items():
+                        self._consumer.seek(
+                            TopicPartition(self._topic, partition), records[0].offset
+                        )
+                    await asyncio.sleep(1.0)
+                    return
+            for partition, records in batches.items():
+                self._last_applied_at[partition] = datetime.fromtimestamp(
+                    records[-1].timestamp / 1000, UTC
+                )
         self.applier.count(applied)
-        # Informational only: the stored offset in PostgreSQL is what the runtime resumes from.
+        self._signal(changed=True)
+        # Informational only: the stored offsets in PostgreSQL are what the runtime resumes from.
         with contextlib.suppress(Exception):
-            await self._consumer.commit({tp: records[-1].offset + 1})
+            await self._consumer.commit(
+                {TopicPartition(self._topic, p): r[-1].offset + 1 for p, r in batches.items()}
+            )
+
+    async def _apply_once(self, batches: Mapping[int, list[Record]], *, careful: bool) -> list[str]:
+        async with self._engine.begin() as conn:
+            generation = await fenced_generation(conn, self._tables, self.name, exclusive=False)
+            if generation != self._generation:
+                raise RebuiltError
+            return await self.applier.apply(conn, batches, careful=careful)
+
+    def _reposition_all(self) -> None:
+        log.warning("the projection was rebuilt: seeking every partition to its stored offset")
+        self._positioned.clear()
+        self._generation = None
 
     async def _position_new_partitions(self) -> None:
         assert self._consumer is not None
@@ -411,119 +745,168 @@ class ConsumerRuntime(ConsumerRebalanceListener):  # type: ignore[misc]
             new = self._assigned - self._positioned
             if not new:
                 return
-            stored = await self._stored_offsets()
+            async with self._engine.begin() as conn:
+                self._generation = await fenced_generation(
+                    conn, self._tables, self.name, exclusive=False
+                )
+                stored = await stored_offsets(conn, self._tables, self.name, self._topic)
+                epochs = await take_ownership(conn, self._tables, self.name, self.owner, new)
             for partition in sorted(new):
                 tp = TopicPartition(self._topic, partition)
                 if partition in stored:
                     self._consumer.seek(tp, stored[partition])
                 else:
                     await self._consumer.seek_to_beginning(tp)
+                self._ever_caught_up.discard(partition)
+            self._epochs.update(epochs)
             self._positioned |= new
+        self._signal(changed=True)
 
-    async def _refresh_caught_up(self) -> None:
+    async def _refresh_watermarks(self) -> None:
+        """Lag per partition; the watermark is now when caught up, else the last applied record.
+
+        "Caught up" is re-evaluated after every fetch, so a burst that arrives later lowers the
+        watermark again, and a live loop waits until the projection is current past a deadline.
+        """
         assert self._consumer is not None
         now = time.monotonic()
-        if now - self._ends_checked >= 1.0 or not self._caught_up >= self._assigned:
-            tps = [TopicPartition(self._topic, p) for p in self._positioned & self._assigned]
+        partitions = sorted(self._positioned & self._assigned)
+        if now - self._ends_checked >= 1.0 or not self._ever_caught_up >= set(partitions):
+            tps = [TopicPartition(self._topic, p) for p in partitions]
             if tps:
                 ends = await self._consumer.end_offsets(tps)
                 self._ends = {tp.partition: off for tp, off in ends.items()}
             self._ends_checked = now
         changed = False
-        for partition in sorted(self._positioned & self._assigned):
-            position = await self._consumer.position(TopicPartition(self._topic, partition))
-            head = max(
-                self._ends.get(partition, 0),
-                self._consumer.highwater(TopicPartition(self._topic, partition)) or 0,
-            )
+        at = self._clock()
+        for partition in partitions:
+            tp = TopicPartition(self._topic, partition)
+            position = await self._consumer.position(tp)
+            head = max(self._ends.get(partition, 0), self._consumer.highwater(tp) or 0)
             lag = max(0, head - position)
             self._metrics.consumer_lag.labels(str(partition)).set(lag)
-            if lag == 0 and partition not in self._caught_up:
-                self._caught_up.add(partition)
-                changed = True
+            if lag == 0:
+                self._watermarks[partition] = at
+                if partition not in self._ever_caught_up:
+                    self._ever_caught_up.add(partition)
+                    changed = True
+            else:
+                fallback = datetime.min.replace(tzinfo=UTC)
+                self._watermarks[partition] = self._last_applied_at.get(partition, fallback)
         if changed:
             await self._notify()
+        self._signal(changed=False)
 
-    async def _run_live_loops(self) -> None:
-        while True:
-            await asyncio.sleep(self._live_interval)
-            async with self._busy:
-                owned = self.caught_up
-                if not owned:
-                    continue
-                for loop in self._live_loops:
-                    try:
-                        await loop(owned)
-                    except Exception:
-                        log.exception("live loop failed; it runs again next tick")
-
-    async def _stored_offsets(self) -> dict[int, int]:
-        offsets = self._tables.consumer_offsets
-        async with self._engine.connect() as conn:
-            rows = await conn.execute(
-                sa.select(offsets.c.partition, offsets.c.next_offset).where(
-                    offsets.c.consumer == self.name, offsets.c.topic == self._topic
+    async def _prune_dedup_marks(self) -> None:
+        now = time.monotonic()
+        if now - self._pruned_at < 600:
+            return
+        self._pruned_at = now
+        processed = self._tables.processed_events
+        cutoff = self._clock().timestamp() - self._dedup_retention_hours * 3600
+        with contextlib.suppress(Exception):
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    processed.delete().where(
+                        processed.c.processed_at < datetime.fromtimestamp(cutoff, UTC)
+                    )
                 )
-            )
-            return {row.partition: row.next_offset for row in rows}
+
+    def _signal(self, *, changed: bool) -> None:
+        for listener in self._listeners:
+            listener(changed)
 
     async def _notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
 
 
-async def replay(
-    name: str,
-    *,
-    engine: AsyncEngine,
-    bootstrap: str,
-    topic: str,
-    tables: RuntimeTables,
-    projection: Projection,
-    metrics: Metrics,
-    max_records: int = 2000,
-) -> int:
-    """Rebuild: clear the projection and replay the whole stream up to its current head.
+# -- shared statements ---------------------------------------------------------------------------
 
-    All of it is one transaction: a failed rebuild leaves the old projection in place, and a
-    replica still running waits on the TRUNCATE lock, then goes on from the new offsets.
-    Returns the number of records read.
-    """
-    applier = BatchApplier(name, topic, tables, projection, metrics)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        max_poll_records=max_records,
+
+async def fenced_generation(
+    conn: AsyncConnection, tables: RuntimeTables, consumer: str, *, exclusive: bool
+) -> int:
+    """Take the rebuild fence for this transaction and return the consumer's generation."""
+    lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    await conn.execute(sa.text(f"SELECT {lock}(:k)"), {"k": fence_key(tables.schema)})
+    state = tables.consumer_state
+    generation = await conn.scalar(
+        sa.select(state.c.generation).where(state.c.consumer == consumer)
     )
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in await topic_partitions(bootstrap, topic)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        remaining = {tp for tp in tps if ends[tp] > 0}
-        read = 0
-        applied: list[str] = []
-        async with engine.begin() as conn:
-            for table in [*projection.tables, *tables.replay_state]:
-                if table is tables.consumer_offsets:
-                    await conn.execute(table.delete().where(table.c.consumer == name))
-                else:
-                    await conn.execute(sa.text(f"TRUNCATE {table.fullname}"))
-            while remaining:
-                batches = await consumer.getmany(
-                    *remaining, timeout_ms=500, max_records=max_records
-                )
-                for tp, records in batches.items():
-                    records = [r for r in records if r.offset < ends[tp]]
-                    if records:
-                        applied += await applier.apply(conn, tp.partition, records)
-                        read += len(records)
-                    if await consumer.position(tp) >= ends[tp]:
-                        remaining.discard(tp)
-        applier.count(applied)
-        return read
-    finally:
-        await consumer.stop()
+    if generation is None:
+        await conn.execute(
+            pg_insert(state).values(consumer=consumer, generation=0).on_conflict_do_nothing()
+        )
+        return 0
+    return int(generation)
+
+
+async def stored_offsets(
+    conn: AsyncConnection, tables: RuntimeTables, consumer: str, topic: str
+) -> dict[int, int]:
+    """Where the consumer resumes, per partition."""
+    offsets = tables.consumer_offsets
+    rows = await conn.execute(
+        sa.select(offsets.c.partition, offsets.c.next_offset).where(
+            offsets.c.consumer == consumer, offsets.c.topic == topic
+        )
+    )
+    return {row.partition: row.next_offset for row in rows}
+
+
+async def take_ownership(
+    conn: AsyncConnection,
+    tables: RuntimeTables,
+    consumer: str,
+    owner: str,
+    partitions: Iterable[int],
+) -> dict[int, int]:
+    """Become the owner of `partitions`, each with a new epoch; returns the epochs.
+
+    The update waits for a live transaction of the previous owner that holds the row (it takes
+    it FOR SHARE), and every later one of the previous owner fails the epoch check.
+    """
+    owners = tables.partition_owners
+    stmt = pg_insert(owners).values(
+        [{"consumer": consumer, "partition": p, "owner": owner, "epoch": 1} for p in partitions]
+    )
+    rows = await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[owners.c.consumer, owners.c.partition],
+            set_={"owner": stmt.excluded.owner, "epoch": owners.c.epoch + 1},
+        ).returning(owners.c.partition, owners.c.epoch)
+    )
+    return {row.partition: row.epoch for row in rows}
+
+
+async def check_partition_count(
+    engine: AsyncEngine, tables: RuntimeTables, consumer: str, partitions: int
+) -> None:
+    """Refuse to run when the topic's partition count is not what the stored rows assume.
+
+    Every account's events live in one partition (key = account_id); a topic with more
+    partitions moves accounts to other partitions, and offsets, ownership and ordering stored
+    per partition would no longer describe the stream.
+    """
+    state = tables.consumer_state
+    async with engine.begin() as conn:
+        await conn.execute(
+            pg_insert(state)
+            .values(consumer=consumer, generation=0, partitions=partitions)
+            .on_conflict_do_nothing()
+        )
+        stored = await conn.scalar(
+            sa.select(state.c.partitions).where(state.c.consumer == consumer)
+        )
+        if stored is None:
+            await conn.execute(
+                state.update().where(state.c.consumer == consumer).values(partitions=partitions)
+            )
+        elif stored != partitions:
+            raise RuntimeError(
+                f"{consumer}: the topic has {partitions} partitions but this service's stored "
+                f"state was built for {stored}. Changing the partition count moves accounts to "
+                "other partitions; rebuild the service against the new topic (make rebuild-…) "
+                "after resetting its consumer_state row, or restore the partition count."
+            )

@@ -21,8 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """The process's async engine (asyncpg)."""
-    return create_async_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+    """The process's async engine (asyncpg).
+
+    No pre-ping: it costs a round trip on every checkout, and a dead connection fails the
+    transaction that uses it, which every caller already retries (the consumer re-applies its
+    batch, the relay its round, an HTTP client its request).
+    """
+    return create_async_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=False)
 
 
 def runtime_tables(metadata: sa.MetaData) -> RuntimeTables:
@@ -54,10 +59,56 @@ class RuntimeTables:
             sa.Column("partition", sa.Integer, primary_key=True),
             sa.Column("next_offset", sa.BigInteger, nullable=False),
         )
+        # Claimed per batch; pruned by age (a copy can only come back within seconds: the relay
+        # republishes after a crash, and offsets never move backwards).
         self.processed_events = sa.Table(
             "processed_events",
             metadata,
             sa.Column("event_id", pg.UUID(as_uuid=True), primary_key=True),
+            sa.Column(
+                "processed_at",
+                sa.DateTime(timezone=True),
+                nullable=False,
+                server_default=sa.func.now(),
+                index=True,
+            ),
+        )
+        # Events the consumer could not apply: a handler failed (poison), or a ticket event
+        # arrived before its predecessor (held until the gap fills). The partition goes on.
+        self.parked_events = sa.Table(
+            "parked_events",
+            metadata,
+            sa.Column("event_id", pg.UUID(as_uuid=True), primary_key=True),
+            sa.Column("consumer", sa.Text, nullable=False),
+            sa.Column("partition", sa.Integer, nullable=False),
+            sa.Column("offset", sa.BigInteger, nullable=False),
+            sa.Column("type", sa.Text, nullable=False),
+            sa.Column("ticket_id", pg.UUID(as_uuid=True), nullable=True, index=True),
+            sa.Column("seq", sa.Integer, nullable=True),
+            sa.Column("reason", sa.Text, nullable=False),  # "failed" | "held"
+            sa.Column("error", sa.Text, nullable=False),
+            sa.Column("value", sa.LargeBinary, nullable=False),
+            sa.Column("parked_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+        )
+        # Which replica owns a partition's side effects, and since when (the epoch grows with
+        # every takeover): a live loop's transaction checks it, so a replica that lost a
+        # partition can no longer act for it.
+        self.partition_owners = sa.Table(
+            "partition_owners",
+            metadata,
+            sa.Column("consumer", sa.Text, primary_key=True),
+            sa.Column("partition", sa.Integer, primary_key=True),
+            sa.Column("owner", sa.Text, nullable=False),
+            sa.Column("epoch", sa.BigInteger, nullable=False),
+        )
+        # Per consumer: the rebuild generation (a swap bumps it and live replicas seek again)
+        # and the partition count its stored rows assume.
+        self.consumer_state = sa.Table(
+            "consumer_state",
+            metadata,
+            sa.Column("consumer", sa.Text, primary_key=True),
+            sa.Column("generation", sa.BigInteger, nullable=False),
+            sa.Column("partitions", sa.Integer, nullable=True),
         )
         # Every service authenticates the keys intake issues, from the key events.
         self.api_keys = sa.Table(
@@ -95,8 +146,8 @@ class RuntimeTables:
 
     @property
     def replay_state(self) -> list[sa.Table]:
-        """Tables a rebuild clears together with the projection."""
-        return [self.consumer_offsets, self.processed_events, self.ticket_sequence, self.api_keys]
+        """Runtime tables a rebuild builds anew next to the projection (offsets are per row)."""
+        return [self.processed_events, self.ticket_sequence, self.api_keys, self.parked_events]
 
 
 async def table_digest(conn: AsyncConnection, tables: Iterable[sa.Table]) -> str:

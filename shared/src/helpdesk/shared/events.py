@@ -11,8 +11,8 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
-from uuid import UUID
+from typing import Any, Generic, Literal, TypeVar
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
 from uuid6 import uuid7
@@ -132,6 +132,13 @@ class EventRegistry:
         """The event type a payload model instance belongs to."""
         return self._by_model[type(payload)]
 
+    def type_of_model(self, model: type[BaseModel]) -> str:
+        """The event type a payload model class is registered as."""
+        try:
+            return self._by_model[model]
+        except KeyError as exc:
+            raise UnknownEventTypeError(model.__name__) from exc
+
     def types(self) -> list[str]:
         """All registered type names, sorted."""
         return sorted(self._specs)
@@ -152,12 +159,18 @@ class EventRegistry:
 registry = EventRegistry()
 
 
+P_co = TypeVar("P_co", bound=BaseModel, covariant=True)
+
+
 @dataclass(frozen=True)
-class Event:
+class Event(Generic[P_co]):
     """A decoded event: the envelope and its typed (current-version) payload."""
 
     envelope: Envelope
-    payload: BaseModel
+    payload: P_co
+    #: Where the event sits on the stream; None for an event its service has just decided.
+    partition: int | None = None
+    offset: int | None = None
 
     @property
     def type(self) -> str:
@@ -196,7 +209,22 @@ def new_envelope(
     )
 
 
-def decode(value: bytes) -> Event:
+_EVENT_ID_NAMESPACE = uuid5(NAMESPACE_URL, "https://helpdesk.local/event-id")
+
+
+def derive_event_id(causation_id: UUID | str, purpose: str) -> UUID:
+    """The id of an event decided because of `causation_id`, for one `purpose`.
+
+    Deterministic (UUIDv5), so a reaction or live loop that decides the same thing twice (after
+    a crash, on two replicas, after a rebuild) produces the same event id, and every consumer
+    drops the second copy. `purpose` names the decision, e.g. "breach:response:1".
+    """
+    return uuid5(_EVENT_ID_NAMESPACE, f"{causation_id}/{purpose}")
+
+
+def decode(
+    value: bytes, partition: int | None = None, offset: int | None = None
+) -> Event[BaseModel]:
     """Parse a record value into an `Event` with its payload upcast to the current version."""
     envelope = Envelope.from_bytes(value)
-    return Event(envelope, registry.decode_payload(envelope))
+    return Event(envelope, registry.decode_payload(envelope), partition, offset)

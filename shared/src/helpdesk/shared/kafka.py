@@ -11,8 +11,20 @@ from aiokafka.errors import TopicAlreadyExistsError
 log = logging.getLogger(__name__)
 
 
-async def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    """Create the event topic (key = account_id, infinite retention) unless it exists."""
+async def ensure_topic(
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    *,
+    replication_factor: int = 1,
+    min_insync_replicas: int = 1,
+) -> None:
+    """Create the event topic (key = account_id, infinite retention) unless it exists.
+
+    Locally one broker: replication 1, min.insync.replicas 1. In production use 3 and 2, so an
+    `acks=all` write survives the loss of one broker (Settings.replication_factor and
+    Settings.min_insync_replicas).
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
     await admin.start()
     try:
@@ -25,8 +37,11 @@ async def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:
                     NewTopic(
                         name=topic,
                         num_partitions=partitions,
-                        replication_factor=1,
-                        topic_configs={"retention.ms": "-1", "min.insync.replicas": "1"},
+                        replication_factor=replication_factor,
+                        topic_configs={
+                            "retention.ms": "-1",
+                            "min.insync.replicas": str(min_insync_replicas),
+                        },
                     )
                 ]
             )

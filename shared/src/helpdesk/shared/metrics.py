@@ -56,8 +56,14 @@ class Metrics:
         )
         self.handler_errors = Counter(
             "helpdesk_handler_errors",
-            "Batches rolled back because a handler raised; the batch is retried.",
+            "Events whose handler raised (each is parked; the partition goes on).",
             ["type"],
+            registry=self.registry,
+        )
+
+        self.parked_events = Gauge(
+            "helpdesk_parked_events",
+            "Events parked because their handler failed or their ticket's sequence has a gap.",
             registry=self.registry,
         )
 

@@ -4,6 +4,13 @@
 through an idempotent `acks="all"` producer and deletes them once Kafka has acknowledged them.
 A crash between the acknowledgement and the delete republishes the rows: publishing is
 at-least-once and every consumer deduplicates by event_id.
+
+Each round is one short transaction that takes a transaction-level advisory lock, reads a batch,
+publishes it and deletes it: two relays of one service never publish at once (a relay whose
+connection died loses the lock with its transaction, and its round is rolled back), and no
+transaction stays open between rounds (an idle-in-transaction session would pin VACUUM).
+At most one record batch per partition goes out per round, so a retried batch can never land
+behind a later one of the same partition.
 """
 
 from __future__ import annotations
@@ -21,9 +28,8 @@ from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from helpdesk.shared.consumer import Projection, apply_own
 from helpdesk.shared.db import RuntimeTables
-from helpdesk.shared.events import Envelope, Event
+from helpdesk.shared.events import Envelope
 from helpdesk.shared.kafka import reliable_producer
 from helpdesk.shared.metrics import Metrics
 
@@ -38,18 +44,18 @@ async def append(conn: AsyncConnection, tables: RuntimeTables, events: Sequence[
     """Write `events` to the outbox in the caller's transaction, in order."""
     if not events:
         return
-    source = tables.schema or ""
+    # An event decided twice (same deterministic id) before the relay published it is one row.
     await conn.execute(
-        tables.outbox.insert(),
+        pg.insert(tables.outbox).on_conflict_do_nothing(index_elements=["event_id"]),
         [
             {
                 "event_id": e.event_id,
                 "type": e.type,
                 "key": str(e.account_id).encode(),
                 "value": e.to_bytes(),
-                # `source` names the writing service: its own consumer skips the event (see
-                # BatchApplier), since `emit` applied it in the transaction that queued it.
-                "headers": [[k, v.decode()] for k, v in e.headers()] + [["source", source]],
+                # `source` names the writing service (informational: nothing skips by it).
+                "headers": [[k, v.decode()] for k, v in e.headers()]
+                + [["source", tables.schema or ""]],
             }
             for e in events
         ],
@@ -101,22 +107,9 @@ class OutboxRelay:
         """Publish until cancelled; retry on any Kafka or database failure."""
         while True:
             try:
-                async with self._engine.connect() as lock_conn:
-                    if not await lock_conn.scalar(
-                        sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": self._lock_key}
-                    ):
-                        await self._idle()
-                        continue
-                    try:
-                        while True:
-                            published = await self.publish_once()
-                            if published < self._batch_size:
-                                await self._idle()
-                    finally:
-                        with contextlib.suppress(Exception):
-                            await lock_conn.execute(
-                                sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self._lock_key}
-                            )
+                published = await self.publish_once()
+                if published < self._batch_size:
+                    await self._idle()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -129,9 +122,17 @@ class OutboxRelay:
         self._wakeup.clear()
 
     async def publish_once(self) -> int:
-        """Publish up to one batch of pending rows; return how many were published."""
+        """Publish up to one batch of pending rows in one fenced round; return how many.
+
+        Returns 0 when another relay of the service holds the round lock.
+        """
         outbox = self._tables.outbox
-        async with self._engine.connect() as conn:
+        assert self._producer is not None, "start() the relay first"
+        async with self._engine.begin() as conn:
+            if not await conn.scalar(
+                sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": self._lock_key}
+            ):
+                return 0
             rows = (
                 await conn.execute(
                     sa.select(
@@ -149,69 +150,64 @@ class OutboxRelay:
             else:
                 newest = await conn.scalar(sa.select(sa.func.max(outbox.c.id)))
                 backlog = max(newest or 0, rows[-1].id) - rows[0].id + 1
-        self._metrics.outbox_backlog.set(backlog)
-        if not rows:
-            return 0
-        assert self._producer is not None, "start() the relay first"
-        await asyncio.gather(*await self._send(self._producer, rows))
-        ids = sa.bindparam("ids", [row.id for row in rows], type_=pg.ARRAY(sa.BigInteger))
-        async with self._engine.begin() as conn:
+            self._metrics.outbox_backlog.set(backlog)
+            if not rows:
+                return 0
+            futures, sent = await self._send(self._producer, rows)
+            await asyncio.gather(*futures)
+            ids = sa.bindparam("ids", [row.id for row in sent], type_=pg.ARRAY(sa.BigInteger))
             await conn.execute(outbox.delete().where(outbox.c.id == sa.any_(ids)))
-        for type_, published in collections.Counter(row.type for row in rows).items():
+        for type_, published in collections.Counter(row.type for row in sent).items():
             self._metrics.events_produced.labels(type_).inc(published)
-        self._metrics.outbox_backlog.set(max(0, backlog - len(rows)))
-        log.debug("published %d events", len(rows))
-        return len(rows)
+        self._metrics.outbox_backlog.set(max(0, backlog - len(sent)))
+        log.debug("published %d events", len(sent))
+        return len(sent)
 
     async def _send(
         self, producer: AIOKafkaProducer, rows: Sequence[Any]
-    ) -> list[asyncio.Future[Any]]:
-        """Queue `rows` as record batches, one per partition at a time, in id order.
+    ) -> tuple[list[asyncio.Future[Any]], list[Any]]:
+        """Queue `rows` as at most one record batch per partition, in id order.
 
         A send() per message costs more Python than the publishing itself at relay rates.
-        The partition is the one send() would choose (the default partitioner over the key);
-        a partition's next batch waits until its previous one is drained, and the idempotent
-        producer keeps them in order through retries, so each partition stays in id order.
+        The partition is the one send() would choose (the default partitioner over the key).
+        Once a partition's batch is full, its later rows wait for the next round: two batches
+        of one partition in flight could land out of order if the first one's send is retried
+        after a leader change. Returns the futures and the rows they carry.
         """
         partitions = sorted(await producer.partitions_for(self._topic))
         partition_of: dict[bytes, int] = {}
         batches: dict[int, Any] = {}
-        futures: list[asyncio.Future[Any]] = []
+        full: set[int] = set()
+        sent: list[Any] = []
         for row in rows:
             partition = partition_of.get(row.key)
             if partition is None:
                 partition = self._partitioner(row.key, partitions, partitions)
                 partition_of[row.key] = partition
-            record = {
-                "key": row.key,
-                "value": row.value,
-                "timestamp": None,
-                "headers": [(k, v.encode()) for k, v in row.headers],
-            }
-            batch = batches.get(partition)
-            if batch is not None and batch.append(**record) is not None:
+            if partition in full:
                 continue
-            if batch is not None:  # full: queue it and start the partition's next one
-                futures.append(await producer.send_batch(batch, self._topic, partition=partition))
-            batch = batches[partition] = producer.create_batch()
-            if batch.append(**record) is None:
-                raise ValueError(f"outbox row {row.id} does not fit in a record batch")
-        for partition, batch in batches.items():
-            futures.append(await producer.send_batch(batch, self._topic, partition=partition))
-        return futures
+            batch = batches.get(partition)
+            if batch is None:
+                batch = batches[partition] = producer.create_batch()
+            appended = batch.append(
+                key=row.key,
+                value=row.value,
+                timestamp=None,
+                headers=[(k, v.encode()) for k, v in row.headers],
+            )
+            if appended is None:
+                if batch.record_count() == 0:
+                    raise ValueError(f"outbox row {row.id} does not fit in a record batch")
+                full.add(partition)
+                continue
+            sent.append(row)
+        futures = [
+            await producer.send_batch(batch, self._topic, partition=partition)
+            for partition, batch in batches.items()
+        ]
+        return futures, sent
 
 
 def hash_schema(schema: str) -> int:
     """A stable 31-bit number for a schema name (Python's hash() is salted per process)."""
     return int.from_bytes(schema.encode()[:8].ljust(8, b"\0"), "big") & 0x7FFFFFFF
-
-
-async def emit(
-    conn: AsyncConnection, tables: RuntimeTables, projection: Projection, events: Sequence[Event]
-) -> None:
-    """Record events a service decided: apply them to its own projection, and queue them.
-
-    Runs in the caller's transaction, so state, dedup marks and outbox rows commit together.
-    """
-    await apply_own(conn, tables, projection, events)
-    await append(conn, tables, [e.envelope for e in events])

@@ -19,14 +19,23 @@ import uvicorn
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from helpdesk.shared.auth import Authenticator, key_handlers
-from helpdesk.shared.consumer import ConsumerRuntime, LiveLoop, Projection, replay
+from helpdesk.shared.auth import Authenticator, key_projection
+from helpdesk.shared.consumer import (
+    ConsumerRuntime,
+    Projection,
+    Reactions,
+    UnitOfWork,
+    check_partition_count,
+)
+from helpdesk.shared.context import Clock, utc_now
 from helpdesk.shared.db import RuntimeTables, create_engine, is_migrated, migrate
-from helpdesk.shared.events import Event
 from helpdesk.shared.idempotency import IdempotencyKeys
+from helpdesk.shared.kafka import topic_partitions
+from helpdesk.shared.live import LiveLoop, LiveLoops
 from helpdesk.shared.logs import configure_logging
 from helpdesk.shared.metrics import Metrics
-from helpdesk.shared.outbox import OutboxRelay, emit
+from helpdesk.shared.outbox import OutboxRelay
+from helpdesk.shared.rebuild import rebuild, retry_parked
 from helpdesk.shared.settings import Settings
 from helpdesk.shared.web import create_app
 
@@ -47,6 +56,7 @@ class ServiceSpec:
     projection: Projection
     migrations: Path
     routers: Sequence[APIRouter]
+    reactions: Reactions = field(default_factory=Reactions)
     live_loops: LiveLoopFactory = field(default=lambda runtime: ())
     tasks: TaskFactory = field(default=lambda runtime: ())
 
@@ -60,14 +70,17 @@ class ServiceSpec:
 class ServiceRuntime:
     """One running instance (replica) of a service."""
 
-    def __init__(self, spec: ServiceSpec, settings: Settings) -> None:
+    def __init__(self, spec: ServiceSpec, settings: Settings, *, clock: Clock = utc_now) -> None:
         self.spec = spec
         # Every service also keeps the API keys, to authenticate them itself.
-        self.projection = Projection(
-            handlers={**key_handlers(spec.tables), **spec.projection.handlers},
-            tables=list(spec.projection.tables),
-        )
+        self.projection = Projection(tables=spec.projection.tables)
+        self.projection.include(spec.projection)
+        keys = key_projection(spec.tables)
+        if not keys.types <= self.projection.types:
+            self.projection.include(keys)
+        self.reactions = spec.reactions
         self.settings = settings
+        self.clock = clock
         self.metrics = Metrics(spec.name)
         self.engine = create_engine(settings.database_url)
         self.relay = OutboxRelay(
@@ -86,21 +99,35 @@ class ServiceRuntime:
             topic=settings.topic,
             tables=spec.tables,
             projection=self.projection,
+            reactions=self.reactions,
             metrics=self.metrics,
-            live_loops=spec.live_loops(self),
             max_records=settings.consumer_max_records,
             poll_ms=settings.consumer_poll_ms,
-            live_interval=settings.live_loop_interval_ms / 1000,
+            clock=clock,
+            dedup_retention_hours=settings.dedup_retention_hours,
+        )
+        self.live = LiveLoops(
+            self.consumer,
+            spec.live_loops(self),
+            engine=self.engine,
+            tables=spec.tables,
+            projection=self.projection,
+            metrics=self.metrics,
+            clock=clock,
+            max_idle=settings.live_loop_max_idle_ms / 1000,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._migrated = False
 
     async def start(self) -> None:
-        """Start the relay, the consumer and the service's own tasks."""
+        """Check the topic, then start the relay, the consumer, live loops and own tasks."""
+        partitions = await topic_partitions(self.settings.kafka_bootstrap, self.settings.topic)
+        await check_partition_count(self.engine, self.spec.tables, self.spec.name, len(partitions))
         await self.relay.start()
         runners: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("relay", self.relay.run),
             ("consumer", self.consumer.run),
+            ("live", self.live.run),
         ]
         runners += [(f"task{i}", task) for i, task in enumerate(self.spec.tasks(self))]
         for name, run in runners:
@@ -124,23 +151,34 @@ class ServiceRuntime:
             yield conn
         self.relay.notify()
 
-    async def emit(self, conn: AsyncConnection, events: Sequence[Event]) -> None:
-        """Apply events this service decided to its projection and queue them for Kafka."""
-        await emit(conn, self.spec.tables, self.projection, events)
+    @contextlib.asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
+        """One transaction with `emit`; the relay is woken once it has committed."""
+        async with self.transaction() as conn:
+            yield self.bind(conn)
+
+    def bind(self, conn: AsyncConnection) -> UnitOfWork:
+        """A unit of work of this service on a transaction the caller holds."""
+        return UnitOfWork(conn, self.spec.tables, self.projection, self.metrics)
 
     async def readiness(self) -> dict[str, bool]:
-        """migrated, database reachable, consumer joined and caught up."""
+        """migrated, database reachable, consumer joined and caught up, nothing parked."""
         database = True
+        parked = 0
         try:
             async with self.engine.connect() as conn:
                 if not self._migrated:
                     self._migrated = await is_migrated(conn, self.spec.schema, self.spec.migrations)
+                table = self.spec.tables.parked_events
+                parked = int(await conn.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
         except Exception:
             database = False
+        self.metrics.parked_events.set(parked)
         return {
             "migrated": self._migrated,
             "database": database,
             "caught_up": self.consumer.is_caught_up(),
+            "no_parked_events": parked == 0,
         }
 
     def app(self) -> FastAPI:
@@ -170,14 +208,26 @@ class ServiceRuntime:
         return app
 
     async def rebuild(self) -> int:
-        """Clear the projection and replay the stream (the service's consumers must be stopped)."""
-        return await replay(
+        """Replay the stream into shadow tables and swap them in (replicas may keep running)."""
+        return await rebuild(
             self.spec.name,
             engine=self.engine,
             bootstrap=self.settings.kafka_bootstrap,
             topic=self.settings.topic,
             tables=self.spec.tables,
             projection=self.projection,
+            metrics=self.metrics,
+            max_records=self.settings.consumer_max_records,
+        )
+
+    async def retry_parked(self) -> tuple[int, int]:
+        """Apply parked events again after a fix: (applied, still failing)."""
+        return await retry_parked(
+            self.spec.name,
+            engine=self.engine,
+            tables=self.spec.tables,
+            projection=self.projection,
+            reactions=self.reactions,
             metrics=self.metrics,
         )
 
@@ -196,9 +246,9 @@ async def _supervised(run: Callable[[], Awaitable[None]], name: str) -> None:
 
 
 def run_cli(spec_factory: Callable[[], ServiceSpec], argv: Sequence[str] | None = None) -> None:
-    """`python -m helpdesk.<service> serve|migrate|rebuild`."""
+    """`python -m helpdesk.<service> serve|migrate|rebuild|retry-parked`."""
     parser = argparse.ArgumentParser(prog=f"python -m helpdesk.{spec_factory().name}")
-    parser.add_argument("command", choices=["serve", "migrate", "rebuild"])
+    parser.add_argument("command", choices=["serve", "migrate", "rebuild", "retry-parked"])
     args = parser.parse_args(argv)
     settings = Settings()
     spec = spec_factory()
@@ -208,6 +258,8 @@ def run_cli(spec_factory: Callable[[], ServiceSpec], argv: Sequence[str] | None 
         print(f"{spec.name}: migrated schema {spec.schema}")
     elif args.command == "rebuild":
         asyncio.run(_rebuild(spec, settings))
+    elif args.command == "retry-parked":
+        asyncio.run(_retry_parked(spec, settings))
     else:
         runtime = ServiceRuntime(spec, settings)
         config = uvicorn.Config(
@@ -225,5 +277,14 @@ async def _rebuild(spec: ServiceSpec, settings: Settings) -> None:
     try:
         read = await runtime.rebuild()
         print(f"{spec.name}: rebuilt from {read} events")
+    finally:
+        await runtime.engine.dispose()
+
+
+async def _retry_parked(spec: ServiceSpec, settings: Settings) -> None:
+    runtime = ServiceRuntime(spec, settings)
+    try:
+        applied, failing = await runtime.retry_parked()
+        print(f"{spec.name}: {applied} parked events applied, {failing} still failing")
     finally:
         await runtime.engine.dispose()

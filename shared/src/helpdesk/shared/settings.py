@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic: str = "helpdesk.events"
     partitions: int = 12
+    # The topic's durability: 1 / 1 on the local single broker; 3 / 2 in production.
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
     database_url: str = Field(
         default="postgresql+asyncpg://helpdesk@127.0.0.1:5432/helpdesk",
         validation_alias=AliasChoices("DATABASE_URL", "HELPDESK_DATABASE_URL"),
@@ -34,9 +37,12 @@ class Settings(BaseSettings):
     http_port: int | None = None
     log_level: str = "INFO"
     # Consumer runtime tuning.
-    consumer_max_records: int = 500
+    consumer_max_records: int = 5000
     consumer_poll_ms: int = 200
-    live_loop_interval_ms: int = 500
+    # A live loop with nothing due sleeps at most this long (it is woken by new state anyway).
+    live_loop_max_idle_ms: int = 5000
+    # processed_events rows older than this are pruned (a republished copy comes within seconds).
+    dedup_retention_hours: float = 168.0
     outbox_batch_size: int = 1000
     outbox_poll_ms: int = 100
     # The intake SMTP listener (0 disables it).

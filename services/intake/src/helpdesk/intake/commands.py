@@ -8,15 +8,13 @@ primary key (ticket_id, seq) turns a concurrent write into a 409.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection
-from uuid6 import uuid7
 
 from helpdesk.intake.adapters.tables import (
     account_numbers,
@@ -35,25 +33,21 @@ from helpdesk.intake.domain.tickets import Ticket, TransitionError
 from helpdesk.intake.handlers import load_standing, projection
 from helpdesk.shared.agreements import Agreement
 from helpdesk.shared.auth import Principal
+from helpdesk.shared.consumer import AnyEvent, UnitOfWork
+from helpdesk.shared.context import Context, new_id, system_actor, utc_now
 from helpdesk.shared.contracts.accounts import PROVIDER_ACCOUNT, AccountStatusChanged
 from helpdesk.shared.contracts.common import AccountStatus, CloseReason
+from helpdesk.shared.contracts.sla import AutoCloseRequested
 from helpdesk.shared.contracts.tickets import TicketOpened
-from helpdesk.shared.events import Actor, Envelope, Event, new_envelope, registry
-from helpdesk.shared.logs import correlation_id
-from helpdesk.shared.outbox import emit
+from helpdesk.shared.events import Actor, Envelope, Event, registry
 from helpdesk.shared.web import Problem
 
-SYSTEM = Actor(type="system", id="intake")
-
-
-def new_id() -> UUID:
-    """A time-ordered id (UUIDv7)."""
-    return UUID(str(uuid7()))
+SYSTEM = system_actor("intake")
 
 
 def now() -> datetime:
     """The current instant (the service layer reads the clock; the domain never does)."""
-    return datetime.now(UTC)
+    return utc_now()
 
 
 def actor_of(principal: Principal) -> Actor:
@@ -71,15 +65,6 @@ def author_of(principal: Principal) -> str:
     """How a comment's author is recorded."""
     actor = actor_of(principal)
     return f"{actor.type}:{actor.id}"
-
-
-@dataclass(frozen=True)
-class Context:
-    """Who acts, when it is recorded, and when it happened (differs only for an import)."""
-
-    actor: Actor
-    recorded_at: datetime
-    occurred_at: datetime
 
 
 def context(principal: Principal, occurred_at: datetime | None, at: datetime) -> Context:
@@ -118,43 +103,35 @@ def _conflict(detail: str) -> Problem:
 # -- recording events -------------------------------------------------------------------------
 
 
-def envelope(
-    payload: BaseModel,
-    ctx: Context,
-    *,
-    account_id: UUID,
-    ticket_id: UUID | None = None,
-    seq: int | None = None,
-) -> Event:
-    """A decided payload wrapped for the stream."""
-    wrapped: Envelope = new_envelope(
-        payload,
-        account_id=account_id,
-        actor=ctx.actor,
-        occurred_at=ctx.occurred_at,
-        recorded_at=ctx.recorded_at,
-        correlation_id=correlation_id.get() or str(new_id()),
-        ticket_id=ticket_id,
-        seq=seq,
-    )
-    return Event(wrapped, payload)
-
-
-async def record(conn: AsyncConnection, events: Sequence[Event]) -> None:
+async def record(conn: AsyncConnection, events: Sequence[AnyEvent]) -> None:
     """Apply events to intake's read models and queue them for Kafka, in this transaction."""
     if not events:
         return  # e.g. a partner flag below the threshold decides nothing
-    await emit(conn, runtime, projection, events)
+    await UnitOfWork(conn, runtime, projection).emit(events)
 
 
 async def record_ticket(
-    conn: AsyncConnection, ticket: Ticket, payloads: Sequence[BaseModel], ctx: Context
+    conn: AsyncConnection,
+    ticket: Ticket,
+    payloads: Sequence[BaseModel],
+    ctx: Context,
+    *,
+    purpose: str | None = None,
 ) -> Ticket:
-    """Append ticket events after `ticket`'s last seq; a concurrent append is a 409."""
+    """Append ticket events after `ticket`'s last seq; a concurrent append is a 409.
+
+    With a `purpose` (a reaction's decision), the event ids derive from the cause and it.
+    """
     if ctx.occurred_at < ticket.last_occurred_at:
         raise _invalid("occurred_at", "is before the ticket's last recorded event")
     events = [
-        envelope(p, ctx, account_id=ticket.account_id, ticket_id=ticket.id, seq=ticket.seq + i)
+        ctx.event(
+            p,
+            account_id=ticket.account_id,
+            ticket_id=ticket.id,
+            seq=ticket.seq + i,
+            purpose=f"{purpose}/{i}" if purpose else None,
+        )
         for i, p in enumerate(payloads, start=1)
     ]
     await append_to_store(conn, events)
@@ -165,7 +142,7 @@ async def record_ticket(
     return state
 
 
-async def append_to_store(conn: AsyncConnection, events: Sequence[Event]) -> None:
+async def append_to_store(conn: AsyncConnection, events: Sequence[AnyEvent]) -> None:
     """Append to the ticket event store; a taken (ticket_id, seq) means a concurrent write.
 
     No savepoint: the conflict aborts the command's whole transaction, which is what we want.
@@ -301,7 +278,7 @@ async def change_account_status(
     if status == row.status:
         return
     changed = AccountStatusChanged(account_id=row.id, status=status, previous=row.status)
-    await record(conn, [envelope(changed, ctx, account_id=row.id)])
+    await record(conn, [ctx.event(changed, account_id=row.id)])
     if status == "active":
         return
     reason: CloseReason = "account_on_hold" if status == "on_hold" else "contract_expired"
@@ -410,7 +387,7 @@ async def open_ticket(
     # its later back-dated commands would lie before its opening.
     opened_at = reported_at if request.get("occurred_at") is None else ctx.occurred_at
     occurred = Context(ctx.actor, ctx.recorded_at, max(opened_at, reported_at))
-    event = envelope(opened, occurred, account_id=account_id, ticket_id=ticket_id, seq=1)
+    event = occurred.event(opened, account_id=account_id, ticket_id=ticket_id, seq=1)
     await append_to_store(conn, [event])
     await record(conn, [event])
     return rules.start(opened, 1, occurred.occurred_at)
@@ -550,24 +527,25 @@ async def apply_partner_rules(conn: AsyncConnection, ticket: Ticket, ctx: Contex
     decided = partner.on_flagged(
         standing, ctx.occurred_at, agreement.partner_rules, ticket.account_id
     )
-    await record(conn, [envelope(p, ctx, account_id=ticket.account_id) for p in decided])
+    await record(conn, [ctx.event(p, account_id=ticket.account_id) for p in decided])
 
 
-async def auto_close(conn: AsyncConnection, ticket_id: UUID, ticket_seq: int) -> None:
+async def auto_close(uow: UnitOfWork, request: Event[AutoCloseRequested], at: datetime) -> None:
     """The SLA timer's follow-ups went unanswered: close with reason no_response.
 
-    A no-op when the ticket moved on since the request was made (the customer answered), and
-    on a rebuild, because the event store already holds the closure.
+    A no-op when the ticket moved on since the request was made (the customer answered). The
+    closure's id derives from the request, so deciding it twice records it once.
     """
-    ticket = await load_ticket(conn, ticket_id)
-    if ticket is None or ticket.seq != ticket_seq or ticket.status != "waiting_on_customer":
+    ticket = await load_ticket(uow.conn, request.payload.ticket_id)
+    if (
+        ticket is None
+        or ticket.seq != request.payload.ticket_seq
+        or ticket.status != "waiting_on_customer"
+    ):
         return
-    at = now()
+    ctx = Context(SYSTEM, at, max(at, ticket.last_occurred_at), request)
     await record_ticket(
-        conn,
-        ticket,
-        [rules.close(ticket, "no_response")],
-        Context(SYSTEM, at, max(at, ticket.last_occurred_at)),
+        uow.conn, ticket, [rules.close(ticket, "no_response")], ctx, purpose="auto_close"
     )
 
 
@@ -585,6 +563,6 @@ async def contact_account(conn: AsyncConnection, contact_id: UUID) -> Any:
     return (await conn.execute(sa.select(contacts).where(contacts.c.id == contact_id))).first()
 
 
-def provider(ctx: Context, payload: BaseModel) -> Event:
+def provider(ctx: Context, payload: BaseModel) -> AnyEvent:
     """An event of the provider itself (staff, staff keys)."""
-    return envelope(payload, ctx, account_id=PROVIDER_ACCOUNT)
+    return ctx.event(payload, account_id=PROVIDER_ACCOUNT)

@@ -1,4 +1,5 @@
-"""Intake's projection: the read models of accounts, agreements, contacts, staff and tickets.
+"""Intake's projection: the read models of accounts, agreements, contacts, staff and tickets;
+and its one reaction, the SLA timer's auto-close request.
 
 The same handlers run when intake applies its own events inside a command's transaction and
 when a rebuild replays the stream, so both paths reach the same rows. Nothing here reads the
@@ -7,7 +8,10 @@ clock: every time comes from the events.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -22,30 +26,50 @@ from helpdesk.intake.adapters.tables import (
 )
 from helpdesk.intake.domain import partner
 from helpdesk.intake.domain.tickets import Ticket, fold, start
-from helpdesk.shared.auth import key_handlers
-from helpdesk.shared.consumer import Delivery, Projection
+from helpdesk.shared.auth import key_projection
+from helpdesk.shared.consumer import AnyEvent, Projection, Reactions, UnitOfWork
 from helpdesk.shared.contracts.accounts import (
     AccountOpened,
     AccountStatusChanged,
     AccountUpdated,
     AgreementSet,
     ContactAdded,
+    PartnerMarginExtended,
+    PartnerMarginRevoked,
+    PartnerWarningIssued,
     StaffAdded,
 )
 from helpdesk.shared.contracts.sla import AutoCloseRequested
-from helpdesk.shared.contracts.tickets import TicketFlaggedPartnerResolvable, TicketOpened
+from helpdesk.shared.contracts.tickets import (
+    TicketAssigned,
+    TicketClosed,
+    TicketCommented,
+    TicketConfirmed,
+    TicketCustomerReplied,
+    TicketEscalated,
+    TicketFlaggedPartnerResolvable,
+    TicketInfoRequested,
+    TicketOpened,
+    TicketReopened,
+    TicketResolved,
+    TicketTimeLogged,
+    TicketTriaged,
+    TicketVendorReturned,
+)
+from helpdesk.shared.events import Event
 
-# Intake records key events itself (commands and the auto-close consumer both emit through
-# this projection), so it carries the key handlers every service gets.
-projection = Projection(handlers=dict(key_handlers(runtime)), tables=list(projection_tables))
+# Intake records key events itself (commands emit through this projection), so it carries the
+# key projection every service gets.
+projection = Projection(tables=projection_tables)
+projection.include(key_projection(runtime))
+reactions = Reactions()
 
 
-@projection.on("account.opened")
-async def account_opened(conn: AsyncConnection, delivery: Delivery) -> None:
+@projection.on(AccountOpened)
+async def account_opened(uow: UnitOfWork, event: Event[AccountOpened]) -> None:
     """A new account row."""
-    opened = delivery.event.payload
-    assert isinstance(opened, AccountOpened)
-    await conn.execute(
+    opened = event.payload
+    await uow.conn.execute(
         pg_insert(accounts)
         .values(
             id=opened.account_id,
@@ -58,56 +82,52 @@ async def account_opened(conn: AsyncConnection, delivery: Delivery) -> None:
     )
 
 
-@projection.on("account.updated")
-async def account_updated(conn: AsyncConnection, delivery: Delivery) -> None:
+@projection.on(AccountUpdated)
+async def account_updated(uow: UnitOfWork, event: Event[AccountUpdated]) -> None:
     """New name or time zone."""
-    updated = delivery.event.payload
-    assert isinstance(updated, AccountUpdated)
-    await conn.execute(
+    updated = event.payload
+    await uow.conn.execute(
         accounts.update()
         .where(accounts.c.id == updated.account_id)
         .values(name=updated.name, timezone=updated.timezone)
     )
 
 
-@projection.on("account.status_changed")
-async def account_status_changed(conn: AsyncConnection, delivery: Delivery) -> None:
+@projection.on(AccountStatusChanged)
+async def account_status_changed(uow: UnitOfWork, event: Event[AccountStatusChanged]) -> None:
     """active | on_hold | expired."""
-    changed = delivery.event.payload
-    assert isinstance(changed, AccountStatusChanged)
-    await conn.execute(
+    changed = event.payload
+    await uow.conn.execute(
         accounts.update().where(accounts.c.id == changed.account_id).values(status=changed.status)
     )
 
 
-@projection.on("agreement.set")
-async def agreement_set(conn: AsyncConnection, delivery: Delivery) -> None:
+@projection.on(AgreementSet)
+async def agreement_set(uow: UnitOfWork, event: Event[AgreementSet]) -> None:
     """A new agreement version becomes the account's current one."""
-    agreement = delivery.event.payload
-    assert isinstance(agreement, AgreementSet)
-    await conn.execute(
+    agreement = event.payload
+    await uow.conn.execute(
         pg_insert(agreements)
         .values(
             account_id=agreement.account_id,
             version=agreement.version,
             agreement=agreement.agreement,
-            set_at=delivery.event.envelope.occurred_at,
+            set_at=event.envelope.occurred_at,
         )
         .on_conflict_do_nothing()
     )
-    await conn.execute(
+    await uow.conn.execute(
         accounts.update()
         .where(accounts.c.id == agreement.account_id)
         .values(agreement_version=agreement.version)
     )
 
 
-@projection.on("contact.added")
-async def contact_added(conn: AsyncConnection, delivery: Delivery) -> None:
+@projection.on(ContactAdded)
+async def contact_added(uow: UnitOfWork, event: Event[ContactAdded]) -> None:
     """A contact of an account."""
-    contact = delivery.event.payload
-    assert isinstance(contact, ContactAdded)
-    await conn.execute(
+    contact = event.payload
+    await uow.conn.execute(
         pg_insert(contacts)
         .values(
             id=contact.contact_id,
@@ -121,85 +141,90 @@ async def contact_added(conn: AsyncConnection, delivery: Delivery) -> None:
     )
 
 
-@projection.on("account.staff_added")
-async def staff_added(conn: AsyncConnection, delivery: Delivery) -> None:
+@projection.on(StaffAdded)
+async def staff_added(uow: UnitOfWork, event: Event[StaffAdded]) -> None:
     """A staff member of the provider."""
-    member = delivery.event.payload
-    assert isinstance(member, StaffAdded)
-    await conn.execute(
+    member = event.payload
+    await uow.conn.execute(
         pg_insert(staff)
         .values(id=member.staff_id, name=member.name, email=member.email.lower(), role=member.role)
         .on_conflict_do_nothing()
     )
 
 
-@projection.on(
-    "account.partner_warning_issued",
-    "account.partner_margin_revoked",
-    "account.partner_margin_extended",
-)
-async def partner_standing_changed(conn: AsyncConnection, delivery: Delivery) -> None:
+@projection.on_batch(PartnerWarningIssued, PartnerMarginRevoked, PartnerMarginExtended)
+async def partner_standing_changed(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
     """Fold a partner warning or margin change into the account's standing."""
-    account_id = delivery.event.envelope.account_id
-    standing = await load_standing(conn, account_id)
-    folded = partner.fold(standing, delivery.event.payload, delivery.event.envelope.occurred_at)
-    await save_standing(conn, account_id, folded)
+    for event in events:
+        account_id = event.envelope.account_id
+        standing = await load_standing(uow.conn, account_id)
+        folded = partner.fold(standing, event.payload, event.envelope.occurred_at)
+        await save_standing(uow.conn, account_id, folded)
 
 
-@projection.on("ticket.opened")
-async def ticket_opened(conn: AsyncConnection, delivery: Delivery) -> None:
-    """A new ticket row."""
-    opened = delivery.event.payload
-    assert isinstance(opened, TicketOpened)
-    envelope = delivery.event.envelope
-    ticket = start(opened, envelope.seq or 1, envelope.occurred_at)
-    await conn.execute(pg_insert(tickets).values(**_columns(ticket)).on_conflict_do_nothing())
-
-
-@projection.on(
-    "ticket.triaged",
-    "ticket.assigned",
-    "ticket.commented",
-    "ticket.info_requested",
-    "ticket.customer_replied",
-    "ticket.escalated",
-    "ticket.vendor_returned",
-    "ticket.time_logged",
-    "ticket.resolved",
-    "ticket.confirmed",
-    "ticket.closed",
-    "ticket.reopened",
-    "ticket.flagged_partner_resolvable",
+@projection.on_batch(
+    TicketOpened,
+    TicketTriaged,
+    TicketAssigned,
+    TicketCommented,
+    TicketInfoRequested,
+    TicketCustomerReplied,
+    TicketEscalated,
+    TicketVendorReturned,
+    TicketTimeLogged,
+    TicketResolved,
+    TicketConfirmed,
+    TicketClosed,
+    TicketReopened,
+    TicketFlaggedPartnerResolvable,
 )
-async def ticket_changed(conn: AsyncConnection, delivery: Delivery) -> None:
-    """Fold one more event into the ticket row."""
-    envelope = delivery.event.envelope
-    state = await conn.scalar(sa.select(tickets.c.state).where(tickets.c.id == envelope.ticket_id))
-    if state is None:
-        return  # its ticket.opened is missing: the sequence check has alerted already
-    ticket = fold(
-        Ticket.from_view(state), delivery.event.payload, envelope.seq or 0, envelope.occurred_at
+async def tickets_changed(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
+    """Fold a run of ticket events into the ticket rows: one load, one write."""
+    ids = sorted({e.envelope.ticket_id for e in events if e.envelope.ticket_id is not None})
+    rows = await uow.conn.execute(
+        sa.select(tickets.c.state).where(
+            tickets.c.id == sa.any_(sa.bindparam("ids", ids, type_=_UUIDS))
+        )
     )
-    await conn.execute(tickets.update().where(tickets.c.id == ticket.id).values(**_columns(ticket)))
-    if isinstance(delivery.event.payload, TicketFlaggedPartnerResolvable):
-        standing = await load_standing(conn, ticket.account_id)
-        await save_standing(
-            conn, ticket.account_id, partner.flagged(standing, envelope.occurred_at)
+    known = {ticket.id: ticket for ticket in (Ticket.from_view(row.state) for row in rows)}
+    changed: dict[object, Ticket] = {}
+    for event in events:
+        envelope = event.envelope
+        if isinstance(event.payload, TicketOpened):
+            if envelope.ticket_id not in known:
+                known[event.payload.ticket_id] = changed[event.payload.ticket_id] = start(
+                    event.payload, envelope.seq or 1, envelope.occurred_at
+                )
+            continue
+        ticket = known.get(envelope.ticket_id) if envelope.ticket_id else None
+        if ticket is None:
+            continue  # its ticket.opened is missing: the sequence check has held it
+        ticket = fold(ticket, event.payload, envelope.seq or 0, envelope.occurred_at)
+        known[ticket.id] = changed[ticket.id] = ticket
+        if isinstance(event.payload, TicketFlaggedPartnerResolvable):
+            standing = await load_standing(uow.conn, ticket.account_id)
+            await save_standing(
+                uow.conn, ticket.account_id, partner.flagged(standing, envelope.occurred_at)
+            )
+    if changed:
+        stmt = pg_insert(tickets).values([_columns(t) for t in changed.values()])
+        await uow.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[tickets.c.id],
+                set_={c.name: stmt.excluded[c.name] for c in tickets.columns if c.name != "id"},
+            )
         )
 
 
-@projection.on("sla.auto_close_requested")
-async def auto_close_requested(conn: AsyncConnection, delivery: Delivery) -> None:
-    """The SLA timer's follow-ups went unanswered: close the ticket (reason no_response).
-
-    A no-op when the ticket moved on since the request (and so on a rebuild, where the event
-    store already holds the closure).
-    """
+@reactions.on(AutoCloseRequested)
+async def auto_close_requested(uow: UnitOfWork, event: Event[AutoCloseRequested]) -> None:
+    """The SLA timer's follow-ups went unanswered: close the ticket (reason no_response)."""
     from helpdesk.intake import commands  # here: commands imports this module
 
-    request = delivery.event.payload
-    assert isinstance(request, AutoCloseRequested)
-    await commands.auto_close(conn, request.ticket_id, request.ticket_seq)
+    await commands.auto_close(uow, event, commands.now())
+
+
+_UUIDS = pg.ARRAY(pg.UUID(as_uuid=True))
 
 
 def _columns(ticket: Ticket) -> dict[str, object]:

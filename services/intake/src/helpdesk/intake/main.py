@@ -9,7 +9,7 @@ import helpdesk.shared.contracts  # noqa: F401 - registers every event type
 from helpdesk.intake.adapters.smtp import SmtpListener
 from helpdesk.intake.adapters.tables import metadata, runtime
 from helpdesk.intake.api import accounts, email, people, tickets
-from helpdesk.intake.handlers import projection
+from helpdesk.intake.handlers import projection, reactions
 from helpdesk.shared.service import ServiceRuntime, ServiceSpec, run_cli
 
 
@@ -21,6 +21,7 @@ def build_spec() -> ServiceSpec:
         metadata=metadata,
         tables=runtime,
         projection=projection,
+        reactions=reactions,
         migrations=Path(__file__).parent / "migrations",
         routers=[accounts.router, people.router, tickets.router, email.router],
         tasks=smtp_tasks,

@@ -3,32 +3,31 @@
 from __future__ import annotations
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from helpdesk.notifier.adapters.tables import notifications, projection_tables
-from helpdesk.shared.consumer import Delivery, Projection
+from helpdesk.shared.consumer import Projection, UnitOfWork
 from helpdesk.shared.contracts.tickets import TicketOpened
+from helpdesk.shared.events import Event
 
 projection = Projection(tables=projection_tables)
 
 
-@projection.on("ticket.opened")
-async def ticket_opened(conn: AsyncConnection, delivery: Delivery) -> None:
+@projection.on(TicketOpened)
+async def ticket_opened(uow: UnitOfWork, event: Event[TicketOpened]) -> None:
     """Queue the message that gives the ticket contact their ticket number (seed 003, 3.2)."""
-    opened = delivery.event.payload
-    assert isinstance(opened, TicketOpened)
-    await conn.execute(
+    opened = event.payload
+    await uow.conn.execute(
         pg_insert(notifications)
         .values(
-            event_id=delivery.event.envelope.event_id,
+            event_id=event.envelope.event_id,
             account_id=opened.account_id,
             ticket_id=opened.ticket_id,
-            partition=delivery.partition,
+            partition=event.partition,
             kind="ticket_number",
             recipient_contact_id=opened.contact_id,
             subject=f"[{opened.number}] {opened.subject}",
             status="queued",
-            created_at=delivery.event.envelope.occurred_at,
+            created_at=event.envelope.occurred_at,
         )
         .on_conflict_do_nothing()
     )

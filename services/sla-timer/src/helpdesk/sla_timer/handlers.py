@@ -3,27 +3,26 @@
 from __future__ import annotations
 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from helpdesk.shared.consumer import Delivery, Projection
+from helpdesk.shared.consumer import Projection, UnitOfWork
 from helpdesk.shared.contracts.tickets import TicketOpened, TicketTriaged
+from helpdesk.shared.events import Event
 from helpdesk.sla_timer.adapters.tables import projection_tables, sla_tickets
 
 projection = Projection(tables=projection_tables)
 
 
-@projection.on("ticket.opened")
-async def ticket_opened(conn: AsyncConnection, delivery: Delivery) -> None:
+@projection.on(TicketOpened)
+async def ticket_opened(uow: UnitOfWork, event: Event[TicketOpened]) -> None:
     """Start tracking a ticket."""
-    opened = delivery.event.payload
-    assert isinstance(opened, TicketOpened)
-    await conn.execute(
+    opened = event.payload
+    await uow.conn.execute(
         pg_insert(sla_tickets)
         .values(
             ticket_id=opened.ticket_id,
             account_id=opened.account_id,
             contact_id=opened.contact_id,
-            partition=delivery.partition,
+            partition=event.partition,
             number=opened.number,
             priority=opened.priority,
             reported_at=opened.reported_at,
@@ -32,13 +31,11 @@ async def ticket_opened(conn: AsyncConnection, delivery: Delivery) -> None:
     )
 
 
-@projection.on("ticket.triaged")
-async def ticket_triaged(conn: AsyncConnection, delivery: Delivery) -> None:
+@projection.on(TicketTriaged)
+async def ticket_triaged(uow: UnitOfWork, event: Event[TicketTriaged]) -> None:
     """Follow the ticket's priority (its targets follow the priority)."""
-    triaged = delivery.event.payload
-    assert isinstance(triaged, TicketTriaged)
-    await conn.execute(
+    await uow.conn.execute(
         sla_tickets.update()
-        .where(sla_tickets.c.ticket_id == delivery.event.envelope.ticket_id)
-        .values(priority=triaged.priority)
+        .where(sla_tickets.c.ticket_id == event.envelope.ticket_id)
+        .values(priority=event.payload.priority)
     )

@@ -13,6 +13,7 @@ from helpdesk.intake import commands
 from helpdesk.intake.adapters.tables import accounts, agreements
 from helpdesk.intake.api.schemas import AccountCreate, AccountPatch
 from helpdesk.shared.agreements import agreement_errors, list_presets, resolve_agreement
+from helpdesk.shared.context import new_id
 from helpdesk.shared.contracts.accounts import AccountOpened, AccountUpdated, AgreementSet
 from helpdesk.shared.deps import Caller, Runtime
 from helpdesk.shared.web import Problem
@@ -29,12 +30,12 @@ async def create_account(body: AccountCreate, runtime: Runtime, caller: Caller) 
     ctx = commands.context(caller, None, at)
     async with runtime.transaction() as conn:
         await commands.unique_account(conn, body.name, body.number)
-        account_id = commands.new_id()
+        account_id = new_id()
         number = body.number or await commands.next_account_number(conn)
         opened = AccountOpened(
             account_id=account_id, number=number, name=body.name, timezone=body.timezone
         )
-        await commands.record(conn, [commands.envelope(opened, ctx, account_id=account_id)])
+        await commands.record(conn, [ctx.event(opened, account_id=account_id)])
         row = await commands.account_row(conn, caller, account_id)
     return commands.account_view(row, at)
 
@@ -72,7 +73,7 @@ async def patch_account(
         if (name, timezone) != (row.name, row.timezone):
             await commands.unique_account(conn, name, None, exclude=account_id)
             updated = AccountUpdated(account_id=account_id, name=name, timezone=timezone)
-            await commands.record(conn, [commands.envelope(updated, ctx, account_id=account_id)])
+            await commands.record(conn, [ctx.event(updated, account_id=account_id)])
         if body.status is not None:
             await commands.change_account_status(conn, row, body.status, ctx)
         row = await commands.account_row(conn, caller, account_id)
@@ -109,7 +110,7 @@ async def put_agreement(
         version = (row.agreement_version or 0) + 1
         document = agreement.model_dump(mode="json")
         event = AgreementSet(account_id=account_id, version=version, agreement=document)
-        await commands.record(conn, [commands.envelope(event, ctx, account_id=account_id)])
+        await commands.record(conn, [ctx.event(event, account_id=account_id)])
     return {**document, "version": version}
 
 

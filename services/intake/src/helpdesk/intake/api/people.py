@@ -13,6 +13,7 @@ from helpdesk.intake.adapters.tables import contacts, staff
 from helpdesk.intake.adapters.tables import runtime as runtime_tables
 from helpdesk.intake.api.schemas import ApiKeyCreate, ContactCreate, StaffCreate
 from helpdesk.shared.auth import hash_token, new_token
+from helpdesk.shared.context import new_id
 from helpdesk.shared.contracts.accounts import (
     PROVIDER_ACCOUNT,
     ApiKeyIssued,
@@ -48,14 +49,14 @@ async def add_contact(
         if await conn.scalar(sa.select(contacts.c.id).where(contacts.c.email == email)):
             raise _email_taken()
         added = ContactAdded(
-            contact_id=commands.new_id(),
+            contact_id=new_id(),
             account_id=account_id,
             name=body.name,
             email=email,
             roles=body.roles,
             visibility=body.visibility,
         )
-        await commands.record(conn, [commands.envelope(added, ctx, account_id=account_id)])
+        await commands.record(conn, [ctx.event(added, account_id=account_id)])
     return {"id": added.contact_id, **added.model_dump(mode="json", exclude={"contact_id"})}
 
 
@@ -79,7 +80,7 @@ async def add_staff(body: StaffCreate, runtime: Runtime, caller: Caller) -> dict
         email = body.email.lower()
         if await conn.scalar(sa.select(staff.c.id).where(staff.c.email == email)):
             raise _email_taken()
-        added = StaffAdded(staff_id=commands.new_id(), name=body.name, email=email, role=body.role)
+        added = StaffAdded(staff_id=new_id(), name=body.name, email=email, role=body.role)
         await commands.record(conn, [commands.provider(ctx, added)])
     return {"id": added.staff_id, "name": added.name, "email": added.email, "role": added.role}
 
@@ -137,7 +138,7 @@ async def issue_key(body: ApiKeyCreate, runtime: Runtime, caller: Caller) -> dic
                         errors=[{"field": "staff_id", "reason": f"no {body.role} with this id"}],
                     )
             account_id = None
-        key_id = commands.new_id().hex
+        key_id = new_id().hex
         token = new_token(key_id)
         issued = ApiKeyIssued(
             key_id=key_id,
@@ -150,7 +151,7 @@ async def issue_key(body: ApiKeyCreate, runtime: Runtime, caller: Caller) -> dic
             scopes=sorted(set(body.scopes)),
         )
         owner = account_id or PROVIDER_ACCOUNT
-        await commands.record(conn, [commands.envelope(issued, ctx, account_id=owner)])
+        await commands.record(conn, [ctx.event(issued, account_id=owner)])
     return {
         "id": key_id,
         "token": token,
@@ -174,7 +175,7 @@ async def revoke_key(key_id: str, runtime: Runtime, caller: Caller) -> Response:
             raise Problem(404, "Not Found", "No such API key.")
         if not row.revoked:
             owner = row.account_id or PROVIDER_ACCOUNT
-            event = commands.envelope(ApiKeyRevoked(key_id=key_id), ctx, account_id=owner)
+            event = ctx.event(ApiKeyRevoked(key_id=key_id), account_id=owner)
             await commands.record(conn, [event])
     return Response(status_code=204)
 

@@ -1,0 +1,178 @@
+"""Which e-mails events produce, and that their subjects and headers thread back to intake."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from helpdesk.intake.domain.email import ticket_number_in
+from helpdesk.notifier.domain.messages import (
+    DigestItem,
+    MailEvent,
+    TicketFacts,
+    daily_digest,
+    mails_for,
+    one_line,
+    ticket_subject,
+)
+
+pytestmark = pytest.mark.unit
+
+ACCOUNT = UUID("00000000-0000-0000-0000-00000000acbe")
+CONTACT = UUID("00000000-0000-0000-0000-0000000000c1")
+TICKET = TicketFacts(
+    ticket_id=UUID("00000000-0000-0000-0000-0000000000a1"),
+    number="HD-000123",
+    subject="Printer on fire",
+    account_id=ACCOUNT,
+    contact_id=CONTACT,
+    priority="P2",
+)
+EVENT_ID = UUID("0190a3c4-0000-7000-8000-000000000001")
+AT = datetime(2025, 6, 2, 9, 0, tzinfo=UTC)
+
+
+def _event(type_: str, actor: str = "staff", **payload: Any) -> MailEvent:
+    return MailEvent(
+        event_id=EVENT_ID,
+        type=type_,
+        account_id=ACCOUNT,
+        occurred_at=AT,
+        actor_type=actor,
+        payload=payload,
+    )
+
+
+CONTACT_MAILS = [
+    (_event("ticket.opened", actor="contact", description="Smoke"), "ticket_opened"),
+    (_event("ticket.commented", body="On it", public=True, by_staff=True), "staff_reply"),
+    (_event("ticket.info_requested", body="Which floor?"), "info_requested"),
+    (_event("ticket.resolved", resolution="fix", summary="Replaced"), "resolved"),
+    (_event("sla.follow_up_due", actor="system", reminder=2, max_unanswered=3), "follow_up"),
+    (_event("ticket.closed", actor="system", reason="no_response"), "auto_closed"),
+]
+
+
+@pytest.mark.parametrize(("event", "kind"), CONTACT_MAILS)
+def test_ticket_contact_mails(event: MailEvent, kind: str) -> None:
+    (intent,) = mails_for(event, TICKET)
+    assert intent.kind == kind
+    assert intent.template == kind
+    assert intent.recipient == "ticket_contact"
+    assert intent.contact_id == CONTACT
+    assert intent.ticket_id == TICKET.ticket_id
+    assert intent.subject.startswith("[HD-000123] ")
+    assert ticket_number_in(intent.subject) == "HD-000123"
+    assert intent.message_id == f"<HD-000123.{EVENT_ID}@helpdesk.local>"
+    assert intent.in_reply_to == "<HD-000123@helpdesk.local>"
+    assert intent.headers["References"] == "<HD-000123@helpdesk.local>"
+    assert intent.headers["Auto-Submitted"] == "auto-generated"
+    assert intent.context["ticket"]["number"] == "HD-000123"
+
+
+@pytest.mark.parametrize(
+    ("clock", "kind"), [("resolution", "resolution_breached"), ("response", "response_breached")]
+)
+def test_breaches_go_to_management(clock: str, kind: str) -> None:
+    (intent,) = mails_for(_event("sla.breached", actor="system", clock=clock), TICKET)
+    assert (intent.kind, intent.recipient, intent.contact_id) == (kind, "managers", None)
+    assert ticket_number_in(intent.subject) == "HD-000123"
+    assert "(P2)" in intent.subject
+
+
+def test_partner_warning_and_invoice_go_to_account_roles() -> None:
+    (warning,) = mails_for(
+        _event("account.partner_warning_issued", flagged_in_window=4, window_days=90)
+    )
+    assert (warning.kind, warning.recipient) == ("partner_warning", "key_contacts")
+    assert warning.message_id == f"<partner_warning.{EVENT_ID}@helpdesk.local>"
+    assert ticket_number_in(warning.subject) is None  # nothing to thread
+    (revoked,) = mails_for(_event("account.partner_margin_revoked", restore_on="2026-01-01"))
+    assert revoked.recipient == "key_contacts"
+    (invoice,) = mails_for(
+        _event("billing.invoice_finalized", period="2025-05", total_cents=56000, currency="USD")
+    )
+    assert (invoice.kind, invoice.recipient) == ("invoice_final", "billing_contacts")
+    assert invoice.subject == "Your invoice for 2025-05"
+    assert invoice.in_reply_to is None
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        _event("ticket.commented", body="note", public=False, by_staff=True),
+        _event("ticket.commented", body="thanks", public=True, by_staff=False),
+        _event("ticket.customer_replied", body="here"),
+        _event("ticket.time_logged", minutes=30),
+        _event("ticket.closed", reason="confirmed"),
+        _event("ticket.assigned", technician="bob"),
+        _event("sla.breached", clock="availability"),
+        _event("sla.warning", clock="resolution"),
+        _event("ticket.opened", actor="import"),  # imported history sends nothing
+        _event("ticket.resolved", actor="import", summary="old"),
+        _event("account.partner_warning_issued", actor="import"),
+    ],
+)
+def test_events_without_mail(event: MailEvent) -> None:
+    assert mails_for(event, TICKET) == ()
+
+
+def test_ticket_mails_need_the_ticket_and_contact_mails_a_contact() -> None:
+    assert mails_for(_event("ticket.opened")) == ()
+    no_contact = TicketFacts(
+        ticket_id=TICKET.ticket_id, number="HD-7", subject="x", account_id=ACCOUNT
+    )
+    assert mails_for(_event("ticket.opened"), no_contact) == ()
+    (breach,) = mails_for(_event("sla.breached", clock="resolution"), no_contact)
+    assert breach.recipient == "managers"
+
+
+def test_custom_domain_and_hostile_subjects() -> None:
+    hostile = TicketFacts(
+        ticket_id=TICKET.ticket_id,
+        number="HD-000042",
+        subject="Re: [HD-999999] evil\r\nBcc: victim@example.com " + "x" * 500,
+        account_id=ACCOUNT,
+        contact_id=CONTACT,
+    )
+    (intent,) = mails_for(_event("ticket.opened"), hostile, domain="support.example")
+    assert "\n" not in intent.subject
+    assert "\r" not in intent.subject
+    assert len(intent.subject) < 200
+    assert ticket_number_in(intent.subject) == "HD-000042"  # ours comes first
+    assert intent.message_id == f"<HD-000042.{EVENT_ID}@support.example>"
+    assert intent.in_reply_to == "<HD-000042@support.example>"
+
+
+@given(subject=st.text(max_size=300), digits=st.integers(min_value=0, max_value=10**9))
+def test_every_subject_threads_back(subject: str, digits: int) -> None:
+    number = f"HD-{digits:06d}"
+    made = ticket_subject(number, "New reply", subject)
+    assert ticket_number_in(made) == number
+    assert "\n" not in made
+    assert one_line(subject) == one_line(one_line(subject))
+
+
+def test_daily_digest() -> None:
+    items = [
+        DigestItem(
+            "HD-2", "Slow VPN", "Acme", "P3", "resolution", "at_risk", AT + timedelta(hours=3)
+        ),
+        DigestItem("HD-1", "Down", "Acme", "P1", "response", "breached", AT + timedelta(hours=5)),
+        DigestItem("HD-3", "Mail", "Beta", None, "resolution", "breached", AT),
+    ]
+    intent = daily_digest(date(2025, 6, 2), items)
+    assert intent is not None
+    assert intent.recipient == "managers"
+    assert intent.subject == "Helpdesk digest 2025-06-02: 2 breached, 1 at risk"
+    assert intent.message_id == "<digest.2025-06-02@helpdesk.local>"
+    assert [i["number"] for i in intent.context["items"]] == ["HD-3", "HD-1", "HD-2"]
+    assert daily_digest(date(2025, 6, 2), []) is None
+    empty = daily_digest(date(2025, 6, 2), [], send_empty=True)
+    assert empty is not None
+    assert empty.context["items"] == []

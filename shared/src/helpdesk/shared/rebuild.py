@@ -1,0 +1,261 @@
+"""Rebuilding a projection from the stream, and retrying parked events.
+
+A rebuild replays the whole stream into shadow tables (schema `<schema>_rebuild`), committing
+per batch, so a failure midway leaves the live projection untouched. It then swaps: in one
+transaction that takes the rebuild fence exclusively (live batches of running replicas wait on
+it), it applies what reached the stream meanwhile, moves the shadow tables into the service's
+schema in place of the live ones, copies the consumer's offsets and bumps its generation; a
+running replica sees the new generation in its next batch and seeks to the new offsets.
+Reactions do not run: their events are on the stream already.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from helpdesk.shared.consumer import (
+    BatchApplier,
+    Projection,
+    Reactions,
+    Record,
+    UnitOfWork,
+    claim,
+    fenced_generation,
+)
+from helpdesk.shared.db import RuntimeTables
+from helpdesk.shared.events import decode
+from helpdesk.shared.kafka import topic_partitions
+from helpdesk.shared.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+_REBUILD_NAMESPACE = 0x72626C64  # "rbld": one rebuild of a schema at a time
+
+
+class RebuildRefusedError(RuntimeError):
+    """Another rebuild of the same service is running."""
+
+
+def _rebuild_lock_key(schema: str) -> int:
+    return _REBUILD_NAMESPACE ^ (
+        int.from_bytes(schema.encode()[:8].ljust(8, b"\0"), "big") & 0x7FFFFFFF
+    )
+
+
+def shadow_tables(projection: Projection, tables: RuntimeTables) -> list[sa.Table]:
+    """The tables a rebuild builds anew: the projection and the replay state."""
+    return [*projection.tables, *tables.replay_state]
+
+
+async def rebuild(
+    name: str,
+    *,
+    engine: AsyncEngine,
+    bootstrap: str,
+    topic: str,
+    tables: RuntimeTables,
+    projection: Projection,
+    metrics: Metrics,
+    max_records: int = 5000,
+) -> int:
+    """Replay the stream into shadow tables and swap them in; returns the records read."""
+    schema = tables.schema or "public"
+    shadow = f"{schema}_rebuild"
+    async with engine.connect() as lock_conn:
+        if not await lock_conn.scalar(
+            sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": _rebuild_lock_key(schema)}
+        ):
+            raise RebuildRefusedError(f"a rebuild of {name} is already running")
+        await lock_conn.commit()
+        try:
+            await _create_shadow(engine, schema, shadow, shadow_tables(projection, tables), tables)
+            return await _replay_and_swap(
+                name,
+                engine=engine,
+                bootstrap=bootstrap,
+                topic=topic,
+                tables=tables,
+                projection=projection,
+                metrics=metrics,
+                max_records=max_records,
+                schema=schema,
+                shadow=shadow,
+            )
+        finally:
+            async with engine.begin() as conn:
+                await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{shadow}" CASCADE'))
+            await lock_conn.execute(
+                sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _rebuild_lock_key(schema)}
+            )
+            await lock_conn.commit()
+
+
+async def _create_shadow(
+    engine: AsyncEngine,
+    schema: str,
+    shadow: str,
+    rebuilt: Sequence[sa.Table],
+    tables: RuntimeTables,
+) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{shadow}" CASCADE'))
+        await conn.execute(sa.text(f'CREATE SCHEMA "{shadow}"'))
+        shadowed = await conn.execution_options(schema_translate_map={schema: shadow})
+
+        def create(sync_conn: sa.Connection) -> None:
+            for table in [*rebuilt, tables.consumer_offsets, tables.consumer_state]:
+                table.create(sync_conn)
+
+        await shadowed.run_sync(create)
+
+
+async def _replay_and_swap(
+    name: str,
+    *,
+    engine: AsyncEngine,
+    bootstrap: str,
+    topic: str,
+    tables: RuntimeTables,
+    projection: Projection,
+    metrics: Metrics,
+    max_records: int,
+    schema: str,
+    shadow: str,
+) -> int:
+    applier = BatchApplier(name, topic, tables, projection, metrics)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        max_poll_records=max_records,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in await topic_partitions(bootstrap, topic)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        read = 0
+        applied: list[str] = []
+        ends = await consumer.end_offsets(tps)
+        while True:
+            batches = await _fetch_until(consumer, ends, max_records)
+            if batches is None:
+                break
+            async with engine.begin() as conn:
+                shadowed = await conn.execution_options(schema_translate_map={schema: shadow})
+                applied += await applier.apply(shadowed, batches)
+            read += sum(len(records) for records in batches.values())
+        # The swap: fence out live batches, apply what arrived meanwhile, move the tables in.
+        async with engine.begin() as conn:
+            await fenced_generation(conn, tables, name, exclusive=True)
+            ends = await consumer.end_offsets(tps)
+            shadowed = await conn.execution_options(schema_translate_map={schema: shadow})
+            while (batches := await _fetch_until(consumer, ends, max_records)) is not None:
+                applied += await applier.apply(shadowed, batches)
+                read += sum(len(records) for records in batches.values())
+            await _swap(conn, name, tables, projection, schema, shadow)
+        applier.count(applied)
+        log.info("rebuilt %s from %d records", name, read)
+        return read
+    finally:
+        await consumer.stop()
+
+
+async def _fetch_until(
+    consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int], max_records: int
+) -> dict[int, list[Record]] | None:
+    """The next records below `ends`, per partition; None once every partition reached it."""
+    remaining = [tp for tp, end in ends.items() if await consumer.position(tp) < end]
+    while remaining:
+        fetched = await consumer.getmany(*remaining, timeout_ms=500, max_records=max_records)
+        batches = {
+            tp.partition: kept
+            for tp, records in fetched.items()
+            if (kept := [r for r in records if r.offset < ends[tp]])
+        }
+        if batches:
+            return batches
+        remaining = [tp for tp in remaining if await consumer.position(tp) < ends[tp]]
+    return None
+
+
+async def _swap(
+    conn: AsyncConnection,
+    name: str,
+    tables: RuntimeTables,
+    projection: Projection,
+    schema: str,
+    shadow: str,
+) -> None:
+    # Text statements: the schema translation of the connection leaves them alone.
+    for table in shadow_tables(projection, tables):
+        await conn.execute(sa.text(f'DROP TABLE IF EXISTS "{schema}"."{table.name}" CASCADE'))
+        await conn.execute(sa.text(f'ALTER TABLE "{shadow}"."{table.name}" SET SCHEMA "{schema}"'))
+    await conn.execute(
+        sa.text(f'DELETE FROM "{schema}".consumer_offsets WHERE consumer = :c'), {"c": name}
+    )
+    await conn.execute(
+        sa.text(
+            f'INSERT INTO "{schema}".consumer_offsets SELECT * FROM "{shadow}".consumer_offsets '
+            "WHERE consumer = :c"
+        ),
+        {"c": name},
+    )
+    await conn.execute(
+        sa.text(
+            f'UPDATE "{schema}".consumer_state SET generation = generation + 1 WHERE consumer = :c'
+        ),
+        {"c": name},
+    )
+
+
+async def retry_parked(
+    name: str,
+    *,
+    engine: AsyncEngine,
+    tables: RuntimeTables,
+    projection: Projection,
+    reactions: Reactions | None,
+    metrics: Metrics,
+) -> tuple[int, int]:
+    """Apply parked (failed) events again, oldest first; returns (applied, still failing).
+
+    Held events are not retried here: they are released when their predecessor arrives.
+    """
+    parked = tables.parked_events
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(parked.c.event_id, parked.c.value)
+                .where(parked.c.consumer == name, parked.c.reason == "failed")
+                .order_by(parked.c.partition, parked.c.offset)
+            )
+        ).all()
+    applied = failing = 0
+    for row in rows:
+        try:
+            async with engine.begin() as conn:
+                uow = UnitOfWork(conn, tables, projection, metrics)
+                if await claim(conn, tables, [row.event_id]):
+                    event = decode(row.value)
+                    await projection.dispatch(uow, [event])
+                    if reactions is not None:
+                        await reactions.dispatch(uow, [event])
+                await conn.execute(parked.delete().where(parked.c.event_id == row.event_id))
+            applied += 1
+        except Exception as exc:
+            failing += 1
+            async with engine.begin() as conn:
+                await conn.execute(
+                    parked.update()
+                    .where(parked.c.event_id == row.event_id)
+                    .values(error=f"{type(exc).__name__}: {exc}"[:2000])
+                )
+    return applied, failing
