@@ -350,6 +350,9 @@ class Target(ContractModel):
     response_minutes: PositiveMinutes
     resolution_minutes: PositiveMinutes | None = None
     calendar: CalendarName
+    #: Optional "next reply" target: after each customer reply, the next public staff reply is
+    #: due within this many business minutes (None: no such clock).
+    next_reply_minutes: PositiveMinutes | None = None
 
     @field_validator("resolution_minutes")
     @classmethod
@@ -458,6 +461,16 @@ class FollowUp(ContractModel):
         return value
 
 
+class AllowanceTopUp(ContractModel):
+    """Seed 000: more included minutes bought mid-period ("5 more hours at the plan's
+    discount"). They count from `effective_at` to the end of that period; `price_cents` is
+    what the customer pays (None: the minutes at the discounted rate in force then)."""
+
+    effective_at: AwareDatetime
+    minutes: PositiveMinutes
+    price_cents: Cents | None = None
+
+
 class Plan(ContractModel):
     """The billing plan. Money is integer cents in `currency`; durations integer minutes.
 
@@ -488,6 +501,10 @@ class Plan(ContractModel):
     designated_engineer: Annotated[bool, Field(strict=True)] = False
     #: How often the plan is reviewed with the customer (seed 004: quarterly = 3; 000 Pro: 1).
     review_every_months: Annotated[int, Field(strict=True, ge=1, le=60)] | None = None
+    #: Allowance top-ups bought so far (each counts in its own period only).
+    top_ups: Annotated[list[AllowanceTopUp], Field(max_length=1000)] = Field(default_factory=list)
+    #: Round the total of a ticket's entries up to the increment, instead of each entry.
+    round_per_ticket: Annotated[bool, Field(strict=True)] = False
 
     @field_validator("excluded_kinds")
     @classmethod
@@ -655,6 +672,12 @@ class Agreement(ContractModel):
 
     preset: Annotated[str, Field(max_length=64)] | None = None
     plan_variant: Annotated[str, Field(max_length=64)] | None = None
+    #: When this version takes effect for billing (seed 000: an upgrade "from its date"); None
+    #: means when it was set. SLA clocks always use the version a ticket was opened with.
+    effective_from: AwareDatetime | None = None
+    #: Seed 003 VIP contacts: "next_higher_priority" gives their tickets the targets of the
+    #: next-higher priority (P2 → P1 figures; P1 stays P1).
+    vip_treatment: Literal["none", "next_higher_priority"] = "none"
     calendars: Annotated[dict[CalendarName, Calendar], Field(min_length=1, max_length=32)]
     targets: Targets
     warning_share: Annotated[float, Field(strict=True, gt=0, lt=1)] = 0.75

@@ -154,6 +154,7 @@ def _four_tier_24x7() -> Preset:
         ),
         agreement=Agreement(
             preset=name,
+            vip_treatment="next_higher_priority",
             calendars={"24x7": _around_the_clock()},
             targets=Targets(
                 P1=_target("Critical", 1, 2, "24x7"),

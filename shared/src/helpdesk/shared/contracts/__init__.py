@@ -4,6 +4,6 @@ Types are namespaced by the service that writes them: `account.*`, `agreement.*`
 `ticket.*` (intake), `sla.*` (sla-timer), `billing.*` (billing), `notification.*` (notifier).
 """
 
-from helpdesk.shared.contracts import accounts, sla, tickets
+from helpdesk.shared.contracts import accounts, billing, notifications, sla, tickets
 
-__all__ = ["accounts", "sla", "tickets"]
+__all__ = ["accounts", "billing", "notifications", "sla", "tickets"]

@@ -1,0 +1,3 @@
+"""`billing.*` events, written by billing."""
+
+from __future__ import annotations

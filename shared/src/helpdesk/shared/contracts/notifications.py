@@ -1,0 +1,3 @@
+"""`notification.*` events, written by the notifier."""
+
+from __future__ import annotations
