@@ -79,7 +79,7 @@ def test_ticket_contact_mails(event: MailEvent, kind: str) -> None:
     ("clock", "kind"), [("resolution", "resolution_breached"), ("response", "response_breached")]
 )
 def test_breaches_go_to_management(clock: str, kind: str) -> None:
-    (intent,) = mails_for(_event("sla.breached", actor="system", clock=clock), TICKET)
+    (intent,) = mails_for(_event("sla.breached", actor="system", kind=clock), TICKET)
     assert (intent.kind, intent.recipient, intent.contact_id) == (kind, "managers", None)
     assert ticket_number_in(intent.subject) == "HD-000123"
     assert "(P2)" in intent.subject
@@ -111,8 +111,8 @@ def test_partner_warning_and_invoice_go_to_account_roles() -> None:
         _event("ticket.time_logged", minutes=30),
         _event("ticket.closed", reason="confirmed"),
         _event("ticket.assigned", technician="bob"),
-        _event("sla.breached", clock="availability"),
-        _event("sla.warning", clock="resolution"),
+        _event("sla.breached", kind="next_reply"),
+        _event("sla.warning", kind="resolution"),
         _event("ticket.opened", actor="import"),  # imported history sends nothing
         _event("ticket.resolved", actor="import", summary="old"),
         _event("account.partner_warning_issued", actor="import"),
@@ -128,7 +128,7 @@ def test_ticket_mails_need_the_ticket_and_contact_mails_a_contact() -> None:
         ticket_id=TICKET.ticket_id, number="HD-7", subject="x", account_id=ACCOUNT
     )
     assert mails_for(_event("ticket.opened"), no_contact) == ()
-    (breach,) = mails_for(_event("sla.breached", clock="resolution"), no_contact)
+    (breach,) = mails_for(_event("sla.breached", kind="resolution"), no_contact)
     assert breach.recipient == "managers"
 
 

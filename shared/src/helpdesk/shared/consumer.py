@@ -10,7 +10,8 @@ not committed; a copy of an event already applied is a no-op by its id.
 Three kinds of handler are kept apart (docs/writing-a-service.md):
 - a `Projection` builds views; it runs live and during a rebuild;
 - `Reactions` decide new events from events; they run live only (their events are already on
-  the stream when a rebuild replays it) and emit with deterministic ids;
+  the stream when a rebuild replays it) and emit with deterministic ids, so they also run for a
+  copy of an event already applied (a rebuild may have applied it before any live reaction);
 - live loops (`helpdesk.shared.live`) do side effects from state, claimed in PostgreSQL.
 
 An event whose handler fails is parked (`parked_events`) and the partition goes on; a ticket
@@ -274,6 +275,12 @@ class BatchApplier:
             self.reactions is not None and self.reactions.handles(type_)
         )
 
+    def _reacts_to(self, record: Record) -> bool:
+        # Reactions also see copies of events already applied: after a rebuild the projection
+        # may be ahead of what the live consumer reacted to, and a reaction's derived ids make
+        # deciding again harmless.
+        return self.reactions is not None and self.reactions.handles(_header(record, "type"))
+
     async def apply(
         self,
         conn: AsyncConnection,
@@ -297,6 +304,7 @@ class BatchApplier:
             else await claim(conn, self.tables, [UUID(_header(r, "event_id")) for r in handled])
         )
         applied: list[AnyEvent] = []
+        reactable: list[AnyEvent] = []
         for record in records:
             if not self.handles(record):
                 self._observe(sequences, record, handled=False)
@@ -309,18 +317,22 @@ class BatchApplier:
                 self.metrics.duplicates_skipped.inc()
                 # A copy of an event applied before still takes its place in the sequence.
                 self._observe(sequences, record, handled=False)
+                if self._reacts_to(record):
+                    reactable.append(decode(record.value or b"", record.partition, record.offset))
                 continue
             fresh.discard(event_id)  # a second copy in this same batch is a duplicate too
             if not self._observe(sequences, record, handled=True):
                 await self._hold(conn, record, event_id, sequences)
                 continue
-            applied.append(decode(record.value or b"", record.partition, record.offset))
+            event = decode(record.value or b"", record.partition, record.offset)
+            applied.append(event)
+            reactable.append(event)
         if not careful:
             await self.projection.dispatch(uow, applied)
             if self.reactions is not None:
-                await self.reactions.dispatch(uow, applied)
-        applied += await self._release_held(uow, sequences)
-        await self._save_sequences(conn, sequences)
+                await self.reactions.dispatch(uow, reactable)
+        applied += await self.release_held(uow, sequences)
+        await self.save_sequences(conn, sequences)
         await self._store_offsets(
             conn, {p: batch[-1].offset + 1 for p, batch in batches.items() if batch}
         )
@@ -335,9 +347,12 @@ class BatchApplier:
                 if not await claim(conn, self.tables, [event_id]):
                     self.metrics.duplicates_skipped.inc()
                     self._observe(sequences, record, handled=False)
+                    if self.reactions is not None and self._reacts_to(record):
+                        copy = decode(record.value or b"", record.partition, record.offset)
+                        await self.reactions.dispatch(uow, [copy])
                     return []
                 event = decode(record.value or b"", record.partition, record.offset)
-                seen = dict(sequences.last)
+                seen = dict(sequences.last), set(sequences.changed)
                 if not self._observe(sequences, record, handled=True):
                     raise SequenceGapError
                 try:
@@ -345,7 +360,8 @@ class BatchApplier:
                     if self.reactions is not None:
                         await self.reactions.dispatch(uow, [event])
                 except Exception:
-                    sequences.last = seen  # the failed event does not advance its ticket
+                    # The failed event does not advance its ticket's sequence.
+                    sequences.last, sequences.changed = seen
                     raise
                 return [event]
         except SequenceGapError:
@@ -358,7 +374,13 @@ class BatchApplier:
     # -- sequences -----------------------------------------------------------------------------
 
     async def _load_sequences(self, conn: AsyncConnection, records: Sequence[Record]) -> _Sequences:
-        ids = sorted({UUID(t) for r in records if (t := _header(r, "ticket_id")) is not None})
+        return await self.load_sequences(
+            conn, {UUID(t) for r in records if (t := _header(r, "ticket_id")) is not None}
+        )
+
+    async def load_sequences(self, conn: AsyncConnection, tickets: Iterable[UUID]) -> _Sequences:
+        """Lock and read the last applied seq of `tickets`."""
+        ids = sorted(set(tickets))
         if not ids:
             return _Sequences()
         table = self.tables.ticket_sequence
@@ -396,7 +418,8 @@ class BatchApplier:
         sequences.changed.add(ticket_id)
         return True
 
-    async def _save_sequences(self, conn: AsyncConnection, sequences: _Sequences) -> None:
+    async def save_sequences(self, conn: AsyncConnection, sequences: _Sequences) -> None:
+        """Store the batch's last seqs (never lowering one)."""
         if not sequences.changed:
             return
         table = self.tables.ticket_sequence
@@ -453,7 +476,7 @@ class BatchApplier:
         expected = sequences.last.get(UUID(_header(record, "ticket_id") or ""), 0) + 1
         await self._park(conn, record, "held", f"waiting for seq {expected}")
 
-    async def _release_held(self, uow: UnitOfWork, sequences: _Sequences) -> list[AnyEvent]:
+    async def release_held(self, uow: UnitOfWork, sequences: _Sequences) -> list[AnyEvent]:
         """Apply held events whose predecessor has now been applied, in seq order."""
         if not sequences.changed:
             return []

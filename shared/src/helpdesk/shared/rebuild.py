@@ -198,13 +198,16 @@ async def _swap(
     for table in shadow_tables(projection, tables):
         await conn.execute(sa.text(f'DROP TABLE IF EXISTS "{schema}"."{table.name}" CASCADE'))
         await conn.execute(sa.text(f'ALTER TABLE "{shadow}"."{table.name}" SET SCHEMA "{schema}"'))
-    await conn.execute(
-        sa.text(f'DELETE FROM "{schema}".consumer_offsets WHERE consumer = :c'), {"c": name}
-    )
+    # The live consumer resumes at the lesser of where it was and where the replay ended: the
+    # projection already holds the events in between (their copies are deduplicated), and the
+    # reactions, which never ran in the replay, still see them.
     await conn.execute(
         sa.text(
-            f'INSERT INTO "{schema}".consumer_offsets SELECT * FROM "{shadow}".consumer_offsets '
-            "WHERE consumer = :c"
+            f'INSERT INTO "{schema}".consumer_offsets AS live '
+            "SELECT s.consumer, s.topic, s.partition, s.next_offset "
+            f'FROM "{shadow}".consumer_offsets s WHERE s.consumer = :c '
+            "ON CONFLICT (consumer, topic, partition) DO UPDATE "
+            "SET next_offset = LEAST(live.next_offset, EXCLUDED.next_offset)"
         ),
         {"c": name},
     )
@@ -220,6 +223,7 @@ async def retry_parked(
     name: str,
     *,
     engine: AsyncEngine,
+    topic: str,
     tables: RuntimeTables,
     projection: Projection,
     reactions: Reactions | None,
@@ -227,13 +231,16 @@ async def retry_parked(
 ) -> tuple[int, int]:
     """Apply parked (failed) events again, oldest first; returns (applied, still failing).
 
-    Held events are not retried here: they are released when their predecessor arrives.
+    A failed ticket event did not advance its ticket's sequence, so the ticket's later events
+    were held behind it; once it applies, they are released in order. Held events are not
+    retried here: they are released when their predecessor applies.
     """
+    applier = BatchApplier(name, topic, tables, projection, metrics, reactions)
     parked = tables.parked_events
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
-                sa.select(parked.c.event_id, parked.c.value)
+                sa.select(parked.c.event_id, parked.c.ticket_id, parked.c.seq, parked.c.value)
                 .where(parked.c.consumer == name, parked.c.reason == "failed")
                 .order_by(parked.c.partition, parked.c.offset)
             )
@@ -249,6 +256,14 @@ async def retry_parked(
                     if reactions is not None:
                         await reactions.dispatch(uow, [event])
                 await conn.execute(parked.delete().where(parked.c.event_id == row.event_id))
+                if row.ticket_id is not None and row.seq is not None:
+                    sequences = await applier.load_sequences(conn, [row.ticket_id])
+                    sequences.last[row.ticket_id] = max(
+                        row.seq, sequences.last.get(row.ticket_id, 0)
+                    )
+                    sequences.changed.add(row.ticket_id)
+                    await applier.release_held(uow, sequences)
+                    await applier.save_sequences(conn, sequences)
             applied += 1
         except Exception as exc:
             failing += 1

@@ -167,10 +167,10 @@ class ServiceRuntime:
         parked = 0
         try:
             async with self.engine.connect() as conn:
-                if not self._migrated:
-                    self._migrated = await is_migrated(conn, self.spec.schema, self.spec.migrations)
                 table = self.spec.tables.parked_events
                 parked = int(await conn.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
+                if not self._migrated:
+                    self._migrated = await is_migrated(conn, self.spec.schema, self.spec.migrations)
         except Exception:
             database = False
         self.metrics.parked_events.set(parked)
@@ -225,6 +225,7 @@ class ServiceRuntime:
         return await retry_parked(
             self.spec.name,
             engine=self.engine,
+            topic=self.settings.topic,
             tables=self.spec.tables,
             projection=self.projection,
             reactions=self.reactions,

@@ -7,20 +7,23 @@ from pathlib import Path
 import helpdesk.shared.contracts  # noqa: F401 - registers every event type
 from helpdesk.billing.adapters.tables import metadata, runtime
 from helpdesk.billing.api.routes import router
-from helpdesk.billing.handlers import projection
+from helpdesk.billing.handlers import BillingSettings, finaliser, projection, reactions
 from helpdesk.shared.service import ServiceSpec, run_cli
 
 
 def build_spec() -> ServiceSpec:
-    """Describe the billing service."""
+    """Describe the billing service (its settings are read here, from the environment)."""
+    settings = BillingSettings()
     return ServiceSpec(
         name="billing",
         title="Helpdesk billing",
         metadata=metadata,
         tables=runtime,
         projection=projection,
+        reactions=reactions,
         migrations=Path(__file__).parent / "migrations",
         routers=[router],
+        live_loops=lambda runtime: [finaliser(settings)],
     )
 
 

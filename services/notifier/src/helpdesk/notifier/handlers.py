@@ -1,33 +1,469 @@
-"""The notifier's projection of the stream."""
+"""The notifier's projection: people and tickets, subscriptions, deliveries and mails.
+
+Deliveries and mails are derived from events: one delivery row per (subscription, event) the
+subscription wants and may see, one mail row per (event, mail intent), each with the event's
+partition, so the live loops of that partition send them. Outcomes are events of their own
+(`notification.delivered`, `.failed`, `.mail_sent`) that mark the rows done, so a rebuild
+never sends again what was sent.
+
+A subscription receives the events recorded while it exists (`created_at <= recorded_at <
+deleted_at`), a rule that does not depend on the order in which a rebuild replays partitions.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
 
-from helpdesk.notifier.adapters.tables import notifications, projection_tables
-from helpdesk.shared.consumer import Projection, UnitOfWork
-from helpdesk.shared.contracts.tickets import TicketOpened
-from helpdesk.shared.events import Event
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+import helpdesk.shared.contracts  # noqa: F401 - registers every event type handled below
+from helpdesk.notifier.adapters.tables import (
+    contacts,
+    deliveries,
+    mails,
+    projection_tables,
+    staff,
+    subscriptions,
+    tickets,
+)
+from helpdesk.notifier.domain.filters import Audience, EventFacts, SubscriptionRule
+from helpdesk.notifier.domain.messages import (
+    MailEvent,
+    TicketFacts,
+    intent_document,
+    mails_for,
+    ticket_subject,
+)
+from helpdesk.shared.consumer import AnyEvent, Projection, UnitOfWork
+from helpdesk.shared.contracts.accounts import ContactAdded, StaffAdded
+from helpdesk.shared.contracts.notifications import (
+    Delivered,
+    DeliveryFailed,
+    EndpointDisabled,
+    MailSent,
+    ReplayRequested,
+    SecretRotated,
+    SubscriptionCreated,
+    SubscriptionDeleted,
+    SubscriptionUpdated,
+)
+from helpdesk.shared.contracts.tickets import TicketOpened, TicketTriaged
+from helpdesk.shared.events import Event, derive_event_id, registry
 
 projection = Projection(tables=projection_tables)
 
+# Never delivered by webhook: the notifier's own records (delivering them would feed itself)
+# and API keys (every service applies those itself; a token hash has no business leaving).
+_NOT_DELIVERED = ("notification.", "account.api_key_")
+MAIL_DOMAIN = "helpdesk.local"
 
-@projection.on(TicketOpened)
-async def ticket_opened(uow: UnitOfWork, event: Event[TicketOpened]) -> None:
-    """Queue the message that gives the ticket contact their ticket number (seed 003, 3.2)."""
+
+def delivery_id_for(subscription_id: UUID, event_id: UUID) -> UUID:
+    """The stable `webhook-id` of one event delivered to one subscription."""
+    return derive_event_id(event_id, f"webhook:{subscription_id}")
+
+
+def replay_delivery_id(replay_id: UUID, event_id: UUID) -> UUID:
+    """The `webhook-id` of one event re-sent by a replay."""
+    return derive_event_id(replay_id, f"replay:{event_id}")
+
+
+def webhook_body(event: AnyEvent) -> dict[str, Any]:
+    """The JSON a subscriber receives: Standard Webhooks' `{type, timestamp, data}`."""
+    envelope = json.loads(event.envelope.to_bytes())
+    return {"type": event.type, "timestamp": envelope["occurred_at"], "data": envelope}
+
+
+def rule_of(row: Any) -> SubscriptionRule:
+    """The filtering part of a subscription row."""
+    audience = Audience.provider() if row.account_id is None else Audience.account(row.account_id)
+    return SubscriptionRule(tuple(row.event_types), audience, row.enabled)
+
+
+# -- events of other services ------------------------------------------------------------------
+
+
+def _foreign_models() -> list[type[BaseModel]]:
+    return [
+        registry.spec(type_).model
+        for type_ in registry.types()
+        if not type_.startswith(_NOT_DELIVERED)
+    ]
+
+
+@projection.on_batch(*_foreign_models())
+async def foreign_events(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
+    """Keep the facts mails need, and schedule the deliveries and mails each event causes."""
+    conn = uow.conn
+    subs = (await conn.execute(sa.select(subscriptions))).all()
+    for event in events:
+        await _remember_facts(conn, event)
+        await _schedule_deliveries(conn, event, subs)
+        await _queue_mails(conn, event)
+
+
+async def _remember_facts(conn: AsyncConnection, event: AnyEvent) -> None:
+    payload = event.payload
+    if isinstance(payload, TicketOpened):
+        await conn.execute(
+            pg_insert(tickets)
+            .values(
+                ticket_id=payload.ticket_id,
+                account_id=payload.account_id,
+                number=payload.number,
+                subject=payload.subject,
+                contact_id=payload.contact_id,
+                priority=payload.priority,
+            )
+            .on_conflict_do_nothing()
+        )
+    elif isinstance(payload, TicketTriaged) and event.envelope.ticket_id is not None:
+        await conn.execute(
+            tickets.update()
+            .where(tickets.c.ticket_id == event.envelope.ticket_id)
+            .values(priority=payload.priority)
+        )
+    elif isinstance(payload, ContactAdded):
+        await conn.execute(
+            pg_insert(contacts)
+            .values(
+                contact_id=payload.contact_id,
+                account_id=payload.account_id,
+                name=payload.name,
+                email=payload.email,
+                roles=list(payload.roles),
+            )
+            .on_conflict_do_nothing()
+        )
+    elif isinstance(payload, StaffAdded):
+        await conn.execute(
+            pg_insert(staff)
+            .values(
+                staff_id=payload.staff_id,
+                name=payload.name,
+                email=payload.email,
+                role=payload.role,
+            )
+            .on_conflict_do_nothing()
+        )
+
+
+def _exists_at(row: Any, at: datetime) -> bool:
+    return row.created_at <= at and (row.deleted_at is None or at < row.deleted_at)
+
+
+async def _schedule_deliveries(conn: AsyncConnection, event: AnyEvent, subs: Sequence[Any]) -> None:
+    envelope = event.envelope
+    facts = EventFacts(event.type, envelope.account_id, envelope.payload)
+    wanted = [
+        sub for sub in subs if _exists_at(sub, envelope.recorded_at) and rule_of(sub).wants(facts)
+    ]
+    if not wanted:
+        return
+    body = webhook_body(event)
+    rows = [
+        {
+            "delivery_id": delivery_id_for(sub.subscription_id, envelope.event_id),
+            "subscription_id": sub.subscription_id,
+            "replay_id": None,
+            "event_id": envelope.event_id,
+            "event_type": event.type,
+            "account_id": envelope.account_id,
+            "ticket_id": envelope.ticket_id,
+            "partition": event.partition,
+            "source_offset": event.offset,
+            "occurred_at": envelope.occurred_at,
+            "due_at": envelope.recorded_at,
+            "body": body,
+            "status": "pending",
+        }
+        for sub in wanted
+    ]
+    await _upsert_scheduled(conn, rows)
+
+
+_SCHEDULE_COLUMNS = (
+    "subscription_id",
+    "replay_id",
+    "event_id",
+    "event_type",
+    "account_id",
+    "ticket_id",
+    "partition",
+    "source_offset",
+    "occurred_at",
+    "due_at",
+    "body",
+)
+
+
+async def _upsert_scheduled(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    statement = pg_insert(deliveries)
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[deliveries.c.delivery_id],
+            set_={c: statement.excluded[c] for c in _SCHEDULE_COLUMNS},
+        ),
+        rows,
+    )
+
+
+async def _ticket_facts(conn: AsyncConnection, ticket_id: UUID | None) -> TicketFacts | None:
+    if ticket_id is None:
+        return None
+    row = (await conn.execute(sa.select(tickets).where(tickets.c.ticket_id == ticket_id))).first()
+    if row is None:
+        return None
+    return TicketFacts(
+        ticket_id=row.ticket_id,
+        number=row.number,
+        subject=row.subject,
+        account_id=row.account_id,
+        contact_id=row.contact_id,
+        priority=row.priority,
+    )
+
+
+async def _queue_mails(conn: AsyncConnection, event: AnyEvent) -> None:
+    envelope = event.envelope
+    ticket = await _ticket_facts(conn, envelope.ticket_id)
+    mail_event = MailEvent(
+        event_id=envelope.event_id,
+        type=event.type,
+        account_id=envelope.account_id,
+        occurred_at=envelope.occurred_at,
+        actor_type=envelope.actor.type,
+        payload=envelope.payload,
+    )
+    rows: list[dict[str, Any]] = [
+        {
+            "mail_id": derive_event_id(envelope.event_id, f"mail:{intent.kind}:{intent.recipient}"),
+            "event_id": envelope.event_id,
+            "account_id": intent.account_id,
+            "ticket_id": intent.ticket_id,
+            "partition": event.partition,
+            "kind": intent.kind,
+            "recipient_role": intent.recipient,
+            "recipient_contact_id": intent.contact_id,
+            "subject": intent.subject,
+            "message_id": intent.message_id,
+            "intent": intent_document(intent),
+            "status": "queued",
+            "created_at": envelope.recorded_at,
+        }
+        for intent in mails_for(mail_event, ticket, domain=MAIL_DOMAIN)
+    ]
     opened = event.payload
+    if isinstance(opened, TicketOpened) and not rows and envelope.actor.type != "import":
+        # Nobody to tell the number to (a ticket opened by staff without a contact): listed
+        # anyway, so staff see the customer was not told.
+        rows.append(
+            {
+                "mail_id": derive_event_id(envelope.event_id, "mail:ticket_opened:none"),
+                "event_id": envelope.event_id,
+                "account_id": opened.account_id,
+                "ticket_id": opened.ticket_id,
+                "partition": event.partition,
+                "kind": "ticket_opened",
+                "recipient_role": "ticket_contact",
+                "recipient_contact_id": None,
+                "subject": ticket_subject(opened.number, "Received", opened.subject),
+                "message_id": None,
+                "intent": None,
+                "status": "no_recipient",
+                "created_at": envelope.recorded_at,
+            }
+        )
+    if not rows:
+        return
+    statement = pg_insert(mails)
+    columns = [c for c in rows[0] if c not in {"mail_id", "status"}]
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[mails.c.mail_id], set_={c: statement.excluded[c] for c in columns}
+        ),
+        rows,
+    )
+
+
+# -- the notifier's own events -------------------------------------------------------------------
+
+
+@projection.on(SubscriptionCreated)
+async def subscription_created(uow: UnitOfWork, event: Event[SubscriptionCreated]) -> None:
+    """A new subscription, receiving what is recorded from now on."""
+    created = event.payload
     await uow.conn.execute(
-        pg_insert(notifications)
+        pg_insert(subscriptions)
         .values(
-            event_id=event.envelope.event_id,
-            account_id=opened.account_id,
-            ticket_id=opened.ticket_id,
-            partition=event.partition,
-            kind="ticket_number",
-            recipient_contact_id=opened.contact_id,
-            subject=f"[{opened.number}] {opened.subject}",
-            status="queued",
-            created_at=event.envelope.occurred_at,
+            subscription_id=created.subscription_id,
+            account_id=created.account_id,
+            url=created.url,
+            event_types=created.event_types,
+            enabled=created.enabled,
+            description=created.description,
+            created_by=created.created_by,
+            secret_fingerprint=created.secret_fingerprint,
+            created_at=event.envelope.recorded_at,
+            updated_at=event.envelope.recorded_at,
         )
         .on_conflict_do_nothing()
+    )
+
+
+@projection.on(SubscriptionUpdated)
+async def subscription_updated(uow: UnitOfWork, event: Event[SubscriptionUpdated]) -> None:
+    """New URL, filters or enabled flag; enabling clears the reason it was disabled."""
+    updated = event.payload
+    values: dict[str, Any] = {
+        "url": updated.url,
+        "event_types": updated.event_types,
+        "enabled": updated.enabled,
+        "description": updated.description,
+        "updated_at": event.envelope.recorded_at,
+    }
+    if updated.enabled:
+        values["disabled_reason"] = None
+    await uow.conn.execute(
+        subscriptions.update()
+        .where(subscriptions.c.subscription_id == updated.subscription_id)
+        .values(**values)
+    )
+
+
+@projection.on(SubscriptionDeleted)
+async def subscription_deleted(uow: UnitOfWork, event: Event[SubscriptionDeleted]) -> None:
+    """A tombstone: the subscription receives nothing recorded from now on."""
+    await uow.conn.execute(
+        subscriptions.update()
+        .where(subscriptions.c.subscription_id == event.payload.subscription_id)
+        .values(enabled=False, deleted_at=event.envelope.recorded_at)
+    )
+
+
+@projection.on(SecretRotated)
+async def secret_rotated(uow: UnitOfWork, event: Event[SecretRotated]) -> None:
+    """Which secret signs now."""
+    await uow.conn.execute(
+        subscriptions.update()
+        .where(subscriptions.c.subscription_id == event.payload.subscription_id)
+        .values(secret_fingerprint=event.payload.secret_fingerprint)
+    )
+
+
+@projection.on(EndpointDisabled)
+async def endpoint_disabled(uow: UnitOfWork, event: Event[EndpointDisabled]) -> None:
+    """The endpoint gets nothing until someone enables it again."""
+    await uow.conn.execute(
+        subscriptions.update()
+        .where(subscriptions.c.subscription_id == event.payload.subscription_id)
+        .values(enabled=False, disabled_reason=event.payload.reason)
+    )
+
+
+@projection.on(ReplayRequested)
+async def replay_requested(uow: UnitOfWork, event: Event[ReplayRequested]) -> None:
+    """A new delivery for every event the subscription was due in the range."""
+    replay = event.payload
+    rows = (
+        await uow.conn.execute(
+            sa.select(deliveries).where(
+                deliveries.c.subscription_id == replay.subscription_id,
+                deliveries.c.replay_id.is_(None),
+                deliveries.c.body.is_not(None),
+                deliveries.c.occurred_at >= replay.since,
+                deliveries.c.occurred_at < replay.until,
+            )
+        )
+    ).all()
+    if not rows:
+        return
+    copies = [
+        {
+            "delivery_id": replay_delivery_id(replay.replay_id, row.event_id),
+            **{c: getattr(row, c) for c in _SCHEDULE_COLUMNS},
+            "replay_id": replay.replay_id,
+            "due_at": event.envelope.recorded_at,
+            "status": "pending",
+        }
+        for row in rows
+    ]
+    await _upsert_scheduled(uow.conn, copies)
+
+
+async def _record_outcome(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    statement = pg_insert(deliveries).values(**values)
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[deliveries.c.delivery_id],
+            set_={
+                c: statement.excluded[c]
+                for c in ("status", "attempts", "status_code", "finished_at")
+            },
+        )
+    )
+
+
+@projection.on(Delivered)
+async def delivered(uow: UnitOfWork, event: Event[Delivered]) -> None:
+    """The delivery is done: accepted by the endpoint."""
+    done = event.payload
+    await _record_outcome(
+        uow.conn,
+        {
+            "delivery_id": done.delivery_id,
+            "subscription_id": done.subscription_id,
+            "event_id": done.event_id,
+            "event_type": done.event_type,
+            "status": "delivered",
+            "attempts": done.attempt,
+            "status_code": done.status_code,
+            "finished_at": done.delivered_at,
+        },
+    )
+
+
+@projection.on(DeliveryFailed)
+async def delivery_failed(uow: UnitOfWork, event: Event[DeliveryFailed]) -> None:
+    """The delivery is done: given up."""
+    failed = event.payload
+    await _record_outcome(
+        uow.conn,
+        {
+            "delivery_id": failed.delivery_id,
+            "subscription_id": failed.subscription_id,
+            "event_id": failed.event_id,
+            "event_type": failed.event_type,
+            "status": "failed",
+            "attempts": failed.attempt,
+            "status_code": failed.status_code,
+            "finished_at": failed.failed_at,
+        },
+    )
+
+
+@projection.on(MailSent)
+async def mail_sent(uow: UnitOfWork, event: Event[MailSent]) -> None:
+    """The mail is done."""
+    sent = event.payload
+    statement = pg_insert(mails).values(
+        mail_id=sent.mail_id,
+        event_id=sent.event_id,
+        kind=sent.kind,
+        message_id=sent.message_id,
+        status=sent.outcome,
+        sent_at=sent.sent_at,
+    )
+    await uow.conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[mails.c.mail_id],
+            set_={"status": statement.excluded.status, "sent_at": statement.excluded.sent_at},
+        )
     )

@@ -5,14 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import helpdesk.shared.contracts  # noqa: F401 - registers every event type
+from helpdesk.notifier.adapters.delivery import WebhookDeliveries
+from helpdesk.notifier.adapters.mailing import MailDeliveries
+from helpdesk.notifier.adapters.settings import NotifierSettings
 from helpdesk.notifier.adapters.tables import metadata, runtime
-from helpdesk.notifier.api.routes import router
+from helpdesk.notifier.api.routes import build_router
 from helpdesk.notifier.handlers import projection
-from helpdesk.shared.service import ServiceSpec, run_cli
+from helpdesk.shared.service import ServiceRuntime, ServiceSpec, run_cli
 
 
-def build_spec() -> ServiceSpec:
-    """Describe the notifier service."""
+def build_spec(settings: NotifierSettings | None = None) -> ServiceSpec:
+    """Describe the notifier service (its own settings from the environment by default)."""
+    own = settings or NotifierSettings()
+
+    def live_loops(service: ServiceRuntime) -> list[WebhookDeliveries | MailDeliveries]:
+        return [WebhookDeliveries(own, service.clock), MailDeliveries(own, service.clock)]
+
     return ServiceSpec(
         name="notifier",
         title="Helpdesk notifier",
@@ -20,7 +28,8 @@ def build_spec() -> ServiceSpec:
         tables=runtime,
         projection=projection,
         migrations=Path(__file__).parent / "migrations",
-        routers=[router],
+        routers=[build_router(own)],
+        live_loops=live_loops,
     )
 
 

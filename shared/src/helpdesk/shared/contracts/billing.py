@@ -1,3 +1,83 @@
 """`billing.*` events, written by billing."""
 
 from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, Field
+
+from helpdesk.shared.contracts.common import Payload
+from helpdesk.shared.events import registry
+
+InvoiceLineKind = Literal[
+    "fee",
+    "top_up",
+    "overage",
+    "time_and_materials",
+    "after_hours",
+    "flat_fee",
+    "included",
+    "in_scope",
+    "adjustment",
+]
+FairUseCap = Literal["per_day", "per_ticket"]
+
+
+class InvoiceLine(Payload):
+    """One line of a final invoice, frozen as it was billed.
+
+    `unit_price_cents` is the undiscounted hourly rate of a time line, the monthly fee of a fee
+    line, the fee of a flat-fee line; `amount_cents` is what the line bills (negative for an
+    adjustment that credits). An adjustment line names the period and kind of line it corrects.
+    """
+
+    kind: InvoiceLineKind
+    description: str
+    quantity_minutes: int
+    unit_price_cents: int
+    discount_percent: int = Field(ge=0, le=100)
+    amount_cents: int
+    ticket_id: UUID | None = None
+    adjusts_period: str | None = None
+    adjusts_kind: InvoiceLineKind | None = None
+
+
+@registry.register("billing.invoice_finalized")
+class InvoiceFinalized(Payload):
+    """An invoice became final and will never change (later work becomes adjustment lines).
+
+    A monthly invoice of an account (`ticket_id` null) after its period and grace period, or
+    the invoice of one resolved ticket on an hourly plan (`ticket_id` set; `period` is the
+    month of the resolution). The notifier mails the account's billing contacts.
+    """
+
+    invoice_id: UUID
+    account_id: UUID
+    period: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+    ticket_id: UUID | None = None
+    currency: str
+    total_cents: int
+    lines: list[InvoiceLine]
+    finalized_at: AwareDatetime
+
+
+@registry.register("billing.fair_use_exceeded")
+class FairUseExceeded(Payload):
+    """A fair-use cap of the agreement was exceeded (seed 002); the time is still billed.
+
+    `key` names what the cap counts ("per_day:2026-03-10" or "per_ticket:<ticket id>"): one
+    event per key. `ticket_id`, `entry_id` and `worked_at` are those of the entry that took the
+    count over; `day` is the account-local date for a per-day cap, null for a per-ticket cap.
+    """
+
+    account_id: UUID
+    cap: FairUseCap
+    key: str
+    limit_minutes: int
+    used_minutes: int
+    ticket_id: UUID
+    entry_id: UUID
+    worked_at: AwareDatetime
+    day: date | None = None

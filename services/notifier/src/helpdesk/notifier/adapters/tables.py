@@ -1,4 +1,9 @@
-"""The notifier's tables in schema `notifier`."""
+"""The notifier's tables in schema `notifier`.
+
+Projection tables (rebuilt from the stream): people and tickets the mails need, subscriptions,
+deliveries and mails. Request state a rebuild keeps: webhook secrets (never on the stream), the
+attempt log, and the retry state of deliveries and endpoints.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +14,155 @@ from helpdesk.shared.db import runtime_tables
 
 metadata = sa.MetaData(schema="notifier")
 runtime = runtime_tables(metadata)
+_UUID = pg.UUID(as_uuid=True)
+_TS = sa.DateTime(timezone=True)
 
-# What the notifier owes people: one row per message, derived from an event.
-notifications = sa.Table(
-    "notifications",
+# -- projection ---------------------------------------------------------------------------
+
+tickets = sa.Table(
+    "tickets",
     metadata,
-    sa.Column("event_id", pg.UUID(as_uuid=True), primary_key=True),
-    sa.Column("account_id", pg.UUID(as_uuid=True), nullable=False, index=True),
-    sa.Column("ticket_id", pg.UUID(as_uuid=True), nullable=True, index=True),
-    sa.Column("partition", sa.Integer, nullable=True),
-    sa.Column("kind", sa.Text, nullable=False),
-    sa.Column("recipient_contact_id", pg.UUID(as_uuid=True), nullable=True),
+    sa.Column("ticket_id", _UUID, primary_key=True),
+    sa.Column("account_id", _UUID, nullable=False),
+    sa.Column("number", sa.Text, nullable=False),
     sa.Column("subject", sa.Text, nullable=False),
-    sa.Column("status", sa.Text, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("contact_id", _UUID, nullable=True),
+    sa.Column("priority", sa.Text, nullable=True),
 )
 
-projection_tables = [notifications]
+contacts = sa.Table(
+    "contacts",
+    metadata,
+    sa.Column("contact_id", _UUID, primary_key=True),
+    sa.Column("account_id", _UUID, nullable=False, index=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("email", sa.Text, nullable=False),
+    sa.Column("roles", pg.ARRAY(sa.Text), nullable=False),
+)
+
+staff = sa.Table(
+    "staff",
+    metadata,
+    sa.Column("staff_id", _UUID, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("email", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+)
+
+# A deleted subscription stays as a tombstone, so events recorded before its deletion are
+# still judged against it during a rebuild, whatever order partitions are replayed in.
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    sa.Column("subscription_id", _UUID, primary_key=True),
+    sa.Column("account_id", _UUID, nullable=True, index=True),  # None: provider-wide
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("event_types", pg.ARRAY(sa.Text), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("secret_fingerprint", sa.Text, nullable=False),
+    sa.Column("created_at", _TS, nullable=False),
+    sa.Column("updated_at", _TS, nullable=False),
+    sa.Column("deleted_at", _TS, nullable=True),
+    sa.Column("disabled_reason", sa.Text, nullable=True),
+)
+
+# One row per (subscription, event) or per (replay, event). Every column but the id and the
+# status is nullable: an outcome (`notification.delivered`) may be applied before the row that
+# schedules it (a replay during a rebuild), and both writes commute.
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("delivery_id", _UUID, primary_key=True),  # the `webhook-id`
+    sa.Column("subscription_id", _UUID, nullable=True, index=True),
+    sa.Column("replay_id", _UUID, nullable=True),
+    sa.Column("event_id", _UUID, nullable=True),
+    sa.Column("event_type", sa.Text, nullable=True),
+    sa.Column("account_id", _UUID, nullable=True),
+    sa.Column("ticket_id", _UUID, nullable=True),
+    sa.Column("partition", sa.Integer, nullable=True),
+    sa.Column("source_offset", sa.BigInteger, nullable=True),  # orders a ticket's events
+    sa.Column("occurred_at", _TS, nullable=True),
+    sa.Column("due_at", _TS, nullable=True),
+    sa.Column("body", pg.JSONB, nullable=True),
+    sa.Column("status", sa.Text, nullable=False),  # pending | delivered | failed
+    sa.Column("attempts", sa.Integer, nullable=True),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("finished_at", _TS, nullable=True),
+    sa.Index("deliveries_due", "partition", "status"),
+)
+
+# What the notifier owes people by e-mail: one row per (event, mail intent).
+mails = sa.Table(
+    "mails",
+    metadata,
+    sa.Column("mail_id", _UUID, primary_key=True),
+    sa.Column("event_id", _UUID, nullable=True),
+    sa.Column("account_id", _UUID, nullable=True, index=True),
+    sa.Column("ticket_id", _UUID, nullable=True, index=True),
+    sa.Column("partition", sa.Integer, nullable=True),
+    sa.Column("kind", sa.Text, nullable=True),
+    sa.Column("recipient_role", sa.Text, nullable=True),
+    sa.Column("recipient_contact_id", _UUID, nullable=True),
+    sa.Column("subject", sa.Text, nullable=True),
+    sa.Column("message_id", sa.Text, nullable=True),
+    sa.Column("intent", pg.JSONB, nullable=True),  # template, threading headers, context
+    sa.Column("status", sa.Text, nullable=False),  # queued | sent | no_recipient
+    sa.Column("created_at", _TS, nullable=True),
+    sa.Column("sent_at", _TS, nullable=True),
+    # A lease/back-off, not business state: a rebuild resetting it only retries sooner.
+    sa.Column("not_before", _TS, nullable=True),
+    sa.Index("mails_due", "partition", "status"),
+)
+
+projection_tables = [tickets, contacts, staff, subscriptions, deliveries, mails]
+
+# -- request state (kept by a rebuild) ---------------------------------------------------------
+
+# Secrets never travel on the stream; this table is written with the subscription's events.
+subscription_secrets = sa.Table(
+    "subscription_secrets",
+    metadata,
+    sa.Column("subscription_id", _UUID, primary_key=True),
+    sa.Column("current", sa.Text, nullable=False),
+    sa.Column("previous", sa.Text, nullable=True),
+    sa.Column("previous_expires_at", _TS, nullable=True),
+)
+
+# Retry state of one delivery: attempts made, when the next is due, and the sender's lease.
+delivery_state = sa.Table(
+    "delivery_state",
+    metadata,
+    sa.Column("delivery_id", _UUID, primary_key=True),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", _TS, nullable=True),
+    sa.Column("claimed_until", _TS, nullable=True),
+)
+
+# An endpoint's failure clock: since when it fails without a single success.
+endpoint_state = sa.Table(
+    "endpoint_state",
+    metadata,
+    sa.Column("subscription_id", _UUID, primary_key=True),
+    sa.Column("failing_since", _TS, nullable=True),
+)
+
+# Every attempt, as shown by GET /v1/subscriptions/{id}/deliveries.
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("subscription_id", _UUID, nullable=False, index=True),
+    sa.Column("delivery_id", _UUID, nullable=False, index=True),
+    sa.Column("event_id", _UUID, nullable=True),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("started_at", _TS, nullable=False),
+    sa.Column("latency_ms", sa.Integer, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("response_excerpt", sa.Text, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("verdict", sa.Text, nullable=False),
+    sa.Column("next_attempt_at", _TS, nullable=True),
+)

@@ -16,8 +16,8 @@ Rules:
 - `ticket.resolved` → the ticket contact, asked to confirm;
 - `sla.follow_up_due` → the ticket contact, a reminder; `ticket.closed` with reason
   `no_response` → the ticket contact, the auto-close notice;
-- `sla.breached` of the resolution clock (the escalation threshold) or of the response clock
-  → the provider's managers;
+- `sla.breached` (payload `kind`) of the resolution clock (the escalation threshold) or of
+  the response clock → the provider's managers; `next_reply` and `escalation` clocks mail no one;
 - `account.partner_warning_issued` → the partner's key contacts (seed 001), and
   `account.partner_margin_revoked` likewise;
 - `billing.invoice_finalized` → the account's billing contacts;
@@ -176,11 +176,10 @@ def _account_mail(
 
 
 def _clock_kind(payload: Mapping[str, Any]) -> str | None:
-    for key in ("clock", "kind", "clock_kind"):
-        value = payload.get(key)
-        if value in {"response", "resolution"}:
-            return str(value)
-    return None
+    """The breached clock's kind when it is one management hears of (`sla.breached.kind`);
+    next-reply and escalation-tier clocks are steering signals without a mail."""
+    value = payload.get("kind")
+    return str(value) if value in {"response", "resolution"} else None
 
 
 def mails_for(
@@ -253,6 +252,40 @@ def mails_for(
             label = f"Response target breached{priority}"
             return (_ticket_mail("response_breached", label, "managers", event, ticket, domain),)
     return ()
+
+
+def intent_document(intent: MailIntent) -> dict[str, Any]:
+    """What a mail row keeps of its intent, to render and send it later."""
+    return {
+        "kind": intent.kind,
+        "template": intent.template,
+        "recipient": intent.recipient,
+        "account_id": str(intent.account_id),
+        "subject": intent.subject,
+        "message_id": intent.message_id,
+        "in_reply_to": intent.in_reply_to,
+        "references": list(intent.references),
+        "ticket_id": str(intent.ticket_id) if intent.ticket_id else None,
+        "contact_id": str(intent.contact_id) if intent.contact_id else None,
+        "context": intent.context,
+    }
+
+
+def intent_from_document(document: dict[str, Any]) -> MailIntent:
+    """The intent a mail row keeps."""
+    return MailIntent(
+        kind=document["kind"],
+        template=document["template"],
+        recipient=document["recipient"],
+        account_id=UUID(document["account_id"]),
+        subject=document["subject"],
+        message_id=document["message_id"],
+        in_reply_to=document["in_reply_to"],
+        references=tuple(document["references"]),
+        ticket_id=UUID(document["ticket_id"]) if document["ticket_id"] else None,
+        contact_id=UUID(document["contact_id"]) if document["contact_id"] else None,
+        context=document["context"],
+    )
 
 
 DigestStatus = Literal["at_risk", "breached"]

@@ -1,0 +1,299 @@
+"""The notifier as a service: subscriptions over HTTP, webhooks and mails from real events.
+
+One stack (topic, database, intake and notifier in-process) serves every test here; each test
+makes its own accounts and subscriptions. Receivers are real HTTP servers on 127.0.0.1 and the
+mail relay a real aiosmtpd server; signatures are checked with `standardwebhooks`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from email import message_from_bytes
+from email.policy import default
+from typing import Any
+
+import httpx
+import pytest
+from aiosmtpd.smtp import SMTP
+from standardwebhooks.webhooks import Webhook
+
+from helpdesk.notifier.adapters.settings import NotifierSettings
+from helpdesk.notifier.main import build_spec
+from helpdesk.shared.service import ServiceRuntime
+from helpdesk.shared.settings import Settings
+from services.intake.tests.integration._support import (
+    As,
+    contact_key,
+    new_account,
+    new_ticket,
+    ok,
+    problem_fields,
+)
+from services.notifier.tests.integration.test_notifier_smtp import Inbox
+from services.notifier.tests.integration.test_notifier_webhook_delivery import (
+    Receiver,
+    Reply,
+)
+from tests.support import ADMIN_TOKEN, fresh_stack_settings, in_process, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+class Stack:
+    """Intake and the notifier on one topic and database, plus the mail sink."""
+
+    def __init__(self, intake: As, notifier: httpx.AsyncClient, runtime: ServiceRuntime) -> None:
+        self.admin = intake
+        self.notifier = notifier
+        self.runtime = runtime
+        self.inbox = Inbox()
+
+    def on_notifier(self, caller: As) -> As:
+        """The same caller, talking to the notifier."""
+        return As(self.notifier, caller.token)
+
+    async def key_known(self, caller: As) -> As:
+        """The caller on the notifier, once its key reached the notifier."""
+        there = self.on_notifier(caller)
+
+        async def known() -> bool:
+            return (await there.get("/v1/subscriptions")).status_code == 200
+
+        await wait_for(known, timeout=10)
+        return there
+
+
+@contextlib.asynccontextmanager
+async def _notifier(settings: Settings, own: NotifierSettings) -> AsyncIterator[Any]:
+    runtime = ServiceRuntime(build_spec(own), settings)
+    app = runtime.app()
+    await runtime.start()
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+    try:
+
+        async def caught_up() -> bool:
+            return runtime.consumer.is_caught_up()
+
+        await wait_for(caught_up, timeout=60)
+        yield runtime, client
+    finally:
+        await client.aclose()
+        await runtime.stop()
+
+
+@pytest.fixture(scope="module")
+async def stack(infra: tuple[str, str]) -> AsyncIterator[Stack]:
+    bootstrap, database_url = infra
+    settings = await fresh_stack_settings(bootstrap, database_url)
+    inbox = Inbox()
+    loop = asyncio.get_running_loop()
+    smtp = await loop.create_server(lambda: SMTP(inbox), "127.0.0.1", 0)
+    own = NotifierSettings(
+        allow_targets="127.0.0.1",
+        retry_schedule_seconds="0.2,0.2,0.2,0.2",
+        retry_jitter=0,
+        smtp_relay_port=smtp.sockets[0].getsockname()[1],
+        mail_retry_seconds=0.5,
+    )
+    try:
+        async with (
+            in_process("intake", settings) as intake,
+            _notifier(settings, own) as (runtime, client),
+        ):
+            built = Stack(As(intake.http, ADMIN_TOKEN), client, runtime)
+            built.inbox = inbox
+            yield built
+    finally:
+        smtp.close()
+        await smtp.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def receiving(*script: Reply) -> AsyncIterator[Receiver]:
+    receiver = Receiver(script)
+    await receiver.start()
+    try:
+        yield receiver
+    finally:
+        await receiver.close()
+
+
+def _types(receiver: Receiver) -> list[str]:
+    return [json.loads(r.body)["type"] for r in receiver.requests]
+
+
+async def _deliveries(stack: Stack, subscription_id: str) -> list[dict[str, Any]]:
+    admin = stack.on_notifier(stack.admin)
+    result: list[dict[str, Any]] = ok(
+        await admin.get(f"/v1/subscriptions/{subscription_id}/deliveries")
+    )
+    return result
+
+
+async def test_ssrf_guard_and_tenancy_at_creation(stack: Stack) -> None:
+    admin = stack.on_notifier(stack.admin)
+    refused = await admin.post(
+        "/v1/subscriptions", {"url": "http://10.0.0.7/hooks", "event_types": ["*"]}
+    )
+    assert problem_fields(refused) == ["url"]
+    assert "private" in refused.json()["errors"][0]["reason"]
+    bad_filter = await admin.post(
+        "/v1/subscriptions", {"url": "http://127.0.0.1:9/h", "event_types": ["ticket.*.x"]}
+    )
+    assert problem_fields(bad_filter) == ["event_types"]
+
+    account = await new_account(stack.admin)
+    other = await new_account(stack.admin)
+    _, customer = await contact_key(stack.admin, account["id"], visibility="account")
+    customer = await stack.key_known(customer)
+    foreign = await customer.post(
+        "/v1/subscriptions",
+        {"url": "http://127.0.0.1:9/h", "event_types": ["*"], "account_id": other["id"]},
+    )
+    assert foreign.status_code == 404
+    created = ok(
+        await customer.post(
+            "/v1/subscriptions", {"url": "http://127.0.0.1:9/h", "event_types": ["ticket.*"]}
+        ),
+        201,
+    )
+    assert created["account_id"] == account["id"]
+    assert created["secret"].startswith("whsec_")
+    shown = ok(await customer.get(f"/v1/subscriptions/{created['id']}"))
+    assert "secret" not in shown
+    _, stranger = await contact_key(stack.admin, other["id"], visibility="account")
+    stranger = await stack.key_known(stranger)
+    assert (await stranger.get(f"/v1/subscriptions/{created['id']}")).status_code == 404
+    assert ok(await stranger.get("/v1/subscriptions")) == []
+
+
+async def test_retries_until_accepted_in_ticket_order_then_survives_a_rebuild(
+    stack: Stack,
+) -> None:
+    admin = stack.on_notifier(stack.admin)
+    account = await new_account(stack.admin)
+    async with receiving(Reply(500, body=b"down"), Reply(502), Reply(200, body=b"thanks")) as rx:
+        sub = ok(
+            await admin.post(
+                "/v1/subscriptions",
+                {"url": rx.url, "event_types": ["ticket.*"], "account_id": account["id"]},
+            ),
+            201,
+        )
+        ticket = await new_ticket(stack.admin, account["id"])
+        ok(
+            await stack.admin.post(
+                f"/v1/tickets/{ticket['id']}/comments", {"body": "on it", "public": True}
+            )
+        )
+
+        async def both_delivered() -> bool:
+            rows = await _deliveries(stack, sub["id"])
+            return len(rows) == 2 and all(r["status"] == "delivered" for r in rows)
+
+        await wait_for(both_delivered, timeout=30)
+        # Three attempts of ticket.opened (one webhook-id), then the comment: the later event
+        # of the ticket waited for the earlier one to be accepted.
+        assert _types(rx) == ["ticket.opened"] * 3 + ["ticket.commented"]
+        ids = [r.headers["webhook-id"] for r in rx.requests]
+        assert len(set(ids[:3])) == 1
+        assert ids[3] != ids[0]
+        for received in rx.requests:
+            Webhook(sub["secret"]).verify(received.body, received.headers)
+        opened = next(r for r in await _deliveries(stack, sub["id"]) if r["id"] == ids[0])
+        assert [a["status_code"] for a in opened["attempts"]] == [500, 502, 200]
+        assert opened["attempts"][0]["response_excerpt"] == "down"
+        assert [a["verdict"] for a in opened["attempts"]] == ["retry", "retry", "delivered"]
+
+        # A rebuild restores the subscription and knows what was delivered.
+        await stack.runtime.rebuild()
+        assert ok(await admin.get(f"/v1/subscriptions/{sub['id']}"))["url"] == rx.url
+        later = await new_ticket(stack.admin, account["id"])
+
+        async def later_arrived() -> bool:
+            return any(later["id"] in r.body.decode() for r in rx.requests)
+
+        await wait_for(later_arrived, timeout=30)
+        assert [r.headers["webhook-id"] for r in rx.requests].count(ids[0]) == 3
+        assert _types(rx) == ["ticket.opened"] * 3 + ["ticket.commented", "ticket.opened"]
+        Webhook(sub["secret"]).verify(rx.requests[-1].body, rx.requests[-1].headers)
+        latencies = [a["latency_ms"] for a in opened["attempts"]]
+        print(f"\n{len(rx.requests)} requests; ticket.opened attempts took {latencies} ms")
+
+
+async def test_account_subscription_sees_only_its_public_events(stack: Stack) -> None:
+    account = await new_account(stack.admin)
+    other = await new_account(stack.admin)
+    _, customer = await contact_key(stack.admin, account["id"], visibility="account")
+    async with receiving(Reply(200)) as rx:
+        sub = ok(
+            await (await stack.key_known(customer)).post(
+                "/v1/subscriptions", {"url": rx.url, "event_types": ["*"]}
+            ),
+            201,
+        )
+        await new_ticket(stack.admin, other["id"], subject="not yours")
+        ticket = await new_ticket(stack.admin, account["id"], subject="yours")
+        for body in ({"body": "internal note", "public": False}, {"body": "hello", "public": True}):
+            ok(await stack.admin.post(f"/v1/tickets/{ticket['id']}/comments", body))
+
+        async def public_comment_arrived() -> bool:
+            return "ticket.commented" in _types(rx)
+
+        await wait_for(public_comment_arrived, timeout=30)
+        assert _types(rx) == ["ticket.opened", "ticket.commented"]
+        bodies = [json.loads(r.body)["data"] for r in rx.requests]
+        assert {b["account_id"] for b in bodies} == {account["id"]}
+        assert bodies[1]["payload"]["public"] is True
+        Webhook(sub["secret"]).verify(rx.requests[0].body, rx.requests[0].headers)
+
+        # A test ping is answered with its attempt; a replay re-sends under new webhook-ids.
+        there = await stack.key_known(customer)
+        ping = ok(await there.post(f"/v1/subscriptions/{sub['id']}/test"))
+        assert (ping["status"], ping["status_code"]) == ("delivered", 200)
+        assert _types(rx)[-1] == "notification.test"
+        window = {"from": ticket["reported_at"], "to": "2100-01-01T00:00:00Z"}
+        replay = ok(await there.post(f"/v1/subscriptions/{sub['id']}/replay", window), 202)
+        assert replay["deliveries"] == 2
+
+        async def replayed() -> bool:
+            return len(rx.requests) == 5
+
+        await wait_for(replayed, timeout=30)
+        assert _types(rx)[3:] == ["ticket.opened", "ticket.commented"]
+        first_ids = {r.headers["webhook-id"] for r in rx.requests[:2]}
+        assert first_ids.isdisjoint(r.headers["webhook-id"] for r in rx.requests[3:])
+        listed = ok(await there.get(f"/v1/subscriptions/{sub['id']}/deliveries"))
+        assert len(listed) == 5
+        assert all(d["status"] == "delivered" for d in listed)
+
+
+async def test_ticket_number_mail_reaches_the_contact(stack: Stack) -> None:
+    account = await new_account(stack.admin)
+    contact, _ = await contact_key(stack.admin, account["id"])
+    ticket = await new_ticket(
+        stack.admin, account["id"], contact_id=contact["id"], subject="Printer jammed"
+    )
+
+    async def mail_for_contact() -> Any:
+        for envelope in stack.inbox.envelopes:
+            if contact["email"] in envelope.rcpt_tos:
+                assert isinstance(envelope.content, bytes)
+                return message_from_bytes(envelope.content, policy=default)
+        return None
+
+    message = await wait_for(mail_for_contact, timeout=30)
+    assert message["Subject"].startswith(f"[{ticket['number']}]")
+    assert ticket["number"] in message.get_body(("plain",)).get_content()
+
+    async def listed_as_sent() -> Any:
+        rows = ok(
+            await stack.on_notifier(stack.admin).get(f"/v1/tickets/{ticket['id']}/notifications")
+        )
+        return rows if rows and rows[0]["status"] == "sent" else None
+
+    rows = await wait_for(listed_as_sent, timeout=10)
+    assert rows[0]["kind"] == "ticket_opened"
