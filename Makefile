@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
 SERVICES := intake sla-timer billing notifier
 
-.PHONY: help bootstrap up up-background down status lint format test test-unit test-integration test-e2e bench $(addprefix rebuild-,$(SERVICES))
+.PHONY: help bootstrap up up-background down status lint format test test-unit test-integration test-e2e bench $(addprefix rebuild-,$(SERVICES)) $(addprefix retry-parked-,$(SERVICES))
 
 help: ## list the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
@@ -32,6 +32,9 @@ status: ## what of the local stack runs
 
 $(addprefix rebuild-,$(SERVICES)): rebuild-%: bootstrap ## replay the stream into a service's projection
 	$(RUN) python -m helpdesk.deploy rebuild $(subst -,_,$*)
+
+$(addprefix retry-parked-,$(SERVICES)): retry-parked-%: bootstrap ## apply a service's parked events again
+	$(RUN) python -m helpdesk.deploy retry-parked $(subst -,_,$*)
 
 lint: bootstrap ## ruff (lint + format check), mypy --strict, import-linter
 	$(RUN) ruff check .

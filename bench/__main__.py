@@ -6,11 +6,14 @@ import argparse
 import asyncio
 import os
 
-from bench import intake_api, outbox_relay
+from bench import intake_api, outbox_relay, rebuild
 
 
-async def _all(bootstrap: str, database_url: str, messages: int, requests: int) -> None:
+async def _all(
+    bootstrap: str, database_url: str, messages: int, requests: int, events: int
+) -> None:
     await outbox_relay.run(bootstrap, database_url, messages)
+    await rebuild.run(bootstrap, database_url, events)
     await intake_api.run(bootstrap, database_url, requests)
 
 
@@ -19,17 +22,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--messages", type=int, default=outbox_relay.DEFAULT_MESSAGES)
     parser.add_argument("--requests", type=int, default=intake_api.DEFAULT_REQUESTS)
+    parser.add_argument("--events", type=int, default=rebuild.DEFAULT_EVENTS)
     args = parser.parse_args()
     bootstrap = os.environ.get("HELPDESK_KAFKA_BOOTSTRAP")
     database_url = os.environ.get("DATABASE_URL")
     if bootstrap and database_url:
-        asyncio.run(_all(bootstrap, database_url, args.messages, args.requests))
+        asyncio.run(_all(bootstrap, database_url, args.messages, args.requests, args.events))
         return
     from helpdesk.deploy.testing import provision_test_infra, teardown_test_infra
 
     bootstrap, database_url = provision_test_infra()
     try:
-        asyncio.run(_all(bootstrap, database_url, args.messages, args.requests))
+        asyncio.run(_all(bootstrap, database_url, args.messages, args.requests, args.events))
     finally:
         teardown_test_infra()
 

@@ -79,11 +79,13 @@ def _parser() -> argparse.ArgumentParser:
     infra.add_argument("--topic", default=None, help="default: $HELPDESK_TOPIC or helpdesk.events")
     infra.add_argument("--partitions", type=int, default=None, help="default: 12")
 
-    rebuild = commands.add_parser(
-        "rebuild", help="replay the stream into one service's projection (stops it meanwhile)"
-    )
-    rebuild.add_argument("service", choices=[spec.name for spec in SERVICES])
-    rebuild.add_argument("--state-dir", type=Path, default=None, help="default: .state/dev")
+    for name, text in (
+        ("rebuild", "replay the stream into one service's projection (it keeps running)"),
+        ("retry-parked", "apply one service's parked events again after a fix"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("service", choices=[spec.name for spec in SERVICES])
+        command.add_argument("--state-dir", type=Path, default=None, help="default: .state/dev")
 
     commands.add_parser(
         "create-topic",
@@ -99,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m helpdesk.deploy`; returns the process exit code."""
     args = _parser().parse_args(argv)
     try:
-        if args.command in {"up", "down", "status", "rebuild"}:
+        if args.command in {"up", "down", "status", "rebuild", "retry-parked"}:
             stack = Stack(
                 args.state_dir or dev_state_dir(),
                 kafka_port=DEV_KAFKA_PORT,
@@ -110,8 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "down":
                 stack.down()
                 return 0
-            if args.command == "rebuild":
-                stack.rebuild(args.service)
+            if args.command in {"rebuild", "retry-parked"}:
+                stack.service_command(args.service, args.command)
                 return 0
             lines, all_up = stack.status_lines()
             print("\n".join(lines))

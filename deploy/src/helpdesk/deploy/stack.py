@@ -349,48 +349,24 @@ class Stack:
             if self.service_pid(spec) is None:
                 self._pid_file(spec).unlink(missing_ok=True)
 
-    def rebuild(self, name: str) -> None:
-        """Rebuild one service's projection from the stream (`make rebuild-<service>`).
+    def service_command(self, name: str, command: str) -> None:
+        """Run `python -m helpdesk.<service> <command>` (rebuild, retry-parked) against this
+        stack's infrastructure, with the stack's admin token.
 
-        The service is stopped first: a replica consuming while its projection is replaced
-        could apply an event the replay then wipes. It is started again if it was running.
+        A rebuild needs no stop: it fills shadow tables and swaps them in under a fence, and a
+        running replica then seeks to the rebuilt offsets (docs/adr/0003).
         """
         matches = [spec for spec in self.services if spec.name == name]
         if not matches:
             raise DeployError(f"no service {name!r}; one of {[s.name for s in self.services]}")
         spec = matches[0]
         infra = self.start_infra()
-        token = self.admin_token()
-        # Tells a foreground `up` that this service is down on purpose.
-        marker = self.rebuilding(spec)
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.touch()
-        try:
-            self._rebuild(spec, infra, token)
-        finally:
-            marker.unlink(missing_ok=True)
-
-    def rebuilding(self, spec: ServiceSpec) -> Path:
-        """The marker file present while `spec` is stopped for a rebuild."""
-        return self.run_dir / f"{spec.name}.rebuilding"
-
-    def _rebuild(self, spec: ServiceSpec, infra: Infra, token: str) -> None:
-        pid = self.service_pid(spec)
-        if pid is not None:
-            log(f"stopping {spec.name} for the rebuild ...")
-            os.kill(pid, signal.SIGTERM)
-            if not wait_until(functools.partial(_gone, pid), 20.0):
-                kill_hard(pid)
-            self._pid_file(spec).unlink(missing_ok=True)
         subprocess.run(
-            [self.python, "-m", spec.module, "rebuild"],
-            env=self.service_env(spec, infra, token),
+            [self.python, "-m", spec.module, command],
+            env=self.service_env(spec, infra, self.admin_token()),
             cwd=repo_root(),
             check=True,
         )
-        if pid is not None:
-            self.start_services(infra, token)
-            self.wait_services_ready()
 
     # -- whole stack --------------------------------------------------------------------------
 
@@ -517,11 +493,7 @@ def up(stack: Stack, *, foreground: bool, ready_timeout: float = 120.0) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     exit_code = 0
     while not stop_requested.wait(1.0):
-        dead = [
-            spec
-            for spec in stack.services
-            if stack.service_pid(spec) is None and not stack.rebuilding(spec).exists()
-        ]
+        dead = [spec for spec in stack.services if stack.service_pid(spec) is None]
         if dead:
             for spec in dead:
                 log(f"{spec.name} exited; last lines of its log:\n{tail(stack.log_file(spec))}")

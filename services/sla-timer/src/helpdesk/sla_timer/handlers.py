@@ -1,41 +1,385 @@
-"""The SLA timer's projection of the stream."""
+"""The SLA timer's projection of the stream, and the live loop that fires its timers.
+
+Ticket events are appended to the ticket's stored history; after each run the touched tickets
+are re-folded with the pure domain (one load, fold in memory, one write) into their view row and
+their timers. Unfired timers always follow the latest fold; fired ones are history. The timers'
+own events (`sla.*`) come back through the projection and mark their timer fired from what the
+event says, so a rebuild knows what already fired.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
 
-from helpdesk.shared.consumer import Projection, UnitOfWork
-from helpdesk.shared.contracts.tickets import TicketOpened, TicketTriaged
-from helpdesk.shared.events import Event
-from helpdesk.sla_timer.adapters.tables import projection_tables, sla_tickets
+import sqlalchemy as sa
+from pydantic import BaseModel
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from helpdesk.shared.consumer import AnyEvent, Projection, UnitOfWork
+from helpdesk.shared.context import Context, system_actor
+from helpdesk.shared.contracts.accounts import (
+    AccountOpened,
+    AccountUpdated,
+    AgreementSet,
+    ContactAdded,
+)
+from helpdesk.shared.contracts.sla import (
+    AutoCloseRequested,
+    ClockFacts,
+    FollowUpDue,
+    SlaBreached,
+    SlaMet,
+    SlaWarning,
+)
+from helpdesk.shared.contracts.tickets import (
+    TicketAssigned,
+    TicketClosed,
+    TicketCommented,
+    TicketConfirmed,
+    TicketCustomerReplied,
+    TicketEscalated,
+    TicketFlaggedPartnerResolvable,
+    TicketInfoRequested,
+    TicketOpened,
+    TicketReopened,
+    TicketResolved,
+    TicketTimeLogged,
+    TicketTriaged,
+    TicketVendorReturned,
+)
+from helpdesk.shared.events import Event, derive_event_id, registry
+from helpdesk.shared.live import LiveContext
+from helpdesk.sla_timer.adapters.store import (
+    agreements_for,
+    any_int,
+    any_uuid,
+    load_tickets,
+    save_tickets,
+    vip_contacts,
+)
+from helpdesk.sla_timer.adapters.tables import (
+    projection_tables,
+    sla_accounts,
+    sla_agreements,
+    sla_contacts,
+    sla_tickets,
+    sla_timers,
+)
+from helpdesk.sla_timer.domain import follow_up_schedule
+from helpdesk.sla_timer.domain.history import (
+    FOLDED,
+    clock_view,
+    decode_history,
+    fold,
+    history_item,
+)
+from helpdesk.sla_timer.domain.timers import (
+    Timer,
+    TimerPayload,
+    clock_timers,
+    follow_up_timers,
+    nearest_deadline,
+    ticket_status,
+    timer_identity,
+)
 
 projection = Projection(tables=projection_tables)
+ACTOR = system_actor("sla_timer")
+#: Timers claimed per partition and transaction; the loop comes back at once for the rest.
+FIRE_BATCH = 500
 
 
-@projection.on(TicketOpened)
-async def ticket_opened(uow: UnitOfWork, event: Event[TicketOpened]) -> None:
-    """Start tracking a ticket."""
-    opened = event.payload
+@projection.on(AccountOpened)
+async def account_opened(uow: UnitOfWork, event: Event[AccountOpened]) -> None:
+    """Remember the account's time zone."""
+    await _save_timezone(uow.conn, event.payload.account_id, event.payload.timezone)
+
+
+@projection.on(AccountUpdated)
+async def account_updated(uow: UnitOfWork, event: Event[AccountUpdated]) -> None:
+    """Follow the account's time zone."""
+    await _save_timezone(uow.conn, event.payload.account_id, event.payload.timezone)
+
+
+async def _save_timezone(conn: AsyncConnection, account_id: UUID, timezone: str) -> None:
+    statement = pg_insert(sla_accounts).values(account_id=account_id, timezone=timezone)
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[sla_accounts.c.account_id], set_={"timezone": timezone}
+        )
+    )
+
+
+@projection.on(AgreementSet)
+async def agreement_set(uow: UnitOfWork, event: Event[AgreementSet]) -> None:
+    """Keep every agreement version: a ticket's clocks use the one it was opened with."""
     await uow.conn.execute(
-        pg_insert(sla_tickets)
+        pg_insert(sla_agreements)
         .values(
-            ticket_id=opened.ticket_id,
-            account_id=opened.account_id,
-            contact_id=opened.contact_id,
-            partition=event.partition,
-            number=opened.number,
-            priority=opened.priority,
-            reported_at=opened.reported_at,
+            account_id=event.payload.account_id,
+            version=event.payload.version,
+            agreement=event.payload.agreement,
         )
         .on_conflict_do_nothing()
     )
 
 
-@projection.on(TicketTriaged)
-async def ticket_triaged(uow: UnitOfWork, event: Event[TicketTriaged]) -> None:
-    """Follow the ticket's priority (its targets follow the priority)."""
+@projection.on(ContactAdded)
+async def contact_added(uow: UnitOfWork, event: Event[ContactAdded]) -> None:
+    """Remember whether the contact is a VIP."""
+    contact = event.payload
     await uow.conn.execute(
-        sla_tickets.update()
-        .where(sla_tickets.c.ticket_id == event.envelope.ticket_id)
-        .values(priority=event.payload.priority)
+        pg_insert(sla_contacts)
+        .values(
+            contact_id=contact.contact_id,
+            account_id=contact.account_id,
+            vip="vip" in contact.roles,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+def _new_ticket(event: Event[TicketOpened]) -> dict[str, Any]:
+    opened = event.payload
+    return {
+        "ticket_id": opened.ticket_id,
+        "account_id": opened.account_id,
+        "contact_id": opened.contact_id,
+        "partition": event.partition,
+        "number": opened.number,
+        "priority": opened.priority,
+        "reported_at": opened.reported_at,
+        "effective_priority": None,
+        "vip": False,
+        "status": "open",
+        "assignee": None,
+        "affected_users": opened.affected_users,
+        "agreement_version": opened.agreement_version,
+        "seq": 0,
+        "last_occurred_at": None,
+        "next_due_at": None,
+        "clocks": [],
+        "history": [],
+    }
+
+
+@projection.on_batch(
+    TicketOpened,
+    TicketTriaged,
+    TicketAssigned,
+    TicketCommented,
+    TicketInfoRequested,
+    TicketCustomerReplied,
+    TicketEscalated,
+    TicketVendorReturned,
+    TicketTimeLogged,
+    TicketResolved,
+    TicketConfirmed,
+    TicketClosed,
+    TicketReopened,
+    TicketFlaggedPartnerResolvable,
+)
+async def ticket_events(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
+    """Append to each ticket's history, then re-fold the touched tickets into rows and timers."""
+    rows = await load_tickets(
+        uow.conn, (e.envelope.ticket_id for e in events if e.envelope.ticket_id)
+    )
+    touched: set[UUID] = set()
+    for event in events:
+        ticket_id = event.envelope.ticket_id
+        payload = event.payload
+        if isinstance(payload, TicketOpened):
+            if payload.ticket_id in rows:
+                continue
+            rows[payload.ticket_id] = _new_ticket(event)  # type: ignore[arg-type]
+            ticket_id = payload.ticket_id
+        row = rows.get(ticket_id) if ticket_id is not None else None
+        if row is None or ticket_id is None:
+            continue
+        touched.add(ticket_id)
+        row["seq"] = max(row["seq"], event.envelope.seq or 0)
+        occurred = event.envelope.occurred_at
+        last = row["last_occurred_at"]
+        row["last_occurred_at"] = occurred if last is None else max(last, occurred)
+        if isinstance(payload, TicketAssigned):
+            row["assignee"] = payload.technician
+        elif isinstance(payload, TicketTriaged):
+            row["priority"] = payload.priority
+        if isinstance(payload, FOLDED):
+            row["history"] = [*row["history"], history_item(event.type, occurred, payload)]
+    changed = [rows[t] for t in sorted(touched)]
+    timers = await _refold(uow.conn, changed)
+    await save_tickets(uow.conn, changed)
+    await _replace_unfired(uow.conn, [r["ticket_id"] for r in changed], timers)
+
+
+async def _refold(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Fold each row as of its last event; update its derived columns; return its timers."""
+    agreements = await agreements_for(
+        conn, ((r["account_id"], r["agreement_version"]) for r in rows)
+    )
+    vips = await vip_contacts(conn, (r["contact_id"] for r in rows))
+    timer_rows: list[dict[str, Any]] = []
+    for row in rows:
+        events = decode_history(row["history"])
+        row["status"] = ticket_status(events)
+        found = agreements.get((row["account_id"], row["agreement_version"]))
+        if found is None or row["last_occurred_at"] is None:
+            continue
+        # Pinned from now on: a later agreement version does not move this ticket's targets.
+        version, agreement = found
+        row["agreement_version"] = version
+        sla = fold(
+            events, agreement, row["last_occurred_at"], vip_contact=row["contact_id"] in vips
+        )
+        row["effective_priority"] = sla.effective_priority
+        row["vip"] = sla.vip
+        row["clocks"] = [clock_view(c) for c in sla.clocks]
+        row["next_due_at"] = nearest_deadline(sla)
+        schedule = follow_up_schedule(events, agreement.follow_up)
+        timers = clock_timers(row["ticket_id"], sla)
+        if row["status"] != "closed":
+            timers += follow_up_timers(row["ticket_id"], schedule, row["seq"])
+        timer_rows += [_timer_row(row, t) for t in timers]
+    return timer_rows
+
+
+def _payload_json(payload: BaseModel) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(payload.model_dump_json())
+    return value
+
+
+def _clock_columns(payload: TimerPayload) -> tuple[str | None, int | None]:
+    if isinstance(payload, ClockFacts):
+        return payload.kind, payload.cycle
+    return None, None
+
+
+def _timer_row(ticket: dict[str, Any], timer: Timer) -> dict[str, Any]:
+    kind, cycle = _clock_columns(timer.payload)
+    return {
+        "ticket_id": ticket["ticket_id"],
+        "action": timer.action,
+        "key": timer.key,
+        "partition": ticket["partition"],
+        "account_id": ticket["account_id"],
+        "kind": kind,
+        "cycle": cycle,
+        "due_at": timer.due_at,
+        "fired_at": None,
+        "event_id": derive_event_id(ticket["ticket_id"], timer.purpose),
+        "type": registry.type_of(timer.payload),
+        "payload": _payload_json(timer.payload),
+    }
+
+
+async def _replace_unfired(
+    conn: AsyncConnection, ticket_ids: list[UUID], timers: list[dict[str, Any]]
+) -> None:
+    """Unfired timers of the tickets become exactly `timers`; fired ones stay as they are."""
+    if not ticket_ids:
+        return
+    await conn.execute(
+        sla_timers.delete().where(
+            sla_timers.c.ticket_id == any_uuid(ticket_ids), sla_timers.c.fired_at.is_(None)
+        )
+    )
+    if timers:
+        await conn.execute(pg_insert(sla_timers).values(timers).on_conflict_do_nothing())
+
+
+@projection.on_batch(SlaWarning, SlaBreached, SlaMet, FollowUpDue, AutoCloseRequested)
+async def timers_fired(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
+    """Record a fired timer from its event alone: whether the ticket's later events were applied
+    first (a rebuild) or not (live), the row is the same."""
+    for event in events:
+        payload: TimerPayload = event.payload  # type: ignore[assignment]
+        action, key = timer_identity(payload)
+        kind, cycle = _clock_columns(payload)
+        at = event.envelope.occurred_at
+        values = {
+            "partition": sa.select(sla_tickets.c.partition)
+            .where(sla_tickets.c.ticket_id == payload.ticket_id)
+            .scalar_subquery(),
+            "account_id": event.envelope.account_id,
+            "kind": kind,
+            "cycle": cycle,
+            "due_at": at,
+            "fired_at": at,
+            "event_id": event.envelope.event_id,
+            "type": event.type,
+            "payload": _payload_json(payload),
+        }
+        statement = pg_insert(sla_timers).values(
+            ticket_id=payload.ticket_id, action=action, key=key, **values
+        )
+        await uow.conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[sla_timers.c.ticket_id, sla_timers.c.action, sla_timers.c.key],
+                set_={name: statement.excluded[name] for name in values},
+            )
+        )
+
+
+# -- the live loop -------------------------------------------------------------------------------
+
+
+async def fire_timers(live: LiveContext) -> dt.datetime | None:
+    """Fire every timer due by now in the owned partitions whose projection is current past it.
+
+    Each is claimed with a conditional update in a transaction that holds the partition, and the
+    event recording it is emitted there (its occurred_at is the instant it was due). Returns the
+    next instant a timer of an owned partition is due.
+    """
+    again = False
+    for partition in live.partitions:
+        until = min(live.watermark(partition), live.now)
+        async with live.engine.connect() as conn:
+            due = list(
+                (
+                    await conn.execute(
+                        sa.select(sla_timers.c.event_id)
+                        .where(
+                            sla_timers.c.partition == partition,
+                            sla_timers.c.fired_at.is_(None),
+                            sla_timers.c.due_at <= until,
+                        )
+                        .order_by(sla_timers.c.due_at)
+                        .limit(FIRE_BATCH)
+                    )
+                ).scalars()
+            )
+        if not due:
+            continue
+        again = again or len(due) == FIRE_BATCH
+        async with live.claim([partition]) as uow:
+            claimed = await uow.conn.execute(
+                sla_timers.update()
+                .where(sla_timers.c.event_id == any_uuid(due), sla_timers.c.fired_at.is_(None))
+                .values(fired_at=sla_timers.c.due_at)
+                .returning(sla_timers)
+            )
+            await uow.emit([_fired_event(row, live.now) for row in claimed])
+    if again:
+        return live.now
+    async with live.engine.connect() as conn:
+        upcoming: dt.datetime | None = await conn.scalar(
+            sa.select(sa.func.min(sla_timers.c.due_at)).where(
+                sla_timers.c.partition == any_int(live.partitions),
+                sla_timers.c.fired_at.is_(None),
+            )
+        )
+    return upcoming
+
+
+def _fired_event(row: sa.Row[Any], now: dt.datetime) -> AnyEvent:
+    payload = registry.spec(row.type).model.model_validate(row.payload)
+    context = Context(ACTOR, recorded_at=now, occurred_at=row.due_at)
+    return context.event(
+        payload, account_id=row.account_id, ticket_id=row.ticket_id, event_id=row.event_id
     )

@@ -8,7 +8,7 @@ import helpdesk.shared.contracts  # noqa: F401 - registers every event type
 from helpdesk.shared.service import ServiceSpec, run_cli
 from helpdesk.sla_timer.adapters.tables import metadata, runtime
 from helpdesk.sla_timer.api.routes import router
-from helpdesk.sla_timer.handlers import projection
+from helpdesk.sla_timer.handlers import fire_timers, projection
 
 
 def build_spec() -> ServiceSpec:
@@ -21,6 +21,7 @@ def build_spec() -> ServiceSpec:
         projection=projection,
         migrations=Path(__file__).parent / "migrations",
         routers=[router],
+        live_loops=lambda runtime: [fire_timers],
     )
 
 

@@ -1,0 +1,449 @@
+"""The SLA timer end to end: tickets through intake (back-dated with an import key), clocks,
+breaches, pauses, reminders and auto-close, the queue, reports, and a rebuild.
+
+The tests share one stack (topic, database, intake and the SLA timer in-process): starting
+services costs seconds, and each test isolates itself with accounts of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from helpdesk.shared.db import table_digest
+from helpdesk.shared.events import Envelope
+from helpdesk.shared.settings import Settings
+from helpdesk.sla_timer.adapters.tables import projection_tables, sla_timers
+from services.intake.tests.integration._support import (
+    As,
+    contact_key,
+    new_account,
+    new_ticket,
+    ok,
+    problem_fields,
+    run,
+)
+from tests.support import (
+    ADMIN_TOKEN,
+    InProcessService,
+    fresh_stack_settings,
+    in_process,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+async def stack(infra: tuple[str, str]) -> Settings:
+    """Settings of this module's stack: its own topic and database."""
+    bootstrap, database_url = infra
+    return await fresh_stack_settings(bootstrap, database_url)
+
+
+@pytest.fixture(scope="module")
+async def intake(stack: Settings) -> AsyncIterator[InProcessService]:
+    """Intake in-process: accounts, agreements, keys and tickets go through its API."""
+    async with in_process("intake", stack) as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+async def sla(stack: Settings, intake: InProcessService) -> AsyncIterator[InProcessService]:
+    """The SLA timer in-process."""
+    async with in_process("sla_timer", stack) as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+def admin(intake: InProcessService) -> As:
+    """The bootstrap admin, on intake."""
+    return As(intake.http, ADMIN_TOKEN)
+
+
+@pytest.fixture(scope="module")
+async def importer(admin: As) -> As:
+    """A history-import key, on intake."""
+    key = (await admin.post("/v1/api-keys", {"role": "import"})).json()
+    return As(admin.http, key["token"])
+
+
+def iso(at: datetime) -> str:
+    return at.isoformat()
+
+
+def instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+async def sla_events(settings: Settings, type_prefix: str = "sla.") -> list[Envelope]:
+    """Every `sla.*` event on the stack's topic so far."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(settings.topic, p) for p in range(settings.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        found: list[Envelope] = []
+        pending = {tp for tp in partitions if ends[tp] > 0}
+        while pending:
+            batches = await consumer.getmany(*pending, timeout_ms=1000)
+            for tp, records in batches.items():
+                for record in records:
+                    envelope = Envelope.from_bytes(record.value)
+                    if envelope.type.startswith(type_prefix):
+                        found.append(envelope)
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+        return found
+    finally:
+        await consumer.stop()
+
+
+def sla_view(sla: InProcessService, caller: As, ticket_id: str) -> Callable[[], Awaitable[Any]]:
+    async def probe() -> Any:
+        response = await sla.http.get(
+            f"/v1/tickets/{ticket_id}/sla", headers={"Authorization": f"Bearer {caller.token}"}
+        )
+        return response.json() if response.status_code == 200 else None
+
+    return probe
+
+
+def clock(view: dict[str, Any], kind: str, cycle: int = 1) -> dict[str, Any]:
+    return next(c for c in view["clocks"] if c["kind"] == kind and c["cycle"] == cycle)
+
+
+def last_weekday(weekday: int, before: datetime) -> datetime:
+    """Midnight UTC of the latest `weekday` (0 = Monday) at least 14 days before `before`."""
+    day = (before - timedelta(days=14)).date()
+    while day.weekday() != weekday:
+        day -= timedelta(days=1)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+async def test_worked_examples_and_an_imported_breach_fires_once_at_its_deadline(
+    sla: InProcessService, admin: As, importer: As, stack: Settings
+) -> None:
+    account = await new_account(admin, {"preset": "four_tier_24x7"})
+    tuesday = last_weekday(1, datetime.now(UTC)) + timedelta(hours=9)
+    ticket = await new_ticket(
+        importer, account["id"], priority="P2", affected_users=3, reported_at=iso(tuesday)
+    )
+    view = await wait_for(sla_view(sla, admin, ticket["id"]))
+    assert instant(clock(view, "response")["due_at"]) == tuesday + timedelta(hours=2)
+    assert instant(clock(view, "resolution")["due_at"]) == tuesday + timedelta(hours=4)
+    assert clock(view, "resolution")["status"] == "breached"
+    assert clock(view, "resolution")["remaining_minutes"] == 0
+
+    async def breaches() -> list[Envelope]:
+        found = [
+            e
+            for e in await sla_events(stack, "sla.breached")
+            if e.payload["ticket_id"] == ticket["id"]
+        ]
+        return found if len(found) == 2 else []
+
+    fired = {e.payload["kind"]: e for e in await wait_for(breaches, timeout=30)}
+    for kind, hours in (("response", 2), ("resolution", 4)):
+        event = fired[kind]
+        assert event.occurred_at == tuesday + timedelta(hours=hours)
+        assert instant(event.payload["breached_at"]) == event.occurred_at
+        assert event.payload["priority"] == "P2"
+    # Exactly once: the projection recorded both as fired, and nothing else fires for them.
+    async with sla.runtime.engine.connect() as conn:
+        rows = list(
+            await conn.execute(sa.select(sla_timers).where(sla_timers.c.ticket_id == ticket["id"]))
+        )
+    assert sorted((r.action, r.key) for r in rows if r.action == "breach") == [
+        ("breach", "resolution:1:1"),
+        ("breach", "response:1:1"),
+    ]
+    assert all(r.fired_at == r.due_at for r in rows if r.action == "breach")
+
+    # small_business_remote: Mon–Fri 08:30–17:30 America/New_York; urgent reported Friday
+    # 17:10 local is due Monday 09:10 local.
+    office = await new_account(admin, {"preset": "small_business_remote"})
+    new_york = ZoneInfo("America/New_York")
+    friday = last_weekday(4, datetime.now(UTC)).date()
+    reported = datetime(friday.year, friday.month, friday.day, 17, 10, tzinfo=new_york)
+    urgent = await new_ticket(importer, office["id"], priority="P1", reported_at=iso(reported))
+    view = await wait_for(sla_view(sla, admin, urgent["id"]))
+    due = instant(clock(view, "response")["due_at"]).astimezone(new_york)
+    assert (due.weekday(), due.hour, due.minute) == (0, 9, 10)
+    assert (due - reported) < timedelta(days=4)
+
+
+async def test_waiting_on_the_customer_moves_the_deadline(
+    sla: InProcessService, admin: As, importer: As
+) -> None:
+    account = await new_account(admin, {"preset": "four_tier_24x7"})
+    reported = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=10)
+    ticket = await new_ticket(
+        importer, account["id"], priority="P3", affected_users=1, reported_at=iso(reported)
+    )
+    asked = reported + timedelta(hours=1)
+    ok(await run(importer, ticket["id"], "request-info", {"body": "?", "occurred_at": iso(asked)}))
+
+    async def paused() -> Any:
+        view = await sla_view(sla, admin, ticket["id"])()
+        return view if view and clock(view, "resolution")["status"] == "paused" else None
+
+    view = await wait_for(paused)
+    assert clock(view, "resolution")["due_at"] is None
+    assert clock(view, "response")["status"] == "met"
+    assert view["pauses"][0]["end"] is None
+    answered = asked + timedelta(hours=3)
+    reply = {"body": "here", "occurred_at": iso(answered)}
+    ok(await run(importer, ticket["id"], "customer-reply", reply))
+
+    async def resumed() -> Any:
+        view = await sla_view(sla, admin, ticket["id"])()
+        return view if view and clock(view, "resolution")["status"] == "running" else None
+
+    view = await wait_for(resumed)
+    assert instant(clock(view, "resolution")["due_at"]) == reported + timedelta(hours=48 + 3)
+    assert clock(view, "resolution")["paused"] is False
+
+
+async def test_unanswered_follow_ups_close_the_ticket(
+    sla: InProcessService, admin: As, importer: As, stack: Settings
+) -> None:
+    agreement = {
+        "preset": "four_tier_24x7",
+        "follow_up": {"after_minutes": [1, 2], "max_unanswered": 2},
+    }
+    account = await new_account(admin, agreement)
+    reported = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+    ticket = await new_ticket(
+        importer, account["id"], priority="P4", affected_users=1, reported_at=iso(reported)
+    )
+    asked = reported + timedelta(minutes=20)
+    ok(await run(importer, ticket["id"], "request-info", {"body": "?", "occurred_at": iso(asked)}))
+
+    async def closed() -> Any:
+        state = ok(await admin.get(f"/v1/tickets/{ticket['id']}"))
+        return state if state["status"] == "closed" else None
+
+    state = await wait_for(closed, timeout=30)
+    assert state.get("close_reason", "no_response") == "no_response"
+    mine = [e for e in await sla_events(stack) if e.payload["ticket_id"] == ticket["id"]]
+    reminders = sorted(
+        (e.payload["reminder"], e.occurred_at) for e in mine if e.type == "sla.follow_up_due"
+    )
+    assert reminders == [(1, asked + timedelta(minutes=1)), (2, asked + timedelta(minutes=2))]
+    requests = [e for e in mine if e.type == "sla.auto_close_requested"]
+    assert len(requests) == 1
+    assert requests[0].occurred_at == asked + timedelta(minutes=3)
+    assert requests[0].payload["ticket_seq"] == 2
+
+
+async def test_queue_reports_what_if_and_tenancy(
+    sla: InProcessService, admin: As, importer: As
+) -> None:
+    account = await new_account(admin, {"preset": "four_tier_24x7"})
+    now = datetime.now(UTC).replace(microsecond=0)
+    first = await new_ticket(
+        importer,
+        account["id"],
+        priority="P3",
+        affected_users=1,
+        reported_at=iso(now - timedelta(hours=2)),
+    )
+    urgent = await new_ticket(
+        importer,
+        account["id"],
+        priority="P1",
+        affected_users=5,
+        reported_at=iso(now - timedelta(minutes=30)),
+    )
+    many = await new_ticket(
+        importer,
+        account["id"],
+        priority="P3",
+        affected_users=50,
+        reported_at=iso(now - timedelta(hours=2)),
+    )
+    done = await new_ticket(
+        importer,
+        account["id"],
+        priority="P2",
+        affected_users=1,
+        reported_at=iso(now - timedelta(hours=3)),
+    )
+    ok(
+        await run(
+            importer,
+            done["id"],
+            "comments",
+            {"body": "on it", "public": True, "occurred_at": iso(now - timedelta(hours=2))},
+        )
+    )
+    ok(
+        await run(
+            importer,
+            done["id"],
+            "resolve",
+            {"resolution": "fix", "summary": "ok", "occurred_at": iso(now - timedelta(hours=1))},
+        )
+    )
+
+    async def queued() -> Any:
+        done_view = await sla_view(sla, admin, done["id"])()
+        if not done_view or clock(done_view, "resolution")["status"] != "met":
+            return None
+        body = ok(await sla.http.get("/v1/queue", params={"account_id": account["id"]}))
+        return body if len(body["items"]) == 3 else None
+
+    body = await wait_for(queued)
+    # P1's response is due first; of the two P3s reported together, more affected users first.
+    assert [i["ticket_id"] for i in body["items"]] == [urgent["id"], many["id"], first["id"]]
+    page = ok(await sla.http.get("/v1/queue", params={"account_id": account["id"], "limit": 2}))
+    rest = ok(
+        await sla.http.get(
+            "/v1/queue",
+            params={"account_id": account["id"], "limit": 2, "cursor": page["next_cursor"]},
+        )
+    )
+    assert [i["ticket_id"] for i in page["items"] + rest["items"]] == [
+        urgent["id"],
+        many["id"],
+        first["id"],
+    ]
+    assert rest["next_cursor"] is None
+
+    period = now.strftime("%Y-%m") if (now - timedelta(hours=3)).month == now.month else None
+    if period is not None:
+        report = ok(
+            await sla.http.get(
+                f"/v1/accounts/{account['id']}/sla-report", params={"period": period}
+            )
+        )
+        lines = {(x["priority"], x["kind"]): x for x in report["lines"]}
+        assert lines[("P2", "response")]["met"] == 1
+        assert lines[("P2", "response")]["p50_minutes"] == 60
+        assert lines[("P2", "resolution")]["met"] == 1
+        assert lines[("P3", "response")]["open"] == 2
+        what_if = ok(
+            await sla.http.post(
+                f"/v1/accounts/{account['id']}/sla-report/what-if",
+                json={
+                    "period": period,
+                    "agreement": {
+                        "preset": "four_tier_24x7",
+                        "targets": {
+                            "P2": {
+                                "response_minutes": 30,
+                                "resolution_minutes": 60,
+                                "calendar": "24x7",
+                            }
+                        },
+                    },
+                },
+            )
+        )
+        changed = {(x["priority"], x["kind"]): x for x in what_if["lines"]}
+        assert changed[("P2", "response")]["breached"] == 1
+        assert changed[("P2", "resolution")]["breached"] == 1
+        availability = ok(
+            await sla.http.get(
+                f"/v1/accounts/{account['id']}/availability", params={"period": period}
+            )
+        )
+        assert {c["service_class"] for c in availability["classes"]} >= {"network"}
+        assert all(c["percentage"] == 100.0 for c in availability["classes"])
+    bad = await sla.http.get(
+        f"/v1/accounts/{account['id']}/sla-report", params={"period": "2026-13"}
+    )
+    assert problem_fields(bad) == ["period"]
+
+    other = await new_account(admin, {"preset": "four_tier_24x7"})
+    _, stranger = await contact_key(admin, other["id"], visibility="account")
+    as_stranger = {"Authorization": f"Bearer {stranger.token}"}
+
+    async def key_known() -> Any:
+        response = await sla.http.get("/v1/queue", headers=as_stranger)
+        return response if response.status_code != 401 else None
+
+    await wait_for(key_known)
+    assert (
+        await sla.http.get(f"/v1/tickets/{first['id']}/sla", headers=as_stranger)
+    ).status_code == 404
+    assert (
+        await sla.http.get(
+            f"/v1/accounts/{account['id']}/sla-report",
+            params={"period": "2026-01"},
+            headers=as_stranger,
+        )
+    ).status_code == 404
+    queue = ok(await sla.http.get("/v1/queue", headers=as_stranger))
+    assert queue["items"] == []
+
+
+async def test_a_rebuild_reproduces_clocks_and_timers_and_fires_nothing_again(
+    sla: InProcessService, admin: As, importer: As, stack: Settings
+) -> None:
+    account = await new_account(admin, {"preset": "four_tier_24x7"})
+    reported = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
+    ticket = await new_ticket(
+        importer, account["id"], priority="P1", affected_users=2, reported_at=iso(reported)
+    )
+
+    async def fired() -> bool:
+        async with sla.runtime.engine.connect() as conn:
+            count = await conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(sla_timers)
+                .where(sla_timers.c.ticket_id == ticket["id"], sla_timers.c.fired_at.is_not(None))
+            )
+        return count == 4  # warning and breach of response and resolution
+
+    await wait_for(fired, timeout=30)
+    before_events = len(await sla_events(stack))
+    async with sla.runtime.engine.connect() as conn:
+        before = await table_digest(conn, projection_tables)
+    await sla.runtime.rebuild()
+    async with sla.runtime.engine.connect() as conn:
+        after = await table_digest(conn, projection_tables)
+    assert after == before
+    async with sla.runtime.engine.connect() as conn:
+        unfired_past = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(sla_timers)
+            .where(sla_timers.c.fired_at.is_(None), sla_timers.c.due_at <= datetime.now(UTC))
+        )
+    assert unfired_past == 0
+    assert len(await sla_events(stack)) == before_events
+
+
+async def test_a_live_deadline_fires_within_a_second(
+    sla: InProcessService, admin: As, importer: As, stack: Settings
+) -> None:
+    account = await new_account(admin, {"preset": "four_tier_24x7"})
+    # P1 responds within 60 minutes: reported 59:56 ago, the response is due in 4 s.
+    reported = datetime.now(UTC) - timedelta(minutes=59, seconds=56)
+    ticket = await new_ticket(
+        importer, account["id"], priority="P1", affected_users=1, reported_at=iso(reported)
+    )
+
+    async def breached() -> list[Envelope]:
+        return [
+            e
+            for e in await sla_events(stack, "sla.breached")
+            if e.payload["ticket_id"] == ticket["id"] and e.payload["kind"] == "response"
+        ]
+
+    [event] = await wait_for(breached, timeout=30, interval=0.2)
+    assert event.occurred_at == reported + timedelta(hours=1)
+    late = (event.recorded_at - event.occurred_at).total_seconds()
+    print(f"response breach fired {late:.3f} s after its deadline")
+    assert 0 <= late < 1.0
