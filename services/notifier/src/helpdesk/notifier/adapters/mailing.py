@@ -1,6 +1,6 @@
 """The mail live loop: claim queued mails of owned partitions, send over SMTP, record it.
 
-Per partition and tick: queued mails due by the watermark are leased (`not_before`) in a
+Per partition and tick: queued mails due by the watermark are leased (`mail_leases`) in a
 claimed transaction, their recipients resolved from the contacts and staff the projection
 keeps, and sent outside any transaction; then `notification.mail_sent` is emitted (its id
 derived from the mail's), which marks the row sent. A failed submission is retried after
@@ -10,16 +10,18 @@ derived from the mail's), which marks the row sent. A failed submission is retri
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import aiosmtplib
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from helpdesk.notifier.adapters.mail import Mailer, Recipient
 from helpdesk.notifier.adapters.settings import NotifierSettings
-from helpdesk.notifier.adapters.tables import contacts, mails, staff
+from helpdesk.notifier.adapters.tables import contacts, mail_leases, mails, staff
 from helpdesk.notifier.domain.messages import MailIntent, intent_from_document
 from helpdesk.shared.context import Clock, Context, system_actor
 from helpdesk.shared.contracts.notifications import MailSent
@@ -73,7 +75,7 @@ class MailDeliveries:
 
     async def _send_partition(self, live: LiveContext, partition: int) -> None:
         now = self._clock()
-        ready = sa.or_(mails.c.not_before.is_(None), mails.c.not_before <= now)
+        ready = sa.or_(_leased_until().is_(None), _leased_until() <= now)
         async with live.engine.connect() as conn:
             ids = (
                 await conn.scalars(
@@ -91,12 +93,14 @@ class MailDeliveries:
         if not ids:
             return
         async with live.claim([partition]) as uow:
+            await _lease(uow.conn, ids, now + LEASE, only_if_free_at=now)
             leased = (
                 await uow.conn.execute(
-                    mails.update()
-                    .where(mails.c.mail_id.in_(ids), mails.c.status == "queued", ready)
-                    .values(not_before=now + LEASE)
-                    .returning(mails)
+                    sa.select(mails).where(
+                        mails.c.mail_id.in_(ids),
+                        mails.c.status == "queued",
+                        _leased_until() == now + LEASE,
+                    )
                 )
             ).all()
         for row in leased:
@@ -112,9 +116,7 @@ class MailDeliveries:
             log.warning("mail %s not sent, retrying later: %s", row.mail_id, exc)
             retry_at = self._clock() + timedelta(seconds=self._settings.mail_retry_seconds)
             async with live.claim([partition]) as uow:
-                await uow.conn.execute(
-                    mails.update().where(mails.c.mail_id == row.mail_id).values(not_before=retry_at)
-                )
+                await _lease(uow.conn, [row.mail_id], retry_at)
             return
         now = self._clock()
         sent = MailSent(
@@ -135,7 +137,7 @@ class MailDeliveries:
 
     async def _next_due(self, live: LiveContext) -> datetime | None:
         at = sa.func.greatest(
-            mails.c.created_at, sa.func.coalesce(mails.c.not_before, mails.c.created_at)
+            mails.c.created_at, sa.func.coalesce(_leased_until(), mails.c.created_at)
         )
         async with live.engine.connect() as conn:
             value: datetime | None = await conn.scalar(
@@ -144,3 +146,32 @@ class MailDeliveries:
                 )
             )
         return value
+
+
+def _leased_until() -> Any:
+    """A mail's lease or back-off instant (NULL when it has none)."""
+    return (
+        sa.select(mail_leases.c.not_before)
+        .where(mail_leases.c.mail_id == mails.c.mail_id)
+        .scalar_subquery()
+    )
+
+
+async def _lease(
+    conn: AsyncConnection,
+    ids: Sequence[Any],
+    until: datetime,
+    *,
+    only_if_free_at: datetime | None = None,
+) -> None:
+    """Lease (or back off) mails until `until`; with `only_if_free_at`, only those free then."""
+    stmt = pg_insert(mail_leases).values([{"mail_id": i, "not_before": until} for i in ids])
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[mail_leases.c.mail_id],
+            set_={"not_before": stmt.excluded.not_before},
+            where=(
+                mail_leases.c.not_before <= only_if_free_at if only_if_free_at is not None else None
+            ),
+        )
+    )

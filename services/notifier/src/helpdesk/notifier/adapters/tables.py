@@ -111,8 +111,6 @@ mails = sa.Table(
     sa.Column("status", sa.Text, nullable=False),  # queued | sent | no_recipient
     sa.Column("created_at", _TS, nullable=True),
     sa.Column("sent_at", _TS, nullable=True),
-    # A lease/back-off, not business state: a rebuild resetting it only retries sooner.
-    sa.Column("not_before", _TS, nullable=True),
     sa.Index("mails_due", "partition", "status"),
 )
 
@@ -138,6 +136,15 @@ delivery_state = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("next_attempt_at", _TS, nullable=True),
     sa.Column("claimed_until", _TS, nullable=True),
+)
+
+# A mail's sender lease or back-off after a failed submission: not business state, so not in
+# the projection (a rebuild keeps it, and the projection stays byte for byte reproducible).
+mail_leases = sa.Table(
+    "mail_leases",
+    metadata,
+    sa.Column("mail_id", _UUID, primary_key=True),
+    sa.Column("not_before", _TS, nullable=False),
 )
 
 # An endpoint's failure clock: since when it fails without a single success.
