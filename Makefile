@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
 SERVICES := intake sla-timer billing notifier
 
-.PHONY: help bootstrap up up-background down status lint format test test-unit test-integration test-e2e bench $(addprefix rebuild-,$(SERVICES)) $(addprefix retry-parked-,$(SERVICES))
+.PHONY: help bootstrap up up-background down status lint format test test-unit test-integration test-e2e bench ops-report $(addprefix rebuild-,$(SERVICES)) $(addprefix retry-parked-,$(SERVICES))
 
 help: ## list the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
@@ -60,3 +60,6 @@ test-e2e: bootstrap
 
 bench: bootstrap ## throughput figures against a baseline measured in the same run
 	$(RUN) python -m bench
+
+ops-report: bootstrap ## draw the Service desk and Pipeline panels from the `make up` Prometheus to a PNG
+	$(RUN) python -m helpdesk.deploy.ops_report

@@ -45,7 +45,7 @@ APP_SERVICES: dict[str, tuple[str, int]] = {
 INTAKE_SMTP_PORT = 2525
 
 # The metrics the services export; a histogram is queried through its derived series.
-METRICS = frozenset(
+OVERVIEW_METRICS = frozenset(
     {
         "helpdesk_events_consumed_total",
         "helpdesk_events_produced_total",
@@ -54,7 +54,48 @@ METRICS = frozenset(
         "helpdesk_outbox_backlog",
     }
 )
-HISTOGRAMS = frozenset({"helpdesk_handler_seconds"})
+# The state-derived operations metrics (helpdesk.shared.metrics and each service's
+# adapters/metrics.py), and Prometheus' own `up`.
+METRICS = OVERVIEW_METRICS | {
+    "up",
+    "helpdesk_parked_events",
+    "helpdesk_parked_events_by_reason",
+    "helpdesk_outbox_oldest_age_seconds",
+    "helpdesk_backlog_tickets",
+    "helpdesk_backlog_age_seconds",
+    "helpdesk_technician_open_tickets",
+    "helpdesk_queue_oldest_deadline_timestamp_seconds",
+    "helpdesk_sla_clocks",
+    "helpdesk_sla_account_clocks",
+    "helpdesk_sla_met_total",
+    "helpdesk_sla_breaches_total",
+    "helpdesk_sla_warnings_total",
+    "helpdesk_sla_account_breaches_total",
+    "helpdesk_first_response_minutes",
+    "helpdesk_resolution_minutes",
+    "helpdesk_escalations_total",
+    "helpdesk_inbound_emails_total",
+    "helpdesk_billing_month_minutes",
+    "helpdesk_billing_month_revenue_cents",
+    "helpdesk_billing_accounts_allowance_used_up",
+    "helpdesk_billing_invoiced_cents_total",
+    "helpdesk_billing_invoices_total",
+    "helpdesk_billing_fair_use_events_total",
+    "helpdesk_webhook_attempts_total",
+    "helpdesk_webhook_latency_seconds",
+    "helpdesk_webhook_deliveries",
+    "helpdesk_webhook_endpoints",
+    "helpdesk_mails",
+}
+HISTOGRAMS = frozenset(
+    {
+        "helpdesk_handler_seconds",
+        "helpdesk_backlog_age_seconds",
+        "helpdesk_first_response_minutes",
+        "helpdesk_resolution_minutes",
+        "helpdesk_webhook_latency_seconds",
+    }
+)
 
 _PYTHON_MODULE_COMMAND = re.compile(r"\bpython3?\s+-m\s+helpdesk\.(\w+)\s+([\w-]+)")
 _HELPDESK_INTERPOLATION = re.compile(r"\$\{?(HELPDESK_\w+|DATABASE_URL)\b")
@@ -371,11 +412,14 @@ def test_prometheus_scrapes_every_service_on_its_contract_port() -> None:
 
 
 def test_prometheus_mount_holds_its_config() -> None:
-    """The Prometheus container reads deploy/prometheus/prometheus.yml."""
+    """The Prometheus container reads deploy/prometheus/prometheus.yml and the alert rules."""
     service = compose_service("prometheus")
     assert "--config.file=/etc/prometheus/prometheus.yml" in service["command"]
     assert "./deploy/prometheus:/etc/prometheus:ro" in service["volumes"]
     assert PROMETHEUS_CONFIG.is_file()
+    rule_files = load_yaml(PROMETHEUS_CONFIG)["rule_files"]
+    assert rule_files == ["rules/*.yml"]
+    assert list((PROMETHEUS_CONFIG.parent / "rules").glob("*.yml")), "no alert rules"
 
 
 # --- (e) Grafana -------------------------------------------------------------------------------
@@ -440,7 +484,7 @@ def test_dashboard_queries_use_only_exported_metrics(path: Path) -> None:
         )
         selected |= names
     if path.name == "helpdesk-overview.json":
-        assert {base_metric(name) for name in selected} == METRICS
+        assert {base_metric(name) for name in selected} == OVERVIEW_METRICS
 
 
 @pytest.mark.parametrize("path", dashboards(), ids=lambda p: p.name)

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from helpdesk.deploy._proc import DeployError, log
+from helpdesk.deploy.mailsink import DEV_MAIL_PORT
+from helpdesk.deploy.prometheus import DEV_PROMETHEUS_PORT
 from helpdesk.deploy.stack import (
     DEV_CONTROLLER_PORT,
     DEV_KAFKA_PORT,
@@ -106,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.state_dir or dev_state_dir(),
                 kafka_port=DEV_KAFKA_PORT,
                 controller_port=DEV_CONTROLLER_PORT,
+                prometheus_port=DEV_PROMETHEUS_PORT,
+                mail_port=DEV_MAIL_PORT,
             )
             if args.command == "up":
                 return up(stack, foreground=args.foreground, ready_timeout=args.ready_timeout)

@@ -6,6 +6,8 @@ Everything a stack runs is recorded under its state directory (`.state/dev` for 
     pg/         PGDATA of the embedded PostgreSQL (postmaster.pid is its pid file)
     run/        <service>.pid
     logs/       <service>.log, <service>-migrate.log
+    prometheus/ generated prometheus.yml, TSDB, prometheus.pid, prometheus.log
+    mail/       every e-mail the notifier sent, as <time>-<n>.eml (the local mail sink)
     admin_token the generated HELPDESK_ADMIN_TOKEN (mode 600), stable across restarts
 
 so that `down` and `status` work from any later process, and `up` reattaches to whatever runs.
@@ -44,7 +46,9 @@ from helpdesk.deploy._proc import (
     write_pid,
 )
 from helpdesk.deploy.kafka import LocalKafka
+from helpdesk.deploy.mailsink import LocalMailSink
 from helpdesk.deploy.postgres import LocalPostgres, database_url
+from helpdesk.deploy.prometheus import LocalPrometheus, job_name
 
 DEFAULT_TOPIC = "helpdesk.events"
 DEFAULT_PARTITIONS = 12
@@ -111,6 +115,9 @@ class Stack:
         partitions: int | None = None,
         python: str = sys.executable,
         extra_env: Mapping[str, str] | None = None,
+        prometheus_port: int | None = None,
+        mail_port: int | None = None,
+        scrape_interval: str = "5s",
     ) -> None:
         self.state_dir = state_dir.resolve()
         self.kafka = LocalKafka(self.state_dir / "kafka", kafka_port, controller_port)
@@ -124,6 +131,22 @@ class Stack:
         self.extra_env = dict(extra_env or {})
         self.run_dir = self.state_dir / "run"
         self.log_dir = self.state_dir / "logs"
+        # Monitoring and the mail sink are optional: `make up` runs both, most tests neither.
+        self.prometheus = (
+            LocalPrometheus(
+                self.state_dir / "prometheus",
+                prometheus_port,
+                {job_name(spec.name): f"127.0.0.1:{spec.port}" for spec in self.services},
+                scrape_interval=scrape_interval,
+            )
+            if prometheus_port is not None
+            else None
+        )
+        self.mail_sink = (
+            LocalMailSink(self.run_dir, self.state_dir / "mail", mail_port, python)
+            if mail_port is not None
+            else None
+        )
 
     # -- infrastructure -----------------------------------------------------------------------
 
@@ -195,6 +218,10 @@ class Stack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if self.mail_sink is not None:
+            # The notifier submits its mail to the local sink.
+            env["HELPDESK_SMTP_RELAY_HOST"] = "127.0.0.1"
+            env["HELPDESK_SMTP_RELAY_PORT"] = str(self.mail_sink.port)
         env.update(spec.env)
         env.update(self.extra_env)
         return env
@@ -368,11 +395,31 @@ class Stack:
             check=True,
         )
 
+    # -- monitoring and mail -------------------------------------------------------------------
+
+    def start_extras(self) -> None:
+        """Start the mail sink and Prometheus, where this stack has them."""
+        if self.mail_sink is not None:
+            self.mail_sink.start()
+            log(f"mail sink on 127.0.0.1:{self.mail_sink.port} -> {self.mail_sink.mail_dir}")
+        if self.prometheus is not None:
+            self.prometheus.start()
+
+    def stop_extras(self) -> None:
+        """Stop Prometheus and the mail sink, if they run."""
+        if self.prometheus is not None and self.prometheus.is_running():
+            log("stopping Prometheus ...")
+            self.prometheus.stop()
+        if self.mail_sink is not None and self.mail_sink.pid() is not None:
+            log("stopping the mail sink ...")
+            self.mail_sink.stop()
+
     # -- whole stack --------------------------------------------------------------------------
 
     def down(self) -> None:
-        """Stop the services, then Kafka, then PostgreSQL."""
+        """Stop the services, Prometheus and the mail sink, then Kafka, then PostgreSQL."""
         self.stop_services()
+        self.stop_extras()
         self.stop_infra()
 
     def status_lines(self) -> tuple[list[str], bool]:
@@ -407,6 +454,15 @@ class Stack:
                     except httpx.HTTPError:
                         where += "  not answering"
                 lines.append(_status_line(spec.name, pid, where))
+        if self.prometheus is not None:
+            pid = self.prometheus.pid()
+            all_up &= pid is not None
+            lines.append(_status_line("prometheus", pid, self.prometheus.url))
+        if self.mail_sink is not None:
+            pid = self.mail_sink.pid()
+            all_up &= pid is not None
+            where = f"smtp://127.0.0.1:{self.mail_sink.port} -> {self.mail_sink.mail_dir}"
+            lines.append(_status_line("mail sink", pid, where))
         return lines, all_up
 
     def summary(self, infra: Infra, token: str) -> str:
@@ -427,6 +483,16 @@ class Stack:
             f"  DATABASE_URL={infra.database_url}",
             f"  HELPDESK_ADMIN_TOKEN={token}",
         ]
+        if self.prometheus is not None:
+            out.append(
+                f"  Prometheus {self.prometheus.url}  (alerts {self.prometheus.url}/alerts;"
+                " dashboards: deploy/grafana/dashboards, or `make ops-report`)"
+            )
+        if self.mail_sink is not None:
+            out.append(
+                f"  Mail sink  smtp://127.0.0.1:{self.mail_sink.port}: every e-mail the notifier"
+                f" sends is written to {self.mail_sink.mail_dir}/*.eml"
+            )
         return "\n".join(out)
 
 
@@ -464,6 +530,7 @@ def up(stack: Stack, *, foreground: bool, ready_timeout: float = 120.0) -> int:
         infra = stack.start_infra()
         token = stack.admin_token()
         stack.migrate(infra, token)
+        stack.start_extras()
         stack.start_services(infra, token)
         stack.wait_services_ready(ready_timeout)
     except (DeployError, KeyboardInterrupt, subprocess.TimeoutExpired) as exc:
@@ -472,6 +539,7 @@ def up(stack: Stack, *, foreground: bool, ready_timeout: float = 120.0) -> int:
         else:
             log(f"error: {exc}")
         stack.stop_services()
+        stack.stop_extras()
         if foreground:
             stack.stop_infra()
         else:

@@ -93,7 +93,7 @@ async def test_commands_replay_too_and_a_refusal_is_replayed_as_a_refusal(
     assert too_long.status_code == 422
 
 
-async def test_a_stale_if_match_is_409_and_writes_nothing(
+async def test_a_stale_if_match_is_412_and_writes_nothing(
     admin: As, account: dict[str, Any]
 ) -> None:
     ticket = await new_ticket(admin, account["id"])
@@ -104,14 +104,22 @@ async def test_a_stale_if_match_is_409_and_writes_nothing(
     assert moved.status_code == 200
     assert moved.headers["etag"] == '"2"'
     stale = await run(admin, ticket["id"], "assign", {"technician": "b"}, {"If-Match": etag})
-    assert stale.status_code == 409
+    assert stale.status_code == 412
     assert stale.headers["content-type"].startswith(PROBLEM)
     assert stale.headers["etag"] == '"2"'
     after = ok(await admin.get(f"/v1/tickets/{ticket['id']}"))
     assert (after["seq"], after["assignee"]) == (2, "a")
     assert len(ok(await admin.get(f"/v1/tickets/{ticket['id']}/events"))) == 2
-    fresh = await run(admin, ticket["id"], "assign", {"technician": "c"}, {"If-Match": 'W/"2"'})
-    assert ok(fresh)["assignee"] == "c"
+    # RFC 9110: a weak tag never matches for a state-changing request; a list or * may.
+    weak = await run(admin, ticket["id"], "assign", {"technician": "c"}, {"If-Match": 'W/"2"'})
+    assert weak.status_code == 412
+    listed = await run(admin, ticket["id"], "assign", {"technician": "c"}, {"If-Match": '"1", "2"'})
+    assert ok(listed)["assignee"] == "c"
+    anything = await run(admin, ticket["id"], "assign", {"technician": "d"}, {"If-Match": "*"})
+    assert ok(anything)["assignee"] == "d"
+    malformed = await run(admin, ticket["id"], "assign", {"technician": "e"}, {"If-Match": '"7'})
+    assert malformed.status_code == 400
+    assert malformed.headers["content-type"].startswith(PROBLEM)
 
 
 async def test_concurrent_commands_never_lose_an_update(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass, field
 from typing import Literal
@@ -30,6 +31,7 @@ Role = Literal["admin", "manager", "technician", "contact", "import"]
 STAFF_ROLES: frozenset[str] = frozenset({"admin", "manager", "technician", "import"})
 TOKEN_PREFIX = "hd"  # noqa: S105 - a public marker, not a secret
 IMPORT_SCOPE = "import"
+_KEY_ID = re.compile(r"[0-9a-f]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,8 @@ def new_token(key_id: str) -> str:
 def key_id_of(token: str) -> str | None:
     """The key id a token names, or None for a token of another shape."""
     parts = token.split("_", 2)
-    if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
+    # Key ids are hex (intake issues UUIDs); anything else is no key, and never reaches SQL.
+    if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not _KEY_ID.fullmatch(parts[1]):
         return None
     return parts[1]
 

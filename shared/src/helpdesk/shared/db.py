@@ -9,7 +9,7 @@ redelivered event is a no-op). `ticket_sequence` remembers the last applied seq 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,20 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     batch, the relay its round, an HTTP client its request).
     """
     return create_async_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=False)
+
+
+#: asyncpg binds at most 32767 parameters per statement; stay clear of it.
+_PARAMETERS_PER_STATEMENT = 30_000
+
+
+def row_chunks(rows: Sequence[Mapping[str, Any]]) -> Iterator[list[Mapping[str, Any]]]:
+    """Slices of `rows` small enough for one multi-row INSERT each (a batch of thousands of
+    events can touch more rows than one statement may bind parameters for)."""
+    if not rows:
+        return
+    size = max(1, _PARAMETERS_PER_STATEMENT // max(1, len(rows[0])))
+    for start in range(0, len(rows), size):
+        yield list(rows[start : start + size])
 
 
 def runtime_tables(metadata: sa.MetaData) -> RuntimeTables:

@@ -17,9 +17,13 @@ def runtime(request: Request) -> ServiceRuntime:
 
 
 async def principal(request: Request) -> Principal:
-    """The authenticated caller."""
+    """The authenticated caller (once per request: the idempotency middleware may have done it)."""
+    cached: Principal | None = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
     authenticate = request.app.state.authenticate
     value: Principal = await authenticate(request)
+    request.state.principal = value
     return value
 
 

@@ -12,11 +12,13 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
 import uvicorn
 from fastapi import APIRouter, FastAPI
+from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from helpdesk.shared.auth import Authenticator, key_projection
@@ -33,16 +35,17 @@ from helpdesk.shared.idempotency import IdempotencyKeys
 from helpdesk.shared.kafka import topic_partitions
 from helpdesk.shared.live import LiveLoop, LiveLoops
 from helpdesk.shared.logs import configure_logging
-from helpdesk.shared.metrics import Metrics
+from helpdesk.shared.metrics import Metrics, RuntimeStateCollector, register_all
 from helpdesk.shared.outbox import OutboxRelay
 from helpdesk.shared.rebuild import rebuild, retry_parked
 from helpdesk.shared.settings import Settings
-from helpdesk.shared.web import create_app
+from helpdesk.shared.web import ERROR_RESPONSES, create_app
 
 log = logging.getLogger(__name__)
 
 LiveLoopFactory = Callable[["ServiceRuntime"], Sequence[LiveLoop]]
 TaskFactory = Callable[["ServiceRuntime"], Sequence[Callable[[], Awaitable[None]]]]
+CollectorFactory = Callable[["ServiceRuntime"], Sequence[Collector]]
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,8 @@ class ServiceSpec:
     reactions: Reactions = field(default_factory=Reactions)
     live_loops: LiveLoopFactory = field(default=lambda runtime: ())
     tasks: TaskFactory = field(default=lambda runtime: ())
+    #: State-derived metrics (`helpdesk.shared.metrics.StateCollector`s) on the service's tables.
+    metrics: CollectorFactory = field(default=lambda runtime: ())
 
     @property
     def schema(self) -> str:
@@ -116,6 +121,10 @@ class ServiceRuntime:
             clock=clock,
             max_idle=settings.live_loop_max_idle_ms / 1000,
         )
+        runtime_state = RuntimeStateCollector(
+            self.engine, clock, spec.tables.outbox, spec.tables.parked_events, self.metrics
+        )
+        register_all(self.metrics.registry, [runtime_state, *spec.metrics(self)])
         self._tasks: list[asyncio.Task[None]] = []
         self._migrated = False
 
@@ -192,19 +201,30 @@ class ServiceRuntime:
             finally:
                 await self.stop()
 
+        authenticate = Authenticator(
+            self.settings.admin_token.get_secret_value(), self.engine, self.spec.tables
+        )
+        # Authentication runs inside the idempotency middleware, so a stored answer is only
+        # replayed to the principal it was given to.
+        idempotency = IdempotencyKeys(
+            self.engine,
+            self.spec.tables,
+            authenticate,
+            retention=timedelta(hours=self.settings.idempotency_retention_hours),
+            lease=timedelta(seconds=self.settings.idempotency_lease_seconds),
+        )
         app = create_app(
             title=self.spec.title,
             metrics=self.metrics,
             readiness=self.readiness,
             lifespan=lifespan,
+            middleware=[idempotency],
         )
         for router in self.spec.routers:
-            app.include_router(router)
-        app.middleware("http")(IdempotencyKeys(self.engine, self.spec.tables))
+            # One shared set of problem+json error answers in every service's OpenAPI document.
+            app.include_router(router, responses=ERROR_RESPONSES)
         app.state.runtime = self
-        app.state.authenticate = Authenticator(
-            self.settings.admin_token.get_secret_value(), self.engine, self.spec.tables
-        )
+        app.state.authenticate = authenticate
         return app
 
     async def rebuild(self) -> int:

@@ -45,8 +45,14 @@ class Settings(BaseSettings):
     dedup_retention_hours: float = 168.0
     outbox_batch_size: int = 1000
     outbox_poll_ms: int = 100
+    # Idempotency-Key answers are kept this long; a claim whose request has run longer than
+    # the lease is taken to be abandoned (its process died) and may be claimed again.
+    idempotency_retention_hours: float = 24.0
+    idempotency_lease_seconds: float = 300.0
     # The intake SMTP listener (0 disables it).
     smtp_port: int = 0
+    # The largest inbound e-mail intake takes, over SMTP and over HTTP alike.
+    email_max_bytes: int = 25 * 1024 * 1024
 
     def port_for(self, service: str) -> int:
         """The HTTP port of `service`: HELPDESK_HTTP_PORT if set, else the contract's default."""

@@ -1,11 +1,22 @@
-"""What every service's HTTP app has: RFC 9457 errors, health, readiness, metrics, request ids."""
+"""What every service's HTTP app has: RFC 9457 errors, health, readiness, metrics, request ids.
+
+Every error answer is `application/problem+json`, including the ones the framework would
+otherwise answer in its own shape: a body that is not JSON, not UTF-8 or nested too deep (400),
+a body of another media type (415), text with NUL characters (422; PostgreSQL cannot store
+them), a uniqueness race lost in the database (409) and an unexpected fault (500).
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from email.message import Message
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -14,8 +25,56 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from helpdesk.shared.logs import correlation_id
 from helpdesk.shared.metrics import Metrics
 
+log = logging.getLogger(__name__)
+
 PROBLEM_JSON = "application/problem+json"
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
+HttpMiddleware = Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]
+# Deeper JSON than any request body of the API needs; deeper still would exhaust the parser.
+MAX_JSON_DEPTH = 32
+NUL = "\x00"
+# PostgreSQL's SQLSTATEs for text it cannot store (a NUL character, in text or in jsonb).
+_UNSTORABLE_TEXT = frozenset({"22021", "22P05"})
+_UNIQUE_VIOLATION = "23505"
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "An RFC 9457 problem.",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "reason"],
+                "properties": {"field": {"type": "string"}, "reason": {"type": "string"}},
+            },
+        },
+    },
+}
+
+
+def _problem_response_doc(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
+
+
+#: The error answers every route of every service may give, declared once for the OpenAPI docs.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _problem_response_doc("Malformed request: not JSON, not UTF-8, or a bad header"),
+    401: _problem_response_doc("No API key, or an unknown or revoked one"),
+    403: _problem_response_doc("The key's role may not do this"),
+    404: _problem_response_doc("No such resource, or not one the caller may see"),
+    409: _problem_response_doc("Conflicts with the current state (e.g. a name is taken)"),
+    412: _problem_response_doc("If-Match names a version that is not the current one"),
+    413: _problem_response_doc("The body is larger than this route takes"),
+    415: _problem_response_doc("The body is of a media type this route does not take"),
+    422: _problem_response_doc("One or more fields are invalid; `errors` names them"),
+}
 
 
 class Problem(Exception):  # noqa: N818 - it is the RFC 9457 name
@@ -54,6 +113,16 @@ class Problem(Exception):  # noqa: N818 - it is the RFC 9457 name
         return body
 
 
+def invalid(field: str, reason: str, detail: str | None = None) -> Problem:
+    """A 422 naming one field."""
+    return Problem(
+        422,
+        "Invalid request",
+        detail or f"{field} {reason}; nothing was changed.",
+        errors=[{"field": field, "reason": reason}],
+    )
+
+
 def field_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
     """Pydantic error dicts as `{field, reason}` pairs, with the request-part prefix dropped."""
     out = []
@@ -75,14 +144,213 @@ def problem_response(problem: Problem, request: Request) -> JSONResponse:
     )
 
 
+# -- If-Match (RFC 9110, 13.1.1) ----------------------------------------------------------------
+
+_ENTITY_TAG = re.compile(r'\s*(W/)?"([\x21\x23-\x7e\x80-\xff]*)"\s*')
+
+
+def check_if_match(header: str | None, current: str, what: str = "resource") -> None:
+    """Check a state-changing request's `If-Match` against the resource's strong ETag `current`
+    (its opaque value, without quotes).
+
+    Absent: no precondition. `*` matches any current resource. Otherwise the header is a list
+    of entity tags; strong comparison applies (a weak tag never matches), and no match is a 412
+    Precondition Failed that carries the current ETag. A header that is not a list of entity
+    tags is a 400.
+    """
+    if header is None:
+        return
+    if header.strip() == "*":
+        return
+    tags = _entity_tags(header)
+    if tags is None:
+        raise Problem(
+            400,
+            "Bad Request",
+            'If-Match must be "*" or a list of entity tags such as "5" (with the quotes).',
+            errors=[{"field": "If-Match", "reason": "not a list of entity tags"}],
+        )
+    if any(not weak and tag == current for weak, tag in tags):
+        return
+    raise Problem(
+        412,
+        "Precondition Failed",
+        f'The {what} is at version "{current}", not {header.strip()}; reload it and retry.',
+        headers={"ETag": f'"{current}"'},
+    )
+
+
+def _entity_tags(header: str) -> list[tuple[bool, str]] | None:
+    tags = []
+    for part in header.split(","):
+        if not part.strip():
+            continue  # RFC 9110 list syntax tolerates empty elements
+        found = _ENTITY_TAG.fullmatch(part)
+        if found is None:
+            return None
+        tags.append((found.group(1) is not None, found.group(2)))
+    return tags or None
+
+
+# -- request guards -------------------------------------------------------------------------------
+
+
+def is_json(content_type: str | None) -> bool:
+    """Whether a Content-Type names JSON (application/json or a +json type)."""
+    if not content_type:
+        return False
+    message = Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
+
+
+def nul_fields(value: Any, path: str = "") -> list[str]:
+    """Where in a decoded JSON document a key or string holds a NUL character."""
+    found: list[str] = []
+    stack = [(path, value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, str):
+            if NUL in item:
+                found.append(where or "body")
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                child_path = f"{where}.{key}" if where else str(key)
+                if NUL in key:
+                    found.append(child_path)
+                stack.append((child_path, child))
+        elif isinstance(item, list):
+            stack.extend((f"{where}.{i}" if where else str(i), c) for i, c in enumerate(item))
+    return sorted(found)
+
+
+def _depth(value: Any) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((c, level + 1) for c in children)
+    return deepest
+
+
+def _bad_body(detail: str, reason: str) -> Problem:
+    return Problem(400, "Bad Request", detail, errors=[{"field": "body", "reason": reason}])
+
+
+def check_json_body(raw: bytes) -> None:
+    """Raise a problem saying what is wrong with a JSON body: encoding, syntax, depth, NULs."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _bad_body(
+            f"The body is not valid UTF-8 (byte {exc.start}); JSON must be UTF-8.",
+            "not valid UTF-8",
+        ) from exc
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _bad_body(
+            f"The body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
+            f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
+        ) from exc
+    except RecursionError as exc:
+        raise _nested_too_deep() from exc
+    if _depth(document) > MAX_JSON_DEPTH:
+        raise _nested_too_deep()
+    fields = nul_fields(document)
+    if fields:
+        raise Problem(
+            422,
+            "Invalid request",
+            "Text must not contain NUL characters (\\u0000); nothing was changed.",
+            errors=[{"field": f, "reason": "contains a NUL character"} for f in fields],
+        )
+
+
+def _nested_too_deep() -> Problem:
+    return _bad_body(
+        f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep.", "nested too deep"
+    )
+
+
+async def guard_input(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """Refuse, as problem+json, what no route can store or read: NULs in the path or query, and
+    JSON bodies that are not UTF-8, not JSON, nested too deep, or carry NULs."""
+    try:
+        if NUL in request.url.path:
+            raise invalid("path", "contains a NUL character")
+        bad = sorted({k for k, v in request.query_params.multi_items() if NUL in k or NUL in v})
+        if bad:
+            raise Problem(
+                422,
+                "Invalid request",
+                "Query parameters must not contain NUL characters.",
+                errors=[
+                    {"field": f.replace(NUL, "\\u0000"), "reason": "contains a NUL character"}
+                    for f in bad
+                ],
+            )
+        if request.method in {"POST", "PUT", "PATCH"} and is_json(
+            request.headers.get("content-type")
+        ):
+            raw = await request.body()
+            if raw:
+                check_json_body(raw)
+    except Problem as problem:
+        return problem_response(problem, request)
+    return await call_next(request)
+
+
+def _database_problem(exc: sa.exc.DBAPIError) -> Problem | None:
+    """The 4xx a database refusal means, or None for a fault of ours."""
+    state = getattr(exc.orig, "sqlstate", None)
+    if state in _UNSTORABLE_TEXT:
+        return Problem(
+            422,
+            "Invalid request",
+            "Text must not contain NUL characters (\\u0000); nothing was changed.",
+        )
+    if state == _UNIQUE_VIOLATION:
+        return Problem(
+            409, "Conflict", "A concurrent request took the same unique value; nothing was changed."
+        )
+    return None
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some documented route serves at the request's path, with OPTIONS.
+
+    Read from the OpenAPI document (built once), which lists every route however routers
+    were included.
+    """
+    methods = {"OPTIONS"}
+    for template, operations in app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {method.upper() for method in operations}
+    return sorted(methods)
+
+
 def create_app(
     *,
     title: str,
     metrics: Metrics,
     readiness: ReadinessCheck,
     lifespan: Any = None,
+    middleware: Sequence[HttpMiddleware] = (),
 ) -> FastAPI:
-    """A FastAPI app with the endpoints and error handling every service shares."""
+    """A FastAPI app with the endpoints and error handling every service shares.
+
+    Requests pass the correlation id, then the input guard, then `middleware` in order (e.g.
+    authentication-scoped idempotency), then the route.
+    """
     app = FastAPI(title=title, version="1", lifespan=lifespan)
 
     @app.exception_handler(Problem)
@@ -91,6 +359,16 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        content_type = request.headers.get("content-type")
+        body_error = any(tuple(e.get("loc", ()))[:1] == ("body",) for e in exc.errors())
+        if body_error and content_type and not is_json(content_type):
+            problem = Problem(
+                415,
+                "Unsupported Media Type",
+                f"This route takes application/json, not {content_type}.",
+                errors=[{"field": "Content-Type", "reason": "must be application/json"}],
+            )
+            return problem_response(problem, request)
         problem = Problem(
             422,
             "Invalid request",
@@ -100,9 +378,33 @@ def create_app(
         return problem_response(problem, request)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # The router names only the methods of the first route matching the path; a path
+            # served by several routes (GET and PATCH) allows all of theirs.
+            headers["Allow"] = ", ".join(_allowed_methods(app, request))
+            if request.method == "OPTIONS":
+                return Response(status_code=204, headers=headers)
         return problem_response(Problem(exc.status_code, str(exc.detail), headers=headers), request)
+
+    @app.exception_handler(sa.exc.DBAPIError)
+    async def _database(request: Request, exc: sa.exc.DBAPIError) -> JSONResponse:
+        problem = _database_problem(exc)
+        if problem is None:
+            raise exc
+        log.info("%s %s refused by the database: %s", request.method, request.url.path, exc.orig)
+        return problem_response(problem, request)
+
+    @app.exception_handler(Exception)
+    async def _fault(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette logs and re-raises after this answer; the client still gets problem+json.
+        problem = Problem(500, "Internal Server Error", "An unexpected fault; nothing was kept.")
+        return problem_response(problem, request)
+
+    for inner in reversed(middleware):
+        app.middleware("http")(inner)
+    app.middleware("http")(guard_input)
 
     @app.middleware("http")
     async def _correlation(

@@ -53,6 +53,7 @@ from helpdesk.shared.contracts.tickets import (
     TicketTimeLogged,
     TicketTriaged,
 )
+from helpdesk.shared.db import row_chunks
 from helpdesk.shared.events import Event, derive_event_id
 from helpdesk.shared.live import LiveContext, LiveLoop
 
@@ -246,18 +247,16 @@ async def tickets(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
             )
             continue
         changed.add(ticket_id)
-    if changed:
-        stmt = pg_insert(billing_tickets).values([rows[t] for t in sorted(changed, key=str)])
+    for chunk in row_chunks([rows[t] for t in sorted(changed, key=str)]):
+        stmt = pg_insert(billing_tickets).values(chunk)
         await uow.conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=[billing_tickets.c.ticket_id],
                 set_={c: stmt.excluded[c] for c in ("kind", "scope", "category", "resolved_at")},
             )
         )
-    if entries:
-        await uow.conn.execute(
-            pg_insert(billing_entries).values(list(entries.values())).on_conflict_do_nothing()
-        )
+    for chunk in row_chunks(list(entries.values())):
+        await uow.conn.execute(pg_insert(billing_entries).values(chunk).on_conflict_do_nothing())
 
 
 # --- fair use ------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import helpdesk.shared.contracts  # noqa: F401 - registers every event type
+from helpdesk.billing.adapters.metrics import BillingMetrics
 from helpdesk.billing.adapters.tables import metadata, runtime
 from helpdesk.billing.api.routes import router
 from helpdesk.billing.handlers import BillingSettings, finaliser, projection, reactions
@@ -24,6 +25,7 @@ def build_spec() -> ServiceSpec:
         migrations=Path(__file__).parent / "migrations",
         routers=[router],
         live_loops=lambda runtime: [finaliser(settings)],
+        metrics=lambda runtime: [BillingMetrics(runtime.engine, runtime.clock)],
     )
 
 

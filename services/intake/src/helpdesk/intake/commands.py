@@ -40,7 +40,7 @@ from helpdesk.shared.contracts.common import AccountStatus, CloseReason
 from helpdesk.shared.contracts.sla import AutoCloseRequested
 from helpdesk.shared.contracts.tickets import TicketOpened
 from helpdesk.shared.events import Actor, Envelope, Event, registry
-from helpdesk.shared.web import Problem
+from helpdesk.shared.web import Problem, check_if_match
 
 SYSTEM = system_actor("intake")
 
@@ -98,6 +98,11 @@ def _not_found(what: str) -> Problem:
 
 def _conflict(detail: str) -> Problem:
     return Problem(409, "Conflict", detail)
+
+
+def conflict(detail: str) -> Problem:
+    """A 409 with `detail`."""
+    return _conflict(detail)
 
 
 # -- recording events -------------------------------------------------------------------------
@@ -192,19 +197,15 @@ async def load_ticket(conn: AsyncConnection, ticket_id: UUID) -> Ticket | None:
 async def visible_ticket(
     conn: AsyncConnection, principal: Principal, ticket_id: UUID, if_match: str | None = None
 ) -> Ticket:
-    """The ticket if the caller may see it (else 404), checked against `If-Match` (else 409)."""
+    """The ticket if the caller may see it (else 404), checked against `If-Match`.
+
+    The ticket's ETag is its version (seq), strong: `If-Match: "5"`, `*` or a list of tags;
+    a stale one is a 412 (RFC 9110), a weak one never matches.
+    """
     ticket = await load_ticket(conn, ticket_id)
     if ticket is None or not principal.can_see_ticket(ticket.account_id, ticket.contact_id):
         raise _not_found("ticket")
-    if if_match is not None and if_match.strip().strip('"').removeprefix("W/").strip('"') != str(
-        ticket.seq
-    ):
-        raise Problem(
-            409,
-            "Conflict",
-            f"The ticket is at version {ticket.seq}, not {if_match}; reload it and retry.",
-            headers={"ETag": f'"{ticket.seq}"'},
-        )
+    check_if_match(if_match, str(ticket.seq), "ticket")
     return ticket
 
 
@@ -256,13 +257,27 @@ async def unique_account(
         query = query.where(accounts.c.id != exclude)
     row = (await conn.execute(query)).first()
     if row is not None:
-        field = "name" if row.name == name else "number"
-        raise Problem(
-            409,
-            "Conflict",
-            f"Another account has this {field}.",
-            errors=[{"field": field, "reason": "already taken"}],
-        )
+        raise name_taken("name" if row.name == name else "number")
+
+
+def name_taken(field: str = "name") -> Problem:
+    """409: another account has this name (or number)."""
+    return Problem(
+        409,
+        "Conflict",
+        f"Another account has this {field}.",
+        errors=[{"field": field, "reason": "already taken"}],
+    )
+
+
+async def recorded(conn: AsyncConnection, table: sa.Table, row_id: UUID) -> bool:
+    """Whether the row a just-emitted event creates is there.
+
+    The read-model handlers insert with ON CONFLICT DO NOTHING on the unique columns (a replay
+    must not fail), so a create that lost a race with a concurrent one leaves no row: the
+    caller then answers 409 and its transaction, events included, is rolled back.
+    """
+    return await conn.scalar(sa.select(table.c.id).where(table.c.id == row_id)) is not None
 
 
 async def next_account_number(conn: AsyncConnection) -> str:
@@ -498,6 +513,9 @@ async def decide(
         case "vendor-return":
             return [rules.vendor_return(ticket, body.get("note", ""))]
         case "time-entries":
+            if body["worked_at"] < ticket.reported_at:
+                # Work on a ticket follows its report; an import back-dates both.
+                raise _invalid("worked_at", "lies before the ticket was reported")
             return [
                 rules.log_time(
                     ticket,

@@ -56,6 +56,7 @@ from helpdesk.shared.contracts.tickets import (
     TicketTriaged,
     TicketVendorReturned,
 )
+from helpdesk.shared.db import row_chunks
 from helpdesk.shared.events import Event
 
 # Intake records key events itself (commands emit through this projection), so it carries the
@@ -206,8 +207,8 @@ async def tickets_changed(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
             await save_standing(
                 uow.conn, ticket.account_id, partner.flagged(standing, envelope.occurred_at)
             )
-    if changed:
-        stmt = pg_insert(tickets).values([_columns(t) for t in changed.values()])
+    for chunk in row_chunks([_columns(t) for t in changed.values()]):
+        stmt = pg_insert(tickets).values(chunk)
         await uow.conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=[tickets.c.id],

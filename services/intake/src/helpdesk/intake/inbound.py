@@ -5,6 +5,10 @@ number of a ticket the contact may see (`[HD-100001] ...`, as the notifier sends
 the message as a customer reply, reopening a closed ticket first; anything else opens a new
 ticket without a priority, so a technician reviews it before a priority is set. Every message
 and its outcome is recorded in `inbound_messages`, refusals included.
+
+Attachments are not stored: their names, types and sizes are (in a note at the end of the text,
+and in the ticket's `fields.attachments` when the message opens one). NUL characters are
+removed from every part of a message, since PostgreSQL cannot store them.
 """
 
 from __future__ import annotations
@@ -49,12 +53,13 @@ async def receive_email(runtime: ServiceRuntime, raw: bytes) -> dict[str, Any]:
 
 async def _receive(conn: AsyncConnection, email: InboundEmail) -> dict[str, Any]:
     if email.message_id is not None:
-        # Serialise deliveries of one Message-ID, so two concurrent retries cannot both open
-        # a ticket; the lock ends with the transaction.
+        # Serialise deliveries of one message (Message-ID and sender), so two concurrent
+        # retries cannot both open a ticket; the lock ends with the transaction.
+        delivery = f"{email.sender}\n{email.message_id}"
         await conn.execute(
-            sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(email.message_id, 0)))
+            sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(delivery, 0)))
         )
-        earlier = await _earlier_outcome(conn, email.message_id)
+        earlier = await _earlier_outcome(conn, email)
         if earlier is not None:
             return earlier
     if email.auto_submitted:
@@ -83,7 +88,7 @@ async def _receive(conn: AsyncConnection, email: InboundEmail) -> dict[str, Any]
     ctx = commands.context(principal, None, commands.now())
     ticket_id = await _thread(conn, principal, email)
     if ticket_id is not None:
-        body = reply_text(email.body)[:MAX_BODY] or NO_TEXT
+        body = (reply_text(email.body) + attachment_note(email))[:MAX_BODY] or NO_TEXT
         ticket = await commands.load_ticket(conn, ticket_id)
         assert ticket is not None
         if ticket.status == "closed":
@@ -112,16 +117,26 @@ async def _receive(conn: AsyncConnection, email: InboundEmail) -> dict[str, Any]
         "account_id": contact.account_id,
         "contact_id": contact.id,
         "subject": email.subject[:MAX_SUBJECT] or NO_SUBJECT,
-        "description": email.body[:MAX_BODY],
+        "description": (email.body + attachment_note(email))[:MAX_BODY],
         "channel": "email",
         # No priority: e-mail tickets are reviewed before a priority is set (seed 003, 7.2).
         "priority": None,
         "kind": "incident",
         "scope": "in",
-        "fields": {},
+        "fields": {"attachments": [a.view() for a in email.attachments]}
+        if email.attachments
+        else {},
     }
     opened = await commands.open_ticket(conn, principal, request, ctx)
     return await _record(conn, email, "opened", opened.id, opened.number)
+
+
+def attachment_note(email: InboundEmail) -> str:
+    """A line naming the message's attachments (intake keeps no files), or nothing."""
+    if not email.attachments:
+        return ""
+    listed = ", ".join(f"{a.filename} ({a.size} bytes)" for a in email.attachments)
+    return f"\n\n[Attachments not stored: {listed}]"
 
 
 async def _thread(conn: AsyncConnection, principal: Principal, email: InboundEmail) -> UUID | None:
@@ -144,7 +159,12 @@ async def _thread(conn: AsyncConnection, principal: Principal, email: InboundEma
     return ticket_id
 
 
-async def _earlier_outcome(conn: AsyncConnection, message_id: str) -> dict[str, Any] | None:
+async def _earlier_outcome(conn: AsyncConnection, email: InboundEmail) -> dict[str, Any] | None:
+    """What became of this message before: the same Message-ID from the same sender.
+
+    Message-IDs are chosen by the sender's software: another sender's message that reuses one
+    (by accident or on purpose) is a different message, and must not learn its outcome.
+    """
     row = (
         await conn.execute(
             sa.select(inbound_messages.c.outcome, inbound_messages.c.ticket_id, tickets.c.number)
@@ -152,7 +172,8 @@ async def _earlier_outcome(conn: AsyncConnection, message_id: str) -> dict[str, 
                 inbound_messages.outerjoin(tickets, tickets.c.id == inbound_messages.c.ticket_id)
             )
             .where(
-                inbound_messages.c.message_id == message_id,
+                inbound_messages.c.message_id == email.message_id,
+                inbound_messages.c.sender == email.sender,
                 inbound_messages.c.outcome.in_(["opened", "replied"]),
             )
             .order_by(inbound_messages.c.id)

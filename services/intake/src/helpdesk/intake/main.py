@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import helpdesk.shared.contracts  # noqa: F401 - registers every event type
+from helpdesk.intake.adapters.metrics import IntakeMetrics
 from helpdesk.intake.adapters.smtp import SmtpListener
 from helpdesk.intake.adapters.tables import metadata, runtime
 from helpdesk.intake.api import accounts, email, people, tickets
@@ -25,6 +26,7 @@ def build_spec() -> ServiceSpec:
         migrations=Path(__file__).parent / "migrations",
         routers=[accounts.router, people.router, tickets.router, email.router],
         tasks=smtp_tasks,
+        metrics=lambda runtime: [IntakeMetrics(runtime.engine, runtime.clock)],
     )
 
 
@@ -32,7 +34,11 @@ def smtp_tasks(runtime: ServiceRuntime) -> Sequence[Callable[[], Awaitable[None]
     """The SMTP listener, when HELPDESK_SMTP_PORT is set (0, the default, disables it)."""
     if not runtime.settings.smtp_port:
         return []
-    return [SmtpListener(runtime, runtime.settings.http_host, runtime.settings.smtp_port).run]
+    settings = runtime.settings
+    listener = SmtpListener(
+        runtime, settings.http_host, settings.smtp_port, data_size_limit=settings.email_max_bytes
+    )
+    return [listener.run]
 
 
 def main() -> None:

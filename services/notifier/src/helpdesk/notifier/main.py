@@ -7,6 +7,7 @@ from pathlib import Path
 import helpdesk.shared.contracts  # noqa: F401 - registers every event type
 from helpdesk.notifier.adapters.delivery import WebhookDeliveries
 from helpdesk.notifier.adapters.mailing import MailDeliveries
+from helpdesk.notifier.adapters.metrics import NotifierMetrics
 from helpdesk.notifier.adapters.settings import NotifierSettings
 from helpdesk.notifier.adapters.tables import metadata, runtime
 from helpdesk.notifier.api.routes import build_router
@@ -30,6 +31,7 @@ def build_spec(settings: NotifierSettings | None = None) -> ServiceSpec:
         migrations=Path(__file__).parent / "migrations",
         routers=[build_router(own)],
         live_loops=live_loops,
+        metrics=lambda runtime: [NotifierMetrics(runtime.engine, runtime.clock)],
     )
 
 

@@ -52,6 +52,7 @@ from helpdesk.shared.contracts.tickets import (
     TicketTriaged,
     TicketVendorReturned,
 )
+from helpdesk.shared.db import row_chunks
 from helpdesk.shared.events import Event, derive_event_id, registry
 from helpdesk.shared.live import LiveContext
 from helpdesk.sla_timer.adapters.store import (
@@ -289,8 +290,8 @@ async def _replace_unfired(
             sla_timers.c.ticket_id == any_uuid(ticket_ids), sla_timers.c.fired_at.is_(None)
         )
     )
-    if timers:
-        await conn.execute(pg_insert(sla_timers).values(timers).on_conflict_do_nothing())
+    for chunk in row_chunks(timers):
+        await conn.execute(pg_insert(sla_timers).values(chunk).on_conflict_do_nothing())
 
 
 @projection.on_batch(SlaWarning, SlaBreached, SlaMet, FollowUpDue, AutoCloseRequested)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import helpdesk.shared.contracts  # noqa: F401 - registers every event type
 from helpdesk.shared.service import ServiceSpec, run_cli
+from helpdesk.sla_timer.adapters.metrics import SlaMetrics
 from helpdesk.sla_timer.adapters.tables import metadata, runtime
 from helpdesk.sla_timer.api.routes import router
 from helpdesk.sla_timer.handlers import fire_timers, projection
@@ -22,6 +23,7 @@ def build_spec() -> ServiceSpec:
         migrations=Path(__file__).parent / "migrations",
         routers=[router],
         live_loops=lambda runtime: [fire_timers],
+        metrics=lambda runtime: [SlaMetrics(runtime.engine, runtime.clock)],
     )
 
 

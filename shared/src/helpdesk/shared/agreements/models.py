@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import calendar as _stdlib_calendar
 import datetime as dt
+import functools
 import itertools
 import re
 from collections.abc import Iterable, Sequence
 from typing import Annotated, Any, Literal, Self
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import (
     AfterValidator,
@@ -256,6 +257,40 @@ Holiday = Annotated[
 ]
 
 
+# Keys of the tz database that name no place: `localtime` and `posixrules` are whatever the
+# host is set to, `Factory` is a placeholder zone, and the posix/ and right/ trees are copies
+# (right/ counts leap seconds). A calendar must mean the same on every host.
+_PLACELESS_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
+@functools.cache
+def _iana_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def known_time_zone(timezone: str) -> str:
+    """`timezone` if it is an IANA zone of a place (e.g. Europe/Amsterdam, UTC), else an error."""
+    if (
+        timezone in _PLACELESS_ZONES
+        or timezone.startswith(("posix/", "right/"))
+        or timezone not in _iana_zones()
+    ):
+        raise PydanticCustomError(
+            "unknown_timezone",
+            "'{timezone}' is not an IANA time zone of a place",
+            {"timezone": timezone},
+        )
+    try:
+        ZoneInfo(timezone)
+    except (KeyError, ValueError, OSError):
+        # ZoneInfoNotFoundError is a KeyError; malformed keys raise ValueError; a key naming
+        # a directory of the tz database ("America") raises an OSError on some platforms.
+        raise PydanticCustomError(
+            "unknown_timezone", "'{timezone}' is not an IANA time zone", {"timezone": timezone}
+        ) from None
+    return timezone
+
+
 class Calendar(ContractModel):
     """A business calendar: IANA time zone, weekly opening intervals and holidays.
 
@@ -271,17 +306,7 @@ class Calendar(ContractModel):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, timezone: str) -> str:
-        try:
-            ZoneInfo(timezone)
-        except (KeyError, ValueError, OSError):
-            # ZoneInfoNotFoundError is a KeyError; malformed keys raise ValueError; a key naming
-            # a directory of the tz database ("America") raises an OSError on some platforms.
-            raise PydanticCustomError(
-                "unknown_timezone",
-                "'{timezone}' is not an IANA time zone",
-                {"timezone": timezone},
-            ) from None
-        return timezone
+        return known_time_zone(timezone)
 
     @field_validator("weekly")
     @classmethod

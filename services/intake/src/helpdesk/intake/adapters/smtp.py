@@ -11,11 +11,13 @@ import asyncio
 import contextlib
 import logging
 
+import sqlalchemy as sa
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from helpdesk.intake.domain.email import UnreadableEmailError
 from helpdesk.intake.inbound import receive_email
 from helpdesk.shared.service import ServiceRuntime
+from helpdesk.shared.web import Problem
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,8 @@ class InboundHandler:
     async def handle_DATA(  # noqa: N802 - aiosmtpd finds hooks by this name
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
-        """250 once recorded (a refusal too), 550 for an unreadable message, 451 on a fault."""
+        """250 once recorded (a refusal too); 550 / 554 for a message that can never be taken
+        (unreadable, or refused for what it holds); 451 on a fault, so the sender retries."""
         raw = envelope.original_content
         if raw is None:
             content = envelope.content
@@ -41,6 +44,16 @@ class InboundHandler:
         except UnreadableEmailError as exc:
             # Permanent: retrying the same bytes cannot help; the sending MTA bounces it.
             return f"550 5.6.0 Unreadable message: {_one_line(str(exc))}"
+        except Problem as problem:
+            if problem.status >= 500:
+                log.exception("inbound e-mail from %s failed", envelope.mail_from)
+                return "451 4.3.0 Temporary failure; try again later"
+            # Refused for what the message is (a 4xx over HTTP): the same bytes will be refused
+            # again, so a retry would go on forever.
+            return f"554 5.6.0 Message refused: {_one_line(str(problem))}"
+        except sa.exc.DataError as exc:
+            # Text the database cannot store: as permanent as an unreadable message.
+            return f"554 5.6.0 Message cannot be stored: {_one_line(str(exc.orig))}"
         except Exception:
             # Temporary: nothing was recorded, so the sending MTA must retry later.
             log.exception("inbound e-mail from %s failed", envelope.mail_from)

@@ -36,6 +36,10 @@ async def create_account(body: AccountCreate, runtime: Runtime, caller: Caller) 
             account_id=account_id, number=number, name=body.name, timezone=body.timezone
         )
         await commands.record(conn, [ctx.event(opened, account_id=account_id)])
+        if not await commands.recorded(conn, accounts, account_id):
+            # A concurrent create took the name or number first; this one records nothing.
+            await commands.unique_account(conn, body.name, number)
+            raise commands.conflict("A concurrent request created an account like this one.")
         row = await commands.account_row(conn, caller, account_id)
     return commands.account_view(row, at)
 
@@ -73,7 +77,11 @@ async def patch_account(
         if (name, timezone) != (row.name, row.timezone):
             await commands.unique_account(conn, name, None, exclude=account_id)
             updated = AccountUpdated(account_id=account_id, name=name, timezone=timezone)
-            await commands.record(conn, [ctx.event(updated, account_id=account_id)])
+            try:
+                await commands.record(conn, [ctx.event(updated, account_id=account_id)])
+            except sa.exc.IntegrityError as exc:
+                # A concurrent rename to the same name committed between check and update.
+                raise commands.name_taken() from exc
         if body.status is not None:
             await commands.change_account_status(conn, row, body.status, ctx)
         row = await commands.account_row(conn, caller, account_id)

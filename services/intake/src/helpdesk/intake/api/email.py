@@ -45,9 +45,13 @@ def _staff_only(caller: Principal) -> None:
     responses={200: {"description": "threaded as a reply"}, 202: {"description": "refused"}},
 )
 async def inbound_email(request: Request, runtime: Runtime, caller: Caller) -> JSONResponse:
-    """Take one raw RFC 5322 message: open a ticket, thread a reply, or record a refusal."""
+    """Take one raw RFC 5322 message: open a ticket, thread a reply, or record a refusal.
+
+    At most `HELPDESK_EMAIL_MAX_BYTES` (25 MB, as over SMTP). Attachments are not stored; their
+    names and sizes are noted on the ticket. NUL characters are removed.
+    """
     _staff_only(caller)
-    raw = await request.body()
+    raw = await _message_bytes(request, runtime.settings.email_max_bytes)
     try:
         answer = await receive_email(runtime, raw)
     except UnreadableEmailError as exc:
@@ -60,6 +64,26 @@ async def inbound_email(request: Request, runtime: Runtime, caller: Caller) -> J
     status = 200 if answer.get("duplicate") else STATUS[answer["outcome"]]
     headers = {"Location": f"/v1/tickets/{answer['ticket_id']}"} if status == 201 else None
     return JSONResponse(answer, status_code=status, headers=headers)
+
+
+async def _message_bytes(request: Request, limit: int) -> bytes:
+    """The raw message, or a 413 once it is longer than SMTP would take (`limit`)."""
+    too_large = Problem(
+        413,
+        "Content Too Large",
+        f"An e-mail may have at most {limit} bytes, as over SMTP; nothing was recorded.",
+        errors=[{"field": "body", "reason": f"longer than {limit} bytes"}],
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 @router.get("/inbound/email")

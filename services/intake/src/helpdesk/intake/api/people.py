@@ -57,6 +57,8 @@ async def add_contact(
             visibility=body.visibility,
         )
         await commands.record(conn, [ctx.event(added, account_id=account_id)])
+        if not await commands.recorded(conn, contacts, added.contact_id):
+            raise _email_taken()  # a concurrent request added this address first
     return {"id": added.contact_id, **added.model_dump(mode="json", exclude={"contact_id"})}
 
 
@@ -82,6 +84,8 @@ async def add_staff(body: StaffCreate, runtime: Runtime, caller: Caller) -> dict
             raise _email_taken()
         added = StaffAdded(staff_id=new_id(), name=body.name, email=email, role=body.role)
         await commands.record(conn, [commands.provider(ctx, added)])
+        if not await commands.recorded(conn, staff, added.staff_id):
+            raise _email_taken()  # a concurrent request added this address first
     return {"id": added.staff_id, "name": added.name, "email": added.email, "role": added.role}
 
 
@@ -96,8 +100,15 @@ async def list_staff(runtime: Runtime, caller: Caller) -> list[dict[str, Any]]:
 
 
 @router.post("/api-keys", status_code=201)
-async def issue_key(body: ApiKeyCreate, runtime: Runtime, caller: Caller) -> dict[str, Any]:
-    """Issue a key; its token is in this answer and nowhere else (only its hash is kept)."""
+async def issue_key(
+    body: ApiKeyCreate, runtime: Runtime, caller: Caller, response: Response
+) -> dict[str, Any]:
+    """Issue a key; its token is in this answer and nowhere else (only its hash is kept).
+
+    A retry with the same Idempotency-Key answers 409 naming the key: the token is never
+    stored, so it cannot be replayed.
+    """
+    response.headers["Cache-Control"] = "no-store"
     ctx = commands.context(caller, None, commands.now())
     async with runtime.transaction() as conn:
         account_id, visibility, staff_id = body.account_id, None, body.staff_id

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
-from zoneinfo import available_timezones
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    Strict,
+    field_validator,
+)
 
+from helpdesk.shared.agreements.models import known_time_zone
 from helpdesk.shared.contracts.accounts import ContactRole, KeyRole, StaffRole, Visibility
 from helpdesk.shared.contracts.common import (
     AccountStatus,
@@ -23,6 +33,35 @@ from helpdesk.shared.contracts.common import (
 
 Text = Annotated[str, Field(min_length=1, max_length=100_000)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+# JSON true is not 1, and "3" is not 3: numbers and booleans are taken as they are typed.
+StrictInt = Annotated[int, Strict()]
+StrictBool = Annotated[bool, Strict()]
+
+#: The earliest instant the API takes: nothing this service records happened before it.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+#: How far ahead of the server's clock an instant may lie (clock skew of the sender); whether
+#: a command may lie in the future at all is decided by the command (most may not).
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def _sane_instant(value: datetime) -> datetime:
+    """An instant between 1970 and a few minutes from now, in UTC.
+
+    Year 1 or 9999 with an offset does not even fit a datetime once converted to UTC; either
+    bound would be a poison event for every consumer of the stream.
+    """
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("lies outside the years datetimes can hold") from exc
+    if utc < EARLIEST:
+        raise ValueError("lies before 1970-01-01T00:00:00Z")
+    if utc > datetime.now(UTC) + CLOCK_SKEW:
+        raise ValueError("lies in the future")
+    return value
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_sane_instant)]
 
 
 class Body(BaseModel):
@@ -32,9 +71,7 @@ class Body(BaseModel):
 
 
 def _known_zone(value: str | None) -> str | None:
-    if value is not None and value not in available_timezones():
-        raise ValueError(f"unknown IANA time zone {value!r}")
-    return value
+    return None if value is None else known_time_zone(value)
 
 
 class AccountCreate(Body):
@@ -87,7 +124,7 @@ class ApiKeyCreate(Body):
 class Imported(Body):
     """Every command may carry `occurred_at` when the key has the import scope."""
 
-    occurred_at: AwareDatetime | None = None
+    occurred_at: Instant | None = None
 
 
 class TicketCreate(Imported):
@@ -103,10 +140,10 @@ class TicketCreate(Imported):
     scope: Scope = "in"
     category: Annotated[str, Field(max_length=100)] | None = None
     severity: Annotated[str, Field(max_length=100)] | None = None
-    affected_users: Annotated[int, Field(ge=0)] | None = None
+    affected_users: Annotated[StrictInt, Field(ge=0)] | None = None
     service_class: Annotated[str, Field(max_length=100)] | None = None
     fields: dict[str, Any] = Field(default_factory=dict)
-    reported_at: AwareDatetime | None = None
+    reported_at: Instant | None = None
 
 
 class Triage(Imported):
@@ -128,7 +165,7 @@ class Comment(Imported):
     """POST /v1/tickets/{id}/comments: public comments are responses to the customer."""
 
     body: Text
-    public: bool = False
+    public: StrictBool = False
 
 
 class RequestInfo(Imported):
@@ -159,11 +196,11 @@ class VendorReturn(Imported):
 class TimeEntry(Imported):
     """POST /v1/tickets/{id}/time-entries."""
 
-    minutes: Annotated[int, Field(gt=0, le=24 * 60)]
+    minutes: Annotated[StrictInt, Field(gt=0, le=24 * 60)]
     work_type: WorkType
     scope: Scope | None = None
-    after_hours: bool = False
-    worked_at: AwareDatetime
+    after_hours: StrictBool = False
+    worked_at: Instant
     note: Annotated[str, Field(max_length=10_000)] = ""
 
 

@@ -13,20 +13,19 @@ from fastapi import APIRouter, Header, Query, Response
 from helpdesk.intake import commands
 from helpdesk.intake.adapters.tables import ticket_events, tickets
 from helpdesk.intake.api.schemas import TICKET_COMMANDS, Imported, TicketCreate
-from helpdesk.intake.domain.tickets import Ticket
+from helpdesk.intake.domain.tickets import Ticket, audience_history, audience_view
+from helpdesk.shared.auth import Principal
 from helpdesk.shared.contracts.common import Priority, TicketStatus
 from helpdesk.shared.deps import Caller, Runtime
 from helpdesk.shared.web import Problem
 
 router = APIRouter(prefix="/v1", tags=["tickets"])
 IfMatch = Annotated[str | None, Header(alias="If-Match")]
-# Seen only by staff: what a contact's history leaves out.
-INTERNAL_TYPES = frozenset({"ticket.time_logged", "ticket.flagged_partner_resolvable"})
 
 
-def _answer(ticket: Ticket, response: Response) -> dict[str, Any]:
+def _answer(ticket: Ticket, caller: Principal, response: Response) -> dict[str, Any]:
     response.headers["ETag"] = f'"{ticket.seq}"'
-    return ticket.view()
+    return audience_view(ticket.view(), staff=caller.is_staff)
 
 
 @router.post("/tickets", status_code=201)
@@ -38,7 +37,7 @@ async def open_ticket(
     async with runtime.transaction() as conn:
         ticket = await commands.open_ticket(conn, caller, body.model_dump(), ctx)
     response.headers["Location"] = f"/v1/tickets/{ticket.id}"
-    return _answer(ticket, response)
+    return _answer(ticket, caller, response)
 
 
 @router.get("/tickets")
@@ -93,21 +92,21 @@ async def list_tickets(
         if len(rows) > limit
         else None
     )
-    return {"items": [row.state for row in page], "next_cursor": next_cursor}
+    items = [audience_view(row.state, staff=caller.is_staff) for row in page]
+    return {"items": items, "next_cursor": next_cursor}
 
 
 @router.get("/tickets/{ticket_id}")
 async def get_ticket(
     ticket_id: UUID, runtime: Runtime, caller: Caller, response: Response
 ) -> dict[str, Any]:
-    """One ticket; its ETag is its version (seq) for If-Match."""
+    """One ticket; its ETag is its version (seq), the strong tag that If-Match names."""
     async with runtime.engine.connect() as conn:
         row = (await conn.execute(sa.select(tickets).where(tickets.c.id == ticket_id))).first()
     if row is None or not caller.can_see_ticket(row.account_id, row.contact_id):
         raise Problem(404, "Not Found", "No such ticket.")
     response.headers["ETag"] = f'"{row.seq}"'
-    state: dict[str, Any] = row.state
-    return state
+    return audience_view(row.state, staff=caller.is_staff)
 
 
 @router.get("/tickets/{ticket_id}/events")
@@ -121,14 +120,7 @@ async def ticket_history(ticket_id: UUID, runtime: Runtime, caller: Caller) -> l
             .order_by(ticket_events.c.seq)
         )
         history = [row.envelope for row in rows]
-    if caller.is_staff:
-        return history
-    return [
-        e
-        for e in history
-        if e["type"] not in INTERNAL_TYPES
-        and not (e["type"] == "ticket.commented" and not e["payload"]["public"])
-    ]
+    return audience_history(history, staff=caller.is_staff)
 
 
 def _command_route(
@@ -148,7 +140,7 @@ def _command_route(
             ticket = await commands.ticket_command(
                 conn, caller, ticket_id, command, fields, ctx, if_match
             )
-        return _answer(ticket, response)
+        return _answer(ticket, caller, response)
 
     # Resolved here: under postponed annotations FastAPI would look `body_type` up globally.
     run.__annotations__["body"] = body_type

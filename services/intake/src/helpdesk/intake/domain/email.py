@@ -36,6 +36,19 @@ class UnreadableEmailError(ValueError):
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """What is kept of an attachment: intake stores no files, only that one was sent."""
+
+    filename: str
+    content_type: str
+    size: int  # bytes, decoded
+
+    def view(self) -> dict[str, object]:
+        """JSON-ready."""
+        return {"filename": self.filename, "content_type": self.content_type, "size": self.size}
+
+
+@dataclass(frozen=True)
 class InboundEmail:
     """The parts of an inbound message that intake uses."""
 
@@ -47,6 +60,7 @@ class InboundEmail:
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
     auto_submitted: bool = False
+    attachments: tuple[Attachment, ...] = ()
 
 
 def parse_message(raw: bytes) -> InboundEmail:
@@ -57,15 +71,17 @@ def parse_message(raw: bytes) -> InboundEmail:
         message = message_from_bytes(raw, policy=default)
         assert isinstance(message, EmailMessage)  # what policy.default builds
         sender, name = _sender(message)
+        message_id = _message_id(message.get("Message-ID"))
         return InboundEmail(
-            message_id=_message_id(message.get("Message-ID")),
-            sender=sender,
-            sender_name=name,
-            subject=_one_line(str(message.get("Subject") or "")),
-            body=_body(message),
+            message_id=storable(message_id) if message_id else None,
+            sender=storable(sender),
+            sender_name=storable(name),
+            subject=storable(_one_line(str(message.get("Subject") or ""))),
+            body=storable(_body(message)),
             in_reply_to=_message_id(message.get("In-Reply-To")),
             references=tuple(_message_ids(str(message.get("References") or ""))),
             auto_submitted=_is_automatic(message),
+            attachments=tuple(_attachments(message)),
         )
     except UnreadableEmailError:
         raise
@@ -110,7 +126,27 @@ def without_quoted_reply(body: str) -> str:
     return kept or body
 
 
+def storable(text: str) -> str:
+    """`text` without what no database column can hold: NUL characters are removed, and bytes
+    that were not text (kept as lone surrogates by the parser) become `?`."""
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
 # -- parts ------------------------------------------------------------------------------------
+
+
+def _attachments(message: EmailMessage) -> list[Attachment]:
+    found = []
+    for part in message.iter_attachments():
+        payload = part.get_payload(decode=True)
+        found.append(
+            Attachment(
+                filename=storable(part.get_filename() or "(unnamed)")[:255],
+                content_type=storable(part.get_content_type()),
+                size=len(payload) if isinstance(payload, bytes) else 0,
+            )
+        )
+    return found
 
 
 def _sender(message: EmailMessage) -> tuple[str, str]:

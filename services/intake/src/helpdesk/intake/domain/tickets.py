@@ -91,10 +91,11 @@ class Ticket:
     closed_at: datetime | None = None
     partner_resolvable: bool = False
     comments: int = 0
+    public_comments: int = 0
     minutes_logged: int = 0
 
     def view(self) -> dict[str, Any]:
-        """The ticket as the API shows it (JSON-ready)."""
+        """The ticket's whole state (JSON-ready), as staff see it; see `contact_view`."""
         return {
             "id": str(self.id),
             "number": self.number,
@@ -123,6 +124,7 @@ class Ticket:
             "closed_at": self.closed_at.isoformat() if self.closed_at else None,
             "partner_resolvable": self.partner_resolvable,
             "comments": self.comments,
+            "public_comments": self.public_comments,
             "minutes_logged": self.minutes_logged,
             "updated_at": self.last_occurred_at.isoformat(),
         }
@@ -165,8 +167,42 @@ class Ticket:
             closed_at=when("closed_at"),
             partner_resolvable=view["partner_resolvable"],
             comments=view["comments"],
+            # Rows folded before the count existed have none until `rebuild` recounts them.
+            public_comments=view.get("public_comments", 0),
             minutes_logged=view["minutes_logged"],
         )
+
+
+#: Events only staff see in a ticket's history.
+INTERNAL_TYPES = frozenset({"ticket.time_logged", "ticket.flagged_partner_resolvable"})
+#: What only staff see of a ticket's state: what those events and internal comments add.
+STAFF_ONLY_FIELDS = ("minutes_logged", "partner_resolvable", "public_comments")
+
+
+def audience_view(view: dict[str, Any], *, staff: bool) -> dict[str, Any]:
+    """A ticket's view (`Ticket.view`) for one audience: the one place that decides it.
+
+    Staff see everything. A contact sees what the customer side of the history shows: the
+    count of public comments only, and no logged time or partner flag.
+    """
+    if staff:
+        return view
+    shown = {k: v for k, v in view.items() if k not in STAFF_ONLY_FIELDS}
+    shown["comments"] = view["public_comments"]
+    return shown
+
+
+def audience_history(history: list[dict[str, Any]], *, staff: bool) -> list[dict[str, Any]]:
+    """A ticket's event envelopes (JSON) for one audience: a contact's leave out internal
+    events and internal comments, matching `audience_view`."""
+    if staff:
+        return history
+    return [
+        e
+        for e in history
+        if e["type"] not in INTERNAL_TYPES
+        and not (e["type"] == "ticket.commented" and not e["payload"]["public"])
+    ]
 
 
 def start(opened: TicketOpened, seq: int, occurred_at: datetime) -> Ticket:
@@ -210,12 +246,20 @@ def fold(ticket: Ticket, payload: BaseModel, seq: int, occurred_at: datetime) ->
         case TicketAssigned():
             return replace(t, assignee=payload.technician)
         case TicketCommented():
-            return replace(t, comments=t.comments + 1)
+            public = t.public_comments + (1 if payload.public else 0)
+            return replace(t, comments=t.comments + 1, public_comments=public)
         case TicketInfoRequested():
-            return replace(t, status="waiting_on_customer", comments=t.comments + 1)
+            return replace(
+                t,
+                status="waiting_on_customer",
+                comments=t.comments + 1,
+                public_comments=t.public_comments + 1,
+            )
         case TicketCustomerReplied():
             status: TicketStatus = "open" if payload.resumed else t.status
-            return replace(t, status=status, comments=t.comments + 1)
+            return replace(
+                t, status=status, comments=t.comments + 1, public_comments=t.public_comments + 1
+            )
         case TicketEscalated():
             status = "waiting_on_vendor" if payload.tier == "vendor" else t.status
             return replace(t, status=status, escalations=(*t.escalations, payload.tier))

@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from helpdesk.shared.agreements import Agreement
+from helpdesk.shared.db import row_chunks
 from helpdesk.sla_timer.adapters.tables import sla_agreements, sla_contacts, sla_tickets
 
 _UUIDS = pg.ARRAY(pg.UUID(as_uuid=True))
@@ -56,17 +57,16 @@ async def load_tickets(conn: AsyncConnection, ids: Iterable[UUID]) -> dict[UUID,
 
 
 async def save_tickets(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert or replace ticket rows (one statement)."""
-    if not rows:
-        return
-    statement = pg_insert(sla_tickets).values(list(rows))
+    """Insert or replace ticket rows (one statement per few thousand rows)."""
     columns = [c.name for c in sla_tickets.columns if c.name != "ticket_id"]
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[sla_tickets.c.ticket_id],
-            set_={name: statement.excluded[name] for name in columns},
+    for chunk in row_chunks(rows):
+        statement = pg_insert(sla_tickets).values(chunk)
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[sla_tickets.c.ticket_id],
+                set_={name: statement.excluded[name] for name in columns},
+            )
         )
-    )
 
 
 async def agreements_for(
