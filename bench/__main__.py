@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import os
 
-from bench import intake_api, outbox_relay, rebuild
+from bench import intake_api, outbox_relay, rebuild, sla_timers
 
 
 async def _all(
@@ -14,6 +14,7 @@ async def _all(
 ) -> None:
     await outbox_relay.run(bootstrap, database_url, messages)
     await rebuild.run(bootstrap, database_url, events)
+    await sla_timers.run(bootstrap, database_url)
     await intake_api.run(bootstrap, database_url, requests)
 
 

@@ -54,7 +54,7 @@ def history(events: int) -> list[Envelope]:
     out: list[Envelope] = []
     for index, account in enumerate(accounts):
         out.append(
-            _wrap(
+            wrap(
                 AccountOpened(
                     account_id=account,
                     number=f"AC-{index}",
@@ -66,7 +66,7 @@ def history(events: int) -> list[Envelope]:
             )
         )
         out.append(
-            _wrap(AgreementSet(account_id=account, version=1, agreement=document), account, start)
+            wrap(AgreementSet(account_id=account, version=1, agreement=document), account, start)
         )
     tickets = max(1, (events - len(out)) // 5)
     for number in range(tickets):
@@ -74,7 +74,7 @@ def history(events: int) -> list[Envelope]:
         ticket = uuid.uuid4()
         opened_at = start + timedelta(minutes=number)
         for seq, (at, payload) in enumerate(ticket_life(ticket, number, account, opened_at), 1):
-            out.append(_wrap(payload, account, at, ticket, seq))
+            out.append(wrap(payload, account, at, ticket, seq))
     return out
 
 
@@ -129,7 +129,7 @@ def ticket_life(
     ]
 
 
-def _wrap(
+def wrap(
     payload: BaseModel,
     account: uuid.UUID,
     at: datetime,

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import json
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 import helpdesk.shared.contracts  # noqa: F401 - registers every event type
+from helpdesk.shared.contracts.accounts import AccountUpdated
 from helpdesk.shared.events import (
+    Actor,
     Envelope,
     EventRegistry,
     UnknownEventTypeError,
     decode,
+    new_envelope,
     registry,
 )
 
@@ -95,3 +100,20 @@ def test_an_old_version_is_upcast_to_the_current_model() -> None:
 def test_a_version_newer_than_this_build_is_refused() -> None:
     with pytest.raises(UnknownEventTypeError):
         _local_registry().decode_payload(_envelope(3, {"subject": "x", "priority": "P1"}))
+
+
+def test_a_consumer_ignores_an_optional_field_it_does_not_know_yet() -> None:
+    """Producers may be deployed before consumers: an added optional field must not poison."""
+    envelope = new_envelope(
+        AccountUpdated(account_id=uuid.uuid4(), name="Acme", timezone="UTC"),
+        account_id=uuid.uuid4(),
+        actor=Actor(type="system", id="test"),
+        occurred_at=datetime.now(UTC),
+        recorded_at=datetime.now(UTC),
+        correlation_id="c",
+    )
+    newer = envelope.model_copy(update={"payload": {**envelope.payload, "colour": "blue"}})
+    decoded = registry.decode_payload(newer)
+    assert decoded == AccountUpdated.model_validate(envelope.payload)
+    with pytest.raises(ValidationError):
+        AccountUpdated.model_validate(newer.payload)  # a producer stays strict

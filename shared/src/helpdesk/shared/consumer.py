@@ -270,7 +270,10 @@ class BatchApplier:
 
     def handles(self, record: Record) -> bool:
         """Whether any projection handler or reaction takes this record's type."""
-        type_ = _header(record, "type")
+        return self.handles_type(_header(record, "type"))
+
+    def handles_type(self, type_: str | None) -> bool:
+        """Whether any projection handler or reaction takes events of `type_`."""
         return self.projection.handles(type_) or (
             self.reactions is not None and self.reactions.handles(type_)
         )

@@ -153,7 +153,10 @@ class EventRegistry:
         for version in range(envelope.version, spec.version):
             payload = spec.upcasters[version](payload)
         model: type[BaseModel] = spec.model
-        return model.model_validate(payload)
+        # Tolerant reader: a field this build does not know (a producer deployed first added an
+        # optional one) is ignored here; producers stay strict (`extra="forbid"`, golden samples).
+        known = {k: v for k, v in payload.items() if k in model.model_fields}
+        return model.model_validate(known)
 
 
 registry = EventRegistry()

@@ -41,20 +41,9 @@ from helpdesk.shared.contracts.accounts import (
 )
 from helpdesk.shared.contracts.sla import AutoCloseRequested
 from helpdesk.shared.contracts.tickets import (
-    TicketAssigned,
-    TicketClosed,
-    TicketCommented,
-    TicketConfirmed,
-    TicketCustomerReplied,
-    TicketEscalated,
+    TICKET_EVENTS,
     TicketFlaggedPartnerResolvable,
-    TicketInfoRequested,
     TicketOpened,
-    TicketReopened,
-    TicketResolved,
-    TicketTimeLogged,
-    TicketTriaged,
-    TicketVendorReturned,
 )
 from helpdesk.shared.db import row_chunks
 from helpdesk.shared.events import Event
@@ -163,22 +152,7 @@ async def partner_standing_changed(uow: UnitOfWork, events: Sequence[AnyEvent]) 
         await save_standing(uow.conn, account_id, folded)
 
 
-@projection.on_batch(
-    TicketOpened,
-    TicketTriaged,
-    TicketAssigned,
-    TicketCommented,
-    TicketInfoRequested,
-    TicketCustomerReplied,
-    TicketEscalated,
-    TicketVendorReturned,
-    TicketTimeLogged,
-    TicketResolved,
-    TicketConfirmed,
-    TicketClosed,
-    TicketReopened,
-    TicketFlaggedPartnerResolvable,
-)
+@projection.on_batch(*TICKET_EVENTS)
 async def tickets_changed(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
     """Fold a run of ticket events into the ticket rows: one load, one write."""
     ids = sorted({e.envelope.ticket_id for e in events if e.envelope.ticket_id is not None})

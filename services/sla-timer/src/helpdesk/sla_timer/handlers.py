@@ -37,20 +37,10 @@ from helpdesk.shared.contracts.sla import (
     SlaWarning,
 )
 from helpdesk.shared.contracts.tickets import (
+    TICKET_EVENTS,
     TicketAssigned,
-    TicketClosed,
-    TicketCommented,
-    TicketConfirmed,
-    TicketCustomerReplied,
-    TicketEscalated,
-    TicketFlaggedPartnerResolvable,
-    TicketInfoRequested,
     TicketOpened,
-    TicketReopened,
-    TicketResolved,
-    TicketTimeLogged,
     TicketTriaged,
-    TicketVendorReturned,
 )
 from helpdesk.shared.db import row_chunks
 from helpdesk.shared.events import Event, derive_event_id, registry
@@ -169,22 +159,7 @@ def _new_ticket(event: Event[TicketOpened]) -> dict[str, Any]:
     }
 
 
-@projection.on_batch(
-    TicketOpened,
-    TicketTriaged,
-    TicketAssigned,
-    TicketCommented,
-    TicketInfoRequested,
-    TicketCustomerReplied,
-    TicketEscalated,
-    TicketVendorReturned,
-    TicketTimeLogged,
-    TicketResolved,
-    TicketConfirmed,
-    TicketClosed,
-    TicketReopened,
-    TicketFlaggedPartnerResolvable,
-)
+@projection.on_batch(*TICKET_EVENTS)
 async def ticket_events(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
     """Append to each ticket's history, then re-fold the touched tickets into rows and timers."""
     rows = await load_tickets(

@@ -164,3 +164,22 @@ class TicketFlaggedPartnerResolvable(Payload):
     """A technician marked a closed partner ticket as one the partner should have resolved."""
 
     note: str = ""
+
+
+#: Every `ticket.*` payload: what a projection that folds whole tickets registers for.
+TICKET_EVENTS: tuple[type[Payload], ...] = (
+    TicketOpened,
+    TicketTriaged,
+    TicketAssigned,
+    TicketCommented,
+    TicketInfoRequested,
+    TicketCustomerReplied,
+    TicketEscalated,
+    TicketVendorReturned,
+    TicketTimeLogged,
+    TicketResolved,
+    TicketConfirmed,
+    TicketClosed,
+    TicketReopened,
+    TicketFlaggedPartnerResolvable,
+)
