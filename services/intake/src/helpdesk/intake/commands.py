@@ -513,8 +513,9 @@ async def decide(
         case "vendor-return":
             return [rules.vendor_return(ticket, body.get("note", ""))]
         case "time-entries":
-            if body["worked_at"] < ticket.reported_at:
-                # Work on a ticket follows its report; an import back-dates both.
+            # Work on a ticket follows its report (an import back-dates both); compared to the
+            # minute, since clients send worked_at in whole seconds or minutes.
+            if body["worked_at"] < ticket.reported_at.replace(second=0, microsecond=0):
                 raise _invalid("worked_at", "lies before the ticket was reported")
             return [
                 rules.log_time(

@@ -1,0 +1,261 @@
+"""One full scenario per remaining seed preset, driven over HTTP through intake with an import
+key (back-dated `reported_at` / `occurred_at`), read back from GET /v1/tickets/{id}/sla.
+
+test_sla_timer.py covers four_tier_24x7 and small_business_remote; this module covers
+cloud_platform (seed 000), partner_reseller (seed 001) and managed_budget (seed 004), plus a
+daylight-saving change on a business-hours calendar. Every expected instant is worked out by hand
+in the comments from the preset's calendar and targets, never by calling the domain.
+
+All dates lie in 2026 before today and avoid the presets' yearly holidays unless a scenario
+crosses one on purpose. Every clock is long past due when read, so it shows as breached with the
+`due_at` it had; the assertions are about that instant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from helpdesk.shared.settings import Settings
+from services.intake.tests.integration._support import As, new_account, new_ticket, ok, run
+from tests.support import ADMIN_TOKEN, InProcessService, fresh_stack_settings, in_process, wait_for
+
+pytestmark = pytest.mark.integration
+
+NEW_YORK = ZoneInfo("America/New_York")
+AMSTERDAM = ZoneInfo("Europe/Amsterdam")
+
+
+# The fixtures and helpers below repeat the few that test_sla_timer.py defines: its folder name
+# (sla-timer) is no importable package, so they cannot be imported from there.
+
+
+@pytest.fixture(scope="module")
+async def stack(infra: tuple[str, str]) -> Settings:
+    """Settings of this module's stack: its own topic and database."""
+    bootstrap, database_url = infra
+    return await fresh_stack_settings(bootstrap, database_url)
+
+
+@pytest.fixture(scope="module")
+async def intake(stack: Settings) -> AsyncIterator[InProcessService]:
+    """Intake in-process: accounts, agreements, keys and tickets go through its API."""
+    async with in_process("intake", stack) as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+async def sla(stack: Settings, intake: InProcessService) -> AsyncIterator[InProcessService]:
+    """The SLA timer in-process."""
+    async with in_process("sla_timer", stack) as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+def admin(intake: InProcessService) -> As:
+    """The bootstrap admin, on intake."""
+    return As(intake.http, ADMIN_TOKEN)
+
+
+@pytest.fixture(scope="module")
+async def importer(admin: As) -> As:
+    """A history-import key, on intake."""
+    key = (await admin.post("/v1/api-keys", {"role": "import"})).json()
+    return As(admin.http, key["token"])
+
+
+def iso(at: datetime) -> str:
+    return at.isoformat()
+
+
+def instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def utc(year: int, month: int, day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
+
+
+def sla_view(
+    sla: InProcessService, caller: As, ticket_id: str, ready: Callable[[Any], bool] = bool
+) -> Callable[[], Awaitable[Any]]:
+    """A probe for `wait_for`: the ticket's SLA view once `ready` holds for it."""
+
+    async def probe() -> Any:
+        response = await sla.http.get(
+            f"/v1/tickets/{ticket_id}/sla", headers={"Authorization": f"Bearer {caller.token}"}
+        )
+        if response.status_code != 200:
+            return None
+        view = response.json()
+        return view if ready(view) else None
+
+    return probe
+
+
+def clock(view: dict[str, Any], kind: str, tier: str | None = None) -> dict[str, Any]:
+    return next(c for c in view["clocks"] if c["kind"] == kind and c["tier"] == tier)
+
+
+def due(view: dict[str, Any], kind: str, tier: str | None = None) -> datetime:
+    return instant(clock(view, kind, tier)["due_at"])
+
+
+def has_clocks(view: Any) -> bool:
+    return bool(view["clocks"])
+
+
+async def test_cloud_platform_24x7_response_targets_and_a_triage_downgrade(
+    sla: InProcessService, admin: As, importer: As
+) -> None:
+    # Seed 000: one 24×7 calendar; Critical (P1) 4 h, Moderate (P2) 12 h, Minimum (P3) 40 h;
+    # no resolution targets. On a 24×7 calendar business time is elapsed time.
+    account = await new_account(admin, {"preset": "cloud_platform"})
+    reported = utc(2026, 3, 10, 8, 15)  # Tuesday 10 March 2026, 08:15 UTC
+
+    critical = await new_ticket(importer, account["id"], priority="P1", reported_at=iso(reported))
+    view = await wait_for(sla_view(sla, admin, critical["id"], has_clocks))
+    # P1: 08:15 + 4 h = 12:15 UTC the same day.
+    assert due(view, "response") == utc(2026, 3, 10, 12, 15)
+    assert clock(view, "response")["target_minutes"] == 240
+    # "Conexlink does not guarantee resolution times": a response clock and nothing else.
+    assert [c["kind"] for c in view["clocks"]] == ["response"]
+
+    minimum = await new_ticket(importer, account["id"], priority="P3", reported_at=iso(reported))
+    view = await wait_for(sla_view(sla, admin, minimum["id"], has_clocks))
+    # P3: 08:15 Tuesday + 40 h = 24 h to 08:15 Wednesday + 16 h = 00:15 Thursday 12 March.
+    assert due(view, "response") == utc(2026, 3, 12, 0, 15)
+    assert [c["kind"] for c in view["clocks"]] == ["response"]
+
+    downgraded = await new_ticket(importer, account["id"], priority="P1", reported_at=iso(reported))
+    triaged_at = utc(2026, 3, 10, 9, 15)  # an hour later the technician finds it Moderate
+    ok(
+        await run(
+            importer,
+            downgraded["id"],
+            "triage",
+            {"priority": "P2", "occurred_at": iso(triaged_at)},
+        )
+    )
+    view = await wait_for(
+        sla_view(sla, admin, downgraded["id"], lambda v: v["priority"] == "P2" and v["clocks"])
+    )
+    # The clock keeps counting from the report (08:15), now with P2's 12 h: 20:15 UTC.
+    response = clock(view, "response")
+    assert instant(response["started_at"]) == reported
+    assert response["priority"] == "P2"
+    assert response["target_minutes"] == 720
+    assert due(view, "response") == utc(2026, 3, 10, 20, 15)
+
+
+async def test_partner_reseller_business_days_engineering_tier_and_vendor_pause(
+    sla: InProcessService, admin: As, importer: As
+) -> None:
+    # Seed 001: every priority 24 business hours (1440 min) on business_hours, Mon–Fri
+    # 09:00–17:00 America/New_York (8 h a day, so three business days); holidays 1 Jan, 4 Jul,
+    # 25 Dec. Escalation to engineering: its own 72 business hours (nine business days) on the
+    # same calendar; escalation to a vendor pauses every clock until the vendor hands it back.
+    # May 2026 is on EDT (UTC−4) throughout and holds none of those holidays.
+    account = await new_account(admin, {"preset": "partner_reseller"})
+    reported = datetime(2026, 5, 8, 16, 0, tzinfo=NEW_YORK)  # Friday 8 May, 16:00 EDT
+    required_on_open = {
+        "partner_domain": "partner.example",
+        "customer_name": "Acme",
+        "customer_domain": "acme.example",
+        "details": "the portal refuses logins",
+        "steps_taken": "reset the password",
+        "error_messages": "403",
+    }
+    ticket = await new_ticket(
+        importer, account["id"], priority="P3", reported_at=iso(reported), fields=required_on_open
+    )
+    view = await wait_for(sla_view(sla, admin, ticket["id"], has_clocks))
+    # Fri 16:00–17:00 = 1 h; Mon 11 = 8 h (9 h); Tue 12 = 8 h (17 h); Wed 13 from 09:00 the
+    # last 7 h → Wednesday 13 May 16:00 EDT = 20:00 UTC.
+    assert due(view, "response") == utc(2026, 5, 13, 20, 0)
+    assert clock(view, "response")["target_minutes"] == 1440
+    assert [c["kind"] for c in view["clocks"]] == ["response"]
+
+    to_engineering = datetime(2026, 5, 11, 10, 0, tzinfo=NEW_YORK)  # Monday 11 May, 10:00 EDT
+    ok(
+        await run(
+            importer,
+            ticket["id"],
+            "escalate",
+            {"tier": "engineering", "occurred_at": iso(to_engineering)},
+        )
+    )
+    view = await wait_for(
+        sla_view(sla, admin, ticket["id"], lambda v: any(c["tier"] for c in v["clocks"]))
+    )
+    # Mon 10:00–17:00 = 7 h; 65 h left = eight full days (Tue 12 … Fri 15, Mon 18 … Thu 21,
+    # 64 h) and 1 h on Friday 22 May → 10:00 EDT = 14:00 UTC: nine business days after Monday.
+    assert instant(clock(view, "escalation", "engineering")["started_at"]) == to_engineering
+    assert clock(view, "escalation", "engineering")["target_minutes"] == 72 * 60
+    assert due(view, "escalation", "engineering") == utc(2026, 5, 22, 14, 0)
+    # Escalating does not answer the customer: the response deadline stands.
+    assert due(view, "response") == utc(2026, 5, 13, 20, 0)
+
+    to_vendor = datetime(2026, 5, 12, 15, 0, tzinfo=NEW_YORK)  # Tuesday 12 May, 15:00 EDT
+    back = datetime(2026, 5, 13, 10, 0, tzinfo=NEW_YORK)  # Wednesday 13 May, 10:00 EDT
+    vendor = {"tier": "vendor", "occurred_at": iso(to_vendor)}
+    ok(await run(importer, ticket["id"], "escalate", vendor))
+    ok(await run(importer, ticket["id"], "vendor-return", {"occurred_at": iso(back)}))
+    view = await wait_for(
+        sla_view(sla, admin, ticket["id"], lambda v: any(p["end"] for p in v["pauses"]))
+    )
+    assert view["pauses"] == [
+        {"reason": "vendor", "start": view["pauses"][0]["start"], "end": view["pauses"][0]["end"]}
+    ]
+    assert instant(view["pauses"][0]["start"]) == to_vendor
+    assert instant(view["pauses"][0]["end"]) == back
+    # 19 wall-clock hours with the vendor, of which business time: Tue 15:00–17:00 (2 h) and
+    # Wed 09:00–10:00 (1 h) = 3 h. Every deadline moves by those 3 business hours:
+    # response Wed 16:00 + 3 h = 1 h on Wednesday, 2 h on Thursday → Thu 14 May 11:00 EDT;
+    assert due(view, "response") == utc(2026, 5, 14, 15, 0)
+    # engineering Fri 22 10:00 + 3 h → Friday 22 May 13:00 EDT.
+    assert due(view, "escalation", "engineering") == utc(2026, 5, 22, 17, 0)
+
+
+async def test_managed_budget_p4_across_new_years_day_and_a_weekend(
+    sla: InProcessService, admin: As, importer: As
+) -> None:
+    # Seed 004 (defaults chosen in the preset): business_hours Mon–Fri 09:00–17:00
+    # America/New_York with 1 Jan, 4 Jul and 25 Dec closed; response P1 1 h, P2 4 h, P3 8 h,
+    # P4 16 business hours; no resolution targets.
+    account = await new_account(admin, {"preset": "managed_budget"})
+    # Wednesday 31 December 2025, 15:00 EST (UTC−5).
+    reported = datetime(2025, 12, 31, 15, 0, tzinfo=NEW_YORK)
+    ticket = await new_ticket(importer, account["id"], priority="P4", reported_at=iso(reported))
+    view = await wait_for(sla_view(sla, admin, ticket["id"], has_clocks))
+    # Wed 31 Dec 15:00–17:00 = 2 h; Thu 1 Jan closed (New Year's Day); Fri 2 Jan = 8 h (10 h);
+    # Sat 3 / Sun 4 closed; Mon 5 Jan the last 6 h from 09:00 → 15:00 EST = 20:00 UTC.
+    assert due(view, "response") == utc(2026, 1, 5, 20, 0)
+    assert clock(view, "response")["target_minutes"] == 16 * 60
+    # "As quickly as feasible" is no guarantee: no resolution clock at all.
+    assert [c["kind"] for c in view["clocks"]] == ["response"]
+
+
+async def test_business_hours_across_the_spring_forward_in_amsterdam(
+    sla: InProcessService, admin: As, importer: As
+) -> None:
+    # small_business_remote: business_hours Mon–Fri 08:30–17:30 (9 h a day), P2 1440 business
+    # minutes; the account keeps the calendar in Europe/Amsterdam. Amsterdam springs forward on
+    # Sunday 29 March 2026 (02:00 CET → 03:00 CEST): UTC+1 before, UTC+2 after.
+    agreement = {
+        "preset": "small_business_remote",
+        "calendars": {"business_hours": {"timezone": "Europe/Amsterdam"}},
+    }
+    account = await new_account(admin, agreement)
+    reported = datetime(2026, 3, 27, 10, 0, tzinfo=AMSTERDAM)  # Friday 27 March, 10:00 CET
+    assert reported == utc(2026, 3, 27, 9, 0)
+    ticket = await new_ticket(importer, account["id"], priority="P2", reported_at=iso(reported))
+    view = await wait_for(sla_view(sla, admin, ticket["id"], has_clocks))
+    # Fri 10:00–17:30 = 7.5 h; Mon 30 March 9 h (16.5 h); Tue 31 March the last 7.5 h from
+    # 08:30 → 16:00 CEST = 14:00 UTC (a calendar stuck on CET would say 15:00 UTC).
+    assert due(view, "response") == utc(2026, 3, 31, 14, 0)
+    assert clock(view, "response")["calendar"] == "business_hours"
