@@ -6,14 +6,15 @@ import argparse
 import asyncio
 import os
 
-from bench import intake_api, outbox_relay, rebuild, sla_timers
+from bench import billing_rating, intake_api, outbox_relay, rebuild, sla_timers
 
 
 async def _all(
-    bootstrap: str, database_url: str, messages: int, requests: int, events: int
+    bootstrap: str, database_url: str, messages: int, requests: int, events: int, entries: int
 ) -> None:
     await outbox_relay.run(bootstrap, database_url, messages)
     await rebuild.run(bootstrap, database_url, events)
+    await billing_rating.run(bootstrap, database_url, entries)
     await sla_timers.run(bootstrap, database_url)
     await intake_api.run(bootstrap, database_url, requests)
 
@@ -24,17 +25,19 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=outbox_relay.DEFAULT_MESSAGES)
     parser.add_argument("--requests", type=int, default=intake_api.DEFAULT_REQUESTS)
     parser.add_argument("--events", type=int, default=rebuild.DEFAULT_EVENTS)
+    parser.add_argument("--entries", type=int, default=billing_rating.DEFAULT_ENTRIES)
     args = parser.parse_args()
+    counts = (args.messages, args.requests, args.events, args.entries)
     bootstrap = os.environ.get("HELPDESK_KAFKA_BOOTSTRAP")
     database_url = os.environ.get("DATABASE_URL")
     if bootstrap and database_url:
-        asyncio.run(_all(bootstrap, database_url, args.messages, args.requests, args.events))
+        asyncio.run(_all(bootstrap, database_url, *counts))
         return
     from helpdesk.deploy.testing import provision_test_infra, teardown_test_infra
 
     bootstrap, database_url = provision_test_infra()
     try:
-        asyncio.run(_all(bootstrap, database_url, args.messages, args.requests, args.events))
+        asyncio.run(_all(bootstrap, database_url, *counts))
     finally:
         teardown_test_infra()
 
