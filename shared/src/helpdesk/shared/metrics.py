@@ -18,6 +18,7 @@ Two kinds of metric live here:
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -132,9 +133,9 @@ class StateCollector(Collector):
         self._refreshed_at: float | None = None
         self._refreshing: asyncio.Task[None] | None = None
 
+    @abc.abstractmethod
     async def measure(self, conn: AsyncConnection, now: datetime) -> list[Metric]:
-        """The metric families as of `now`."""
-        raise NotImplementedError
+        """The metric families as of `now` (each service's collector says what it counts)."""
 
     async def refresh(self) -> None:
         """Compute the families now and cache them (a failed refresh keeps the last ones)."""
