@@ -130,7 +130,12 @@ async def _writing_transactions(engine: AsyncEngine) -> set[tuple[int, str]]:
 
 
 def _all_waiting_on_client(engine: AsyncEngine) -> Any:
-    """A probe: no other session of this database is running a statement right now."""
+    """A probe: no other session of this database is running a statement right now.
+
+    A backend of the frozen client may stay "active" without running anything: blocked writing
+    a large result to the stopped client (wait event type Client), or waiting on a lock that the
+    frozen process's other connection holds (type Lock). Neither can change what is committed.
+    """
 
     async def probe() -> bool:
         async with engine.connect() as conn:
@@ -138,6 +143,7 @@ def _all_waiting_on_client(engine: AsyncEngine) -> Any:
                 sa.text(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                     " AND pid <> pg_backend_pid() AND state = 'active'"
+                    " AND coalesce(wait_event_type, '') NOT IN ('Client', 'Lock')"
                 )
             )
 
