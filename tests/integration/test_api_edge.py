@@ -265,7 +265,7 @@ async def _idempotency_rows(intake: InProcessService, key: str) -> list[Any]:
 async def test_a_fault_frees_the_key_and_keys_expire(
     admin: As, account: dict[str, Any], intake: InProcessService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from helpdesk.intake import commands
+    from helpdesk.intake.application import tickets as commands
 
     real = commands.open_ticket
 
@@ -528,3 +528,46 @@ def test_service_commands_run_with_the_stacks_admin_token(
         Stack(tmp_path).service_command("sla_timer", command)  # a later process: reads the file
     assert [argv[-1] for argv, _ in commands] == ["rebuild", "retry-parked"]
     assert {env["HELPDESK_ADMIN_TOKEN"] for _, env in commands} == {kept}
+
+
+# -- issue 8: a short HTTP path ---------------------------------------------------------------
+
+
+async def test_a_revoked_key_is_refused_at_once_although_it_was_cached(
+    admin: As, intake: InProcessService
+) -> None:
+    member, technician = await staff_key(admin, "technician")
+    ok(await technician.get("/v1/me"))
+    transport = intake.http._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    cache = transport.app.state.authenticate.cache  # type: ignore[attr-defined]
+    assert any(p.key_id == member["key_id"] for p, _ in cache._entries.values())
+    # served from the cache: the key table is not read again
+    ok(await technician.get("/v1/me"))
+
+    assert (await admin.delete(f"/v1/api-keys/{member['key_id']}")).status_code == 204
+    # this replica emitted the revoke: its cache forgot the key when the event was applied
+    assert (await technician.get("/v1/me")).status_code == 401
+    assert (await technician.post("/v1/tickets", {"subject": "s"})).status_code == 401
+
+
+async def test_concurrent_requests_with_one_key_are_one_command_and_its_replays(
+    admin: As, account: dict[str, Any], intake: InProcessService
+) -> None:
+    body = {"account_id": account["id"], "subject": unique("s")}
+    key = {"Idempotency-Key": unique("race")}
+    answers = await asyncio.gather(*(admin.post("/v1/tickets", body, key) for _ in range(4)))
+    # the claim is taken in the command's transaction: the others wait for it, then replay
+    assert [a.status_code for a in answers] == [201] * 4
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert sorted(a.headers.get("idempotent-replayed", "") for a in answers) == [""] + ["true"] * 3
+    [row] = await _idempotency_rows(intake, key["Idempotency-Key"])
+    assert row.status_code == 201
+    # a refusal inside the command's transaction rolls its writes back and is still kept
+    refused_key = {"Idempotency-Key": unique("refused")}
+    missing = {"account_id": str(uuid.uuid4()), "subject": unique("s")}
+    first = await admin.post("/v1/tickets", missing, refused_key)
+    assert 400 <= first.status_code < 500
+    again = await admin.post("/v1/tickets", missing, refused_key)
+    assert again.status_code == first.status_code
+    assert again.headers["idempotent-replayed"] == "true"

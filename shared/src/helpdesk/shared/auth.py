@@ -3,7 +3,15 @@
 The first admin key is the HELPDESK_ADMIN_TOKEN setting. Every other key is issued by intake,
 stored only as a SHA-256 hash (tokens carry 256 random bits, so a slow hash adds nothing), and
 reaches every service as `account.api_key_*` events that the consumer runtime applies to the
-service's own `api_keys` table (`key_handlers`).
+service's own `api_keys` table (`key_projection`).
+
+Principals are cached in process (`PrincipalCache`, by token hash, bounded): a request with a
+known key costs no database round trip. The key projection invalidates a key's entry wherever
+it applies the key's revoke: on the replica that emits it, at emit time (own events are applied
+in the command's transaction), and on a replica whose consumer applies it. Replicas that apply
+neither (the other replicas of the emitting service drop their own event by id; a consumer
+group hands each event to one replica of a service) see a revoke once their entry expires,
+after `PrincipalCache.ttl` seconds at most. An issued key is new: nothing is cached for it.
 """
 
 from __future__ import annotations
@@ -12,6 +20,9 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Literal
 from uuid import UUID
@@ -93,6 +104,69 @@ def key_id_of(token: str) -> str | None:
     return parts[1]
 
 
+class PrincipalCache:
+    """Principals by token hash, the least recently used dropped beyond `size`.
+
+    An entry lives `ttl` seconds (the bound on a revoke reaching a replica that does not apply
+    it, see the module). A key invalidated by a key event is not cached again for
+    `settle` seconds: the event's transaction may not have committed yet, and a lookup in
+    between would read (and keep) the key as it was.
+    """
+
+    def __init__(self, size: int = 4096, ttl: float = 5.0, settle: float = 60.0) -> None:
+        self.size = size
+        self.ttl = ttl
+        self.settle = settle
+        self._entries: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._unsettled: dict[str, float] = {}
+
+    def get(self, token_hash: str) -> Principal | None:
+        """The cached principal of a token, if still fresh."""
+        entry = self._entries.get(token_hash)
+        if entry is None:
+            return None
+        principal, expires = entry
+        if time.monotonic() >= expires:
+            del self._entries[token_hash]
+            return None
+        self._entries.move_to_end(token_hash)
+        return principal
+
+    def put(self, token_hash: str, principal: Principal) -> None:
+        """Cache a principal just read from the key table (unless its key is settling)."""
+        now = time.monotonic()
+        settling = self._unsettled.get(principal.key_id)
+        if settling is not None and now < settling:
+            return
+        self._entries[token_hash] = (principal, now + self.ttl)
+        self._entries.move_to_end(token_hash)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def invalidate(self, key_id: str) -> None:
+        """Forget key `key_id` (a key event was applied)."""
+        now = time.monotonic()
+        self._unsettled = {k: t for k, t in self._unsettled.items() if t > now}
+        self._unsettled[key_id] = now + self.settle
+        for token_hash in [h for h, (p, _) in self._entries.items() if p.key_id == key_id]:
+            del self._entries[token_hash]
+
+
+#: The caches of the running replicas in this process, by service schema (a test may run
+#: several services, or two replicas of one, in one process).
+_caches: dict[str | None, weakref.WeakSet[PrincipalCache]] = {}
+
+
+def _register(schema: str | None, cache: PrincipalCache) -> None:
+    _caches.setdefault(schema, weakref.WeakSet()).add(cache)
+
+
+def invalidate_key(schema: str | None, key_id: str) -> None:
+    """Forget `key_id` in the caches of every replica of the service of `schema` here."""
+    for cache in list(_caches.get(schema, ())):
+        cache.invalidate(key_id)
+
+
 def key_projection(tables: RuntimeTables) -> Projection:
     """The projection that keeps a service's `api_keys` table in step with the key events."""
     keys = tables.api_keys
@@ -121,6 +195,7 @@ def key_projection(tables: RuntimeTables) -> Projection:
     async def revoked(uow: UnitOfWork, event: Event[ApiKeyRevoked]) -> None:
         key_id = event.payload.key_id
         await uow.conn.execute(keys.update().where(keys.c.key_id == key_id).values(revoked=True))
+        invalidate_key(tables.schema, key_id)
 
     return projection
 
@@ -128,10 +203,18 @@ def key_projection(tables: RuntimeTables) -> Projection:
 class Authenticator:
     """Turns an `Authorization: Bearer` header into a `Principal`, or a 401 problem."""
 
-    def __init__(self, admin_token: str, engine: AsyncEngine, tables: RuntimeTables) -> None:
+    def __init__(
+        self,
+        admin_token: str,
+        engine: AsyncEngine,
+        tables: RuntimeTables,
+        cache: PrincipalCache | None = None,
+    ) -> None:
         self._admin_hash = hash_token(admin_token) if admin_token else None
         self._engine = engine
         self._keys = tables.api_keys
+        self.cache = cache or PrincipalCache()
+        _register(tables.schema, self.cache)
 
     async def __call__(self, request: Request) -> Principal:
         """FastAPI dependency."""
@@ -143,6 +226,9 @@ class Authenticator:
         presented = hash_token(token)
         if self._admin_hash and hmac.compare_digest(presented, self._admin_hash):
             return Principal(key_id="admin", role="admin")
+        cached = self.cache.get(presented)
+        if cached is not None:
+            return cached
         key_id = key_id_of(token)
         row = None
         if key_id is not None:
@@ -152,7 +238,7 @@ class Authenticator:
                 ).first()
         if row is None or row.revoked or not hmac.compare_digest(presented, row.token_hash):
             raise _unauthorized("The API key is unknown or revoked.")
-        return Principal(
+        principal = Principal(
             key_id=row.key_id,
             role=row.role,
             account_id=row.account_id,
@@ -161,6 +247,8 @@ class Authenticator:
             visibility=row.visibility,
             scopes=frozenset(row.scopes),
         )
+        self.cache.put(presented, principal)
+        return principal
 
 
 def _unauthorized(detail: str) -> Problem:

@@ -189,6 +189,23 @@ class UnitOfWork:
     projection: Projection
     metrics: Metrics | None = None
     emitted: list[AnyEvent] = field(default_factory=list)
+    #: Each decided event's wire form (JSON), by event id: serialised once, written twice.
+    encoded: dict[UUID, bytes] = field(default_factory=dict)
+
+    def encode(self, events: Sequence[AnyEvent]) -> list[bytes]:
+        """The events' envelopes as JSON bytes, serialised once per event and unit of work.
+
+        A command that also writes its events elsewhere in the transaction (an event store)
+        takes them from here, and `emit` reuses them for the outbox.
+        """
+        out = []
+        for event in events:
+            envelope = event.envelope
+            value = self.encoded.get(envelope.event_id)
+            if value is None:
+                value = self.encoded[envelope.event_id] = envelope.to_bytes()
+            out.append(value)
+        return out
 
     async def emit(self, events: Sequence[AnyEvent]) -> list[AnyEvent]:
         """Record decided events: apply them to this service's projection and queue them.
@@ -202,7 +219,7 @@ class UnitOfWork:
         fresh_ids = await claim(self.conn, self.tables, [e.envelope.event_id for e in events])
         fresh = [e for e in events if e.envelope.event_id in fresh_ids]
         await self.projection.dispatch(self, fresh)
-        await append(self.conn, self.tables, [e.envelope for e in fresh])
+        await append(self.conn, self.tables, [e.envelope for e in fresh], self.encode(fresh))
         self.emitted += fresh
         return fresh
 

@@ -40,10 +40,22 @@ log = logging.getLogger(__name__)
 _LOCK_NAMESPACE = 0x68656C70  # "help"
 
 
-async def append(conn: AsyncConnection, tables: RuntimeTables, events: Sequence[Envelope]) -> None:
-    """Write `events` to the outbox in the caller's transaction, in order."""
+async def append(
+    conn: AsyncConnection,
+    tables: RuntimeTables,
+    events: Sequence[Envelope],
+    values: Sequence[bytes] | None = None,
+) -> None:
+    """Write `events` to the outbox in the caller's transaction, in order.
+
+    `values` are the envelopes already serialised (`UnitOfWork.encode`), one per event;
+    without them each is serialised here.
+    """
     if not events:
         return
+    if values is None:
+        values = [e.to_bytes() for e in events]
+    source = ["source", tables.schema or ""]
     # An event decided twice (same deterministic id) before the relay published it is one row.
     await conn.execute(
         pg.insert(tables.outbox).on_conflict_do_nothing(index_elements=["event_id"]),
@@ -52,14 +64,23 @@ async def append(conn: AsyncConnection, tables: RuntimeTables, events: Sequence[
                 "event_id": e.event_id,
                 "type": e.type,
                 "key": str(e.account_id).encode(),
-                "value": e.to_bytes(),
+                "value": value,
                 # `source` names the writing service (informational: nothing skips by it).
-                "headers": [[k, v.decode()] for k, v in e.headers()]
-                + [["source", tables.schema or ""]],
+                "headers": [[k, v.decode()] for k, v in e.headers()] + [source],
             }
-            for e in events
+            for e, value in zip(events, values, strict=True)
         ],
     )
+
+
+def jsonb_text(name: str) -> Any:
+    """A bind parameter `name` that takes JSON text and stores it as jsonb as it is.
+
+    For a command that writes its events to a jsonb column too: bind each row's envelope as
+    `UnitOfWork.encode(...)[i].decode()`, so it is not dumped to a dict and encoded again, as a
+    `JSONB` column's own binding would.
+    """
+    return sa.cast(sa.bindparam(name, type_=sa.Text), pg.JSONB)
 
 
 class OutboxRelay:

@@ -31,7 +31,7 @@ from helpdesk.shared.consumer import (
 )
 from helpdesk.shared.context import Clock, utc_now
 from helpdesk.shared.db import RuntimeTables, create_engine, is_migrated, migrate
-from helpdesk.shared.idempotency import IdempotencyKeys
+from helpdesk.shared.idempotency import IdempotencyKeys, command_transaction
 from helpdesk.shared.kafka import topic_partitions
 from helpdesk.shared.live import LiveLoop, LiveLoops
 from helpdesk.shared.logs import configure_logging
@@ -155,8 +155,13 @@ class ServiceRuntime:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """One database transaction; the relay is woken once it has committed."""
-        async with self.engine.begin() as conn:
+        """One database transaction; the relay is woken once it has committed.
+
+        Under a POST with an Idempotency-Key it is the request's transaction, which holds the
+        key's claim and commits with the stored answer once the route has answered (so a
+        route reads its own writes through this connection, not a pooled one).
+        """
+        async with command_transaction(self.engine) as conn:
             yield conn
         self.relay.notify()
 
@@ -212,13 +217,14 @@ class ServiceRuntime:
             authenticate,
             retention=timedelta(hours=self.settings.idempotency_retention_hours),
             lease=timedelta(seconds=self.settings.idempotency_lease_seconds),
+            on_commit=self.relay.notify,
         )
         app = create_app(
             title=self.spec.title,
             metrics=self.metrics,
             readiness=self.readiness,
             lifespan=lifespan,
-            middleware=[idempotency],
+            middleware=[idempotency.middleware],
         )
         for router in self.spec.routers:
             # One shared set of problem+json error answers in every service's OpenAPI document.

@@ -8,6 +8,7 @@ them), a uniqueness race lost in the database (409) and an unexpected fault (500
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -21,7 +22,10 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message as AsgiMessage
 
+from helpdesk.shared.errors import ApplicationError
 from helpdesk.shared.logs import correlation_id
 from helpdesk.shared.metrics import Metrics
 
@@ -29,7 +33,8 @@ log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
-HttpMiddleware = Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]
+#: A pure ASGI middleware: built once around the inner app (a class taking it, or a factory).
+AsgiMiddleware = Callable[[ASGIApp], ASGIApp]
 # Deeper JSON than any request body of the API needs; deeper still would exhaust the parser.
 MAX_JSON_DEPTH = 32
 NUL = "\x00"
@@ -195,6 +200,7 @@ def _entity_tags(header: str) -> list[tuple[bool, str]] | None:
 # -- request guards -------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=256)
 def is_json(content_type: str | None) -> bool:
     """Whether a Content-Type names JSON (application/json or a +json type)."""
     if not content_type:
@@ -278,34 +284,117 @@ def _nested_too_deep() -> Problem:
     )
 
 
-async def guard_input(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    """Refuse, as problem+json, what no route can store or read: NULs in the path or query, and
-    JSON bodies that are not UTF-8, not JSON, nested too deep, or carry NULs."""
-    try:
-        if NUL in request.url.path:
-            raise invalid("path", "contains a NUL character")
-        bad = sorted({k for k, v in request.query_params.multi_items() if NUL in k or NUL in v})
-        if bad:
-            raise Problem(
-                422,
-                "Invalid request",
-                "Query parameters must not contain NUL characters.",
-                errors=[
-                    {"field": f.replace(NUL, "\\u0000"), "reason": "contains a NUL character"}
-                    for f in bad
-                ],
-            )
-        if request.method in {"POST", "PUT", "PATCH"} and is_json(
-            request.headers.get("content-type")
-        ):
-            raw = await request.body()
-            if raw:
-                check_json_body(raw)
-    except Problem as problem:
-        return problem_response(problem, request)
-    return await call_next(request)
+class InputGuard:
+    """Pure ASGI middleware: refuse, as problem+json, what no route can store or read.
+
+    NULs in the path or query, and JSON bodies that are not UTF-8, not JSON, nested too deep,
+    or carry NULs. A JSON body is read once here and handed on to the app unchanged.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            _check_path_and_query(scope)
+            if scope["method"] in _BODY_METHODS and is_json(header(scope, b"content-type")):
+                raw = await read_body(receive)
+                receive = replay_body(raw, receive)
+                if raw:
+                    check_json_body(raw)
+        except Problem as problem:
+            await problem_response(problem, Request(scope))(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _check_path_and_query(scope: Scope) -> None:
+    if NUL in scope["path"]:
+        raise invalid("path", "contains a NUL character")
+    query: bytes = scope.get("query_string", b"")
+    if b"%00" not in query and b"\x00" not in query:
+        return  # the common case: no NUL can be in it, so nothing to parse
+    params = Request(scope).query_params
+    bad = sorted({k for k, v in params.multi_items() if NUL in k or NUL in v})
+    if bad:
+        raise Problem(
+            422,
+            "Invalid request",
+            "Query parameters must not contain NUL characters.",
+            errors=[
+                {"field": f.replace(NUL, "\\u0000"), "reason": "contains a NUL character"}
+                for f in bad
+            ],
+        )
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """The first value of request header `name` (lower case), decoded as Latin-1."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body, from the ASGI `receive` channel."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break  # the client went away; the app sees an empty body
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands `body` (already read) to the app, then waits on the client."""
+    pending = True
+
+    async def replay() -> AsgiMessage:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+class CorrelationIds:
+    """Pure ASGI middleware: the request's `X-Correlation-Id` (or a fresh one) is the log
+    context of everything the request does, and is echoed on the answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        value = header(scope, b"x-correlation-id") or str(uuid.uuid4())
+        raw = value.encode("latin-1")
+
+        async def send_with_id(message: AsgiMessage) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (b"x-correlation-id", raw)]
+            await send(message)
+
+        token = correlation_id.set(value)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            correlation_id.reset(token)
 
 
 def _database_problem(exc: sa.exc.DBAPIError) -> Problem | None:
@@ -344,7 +433,7 @@ def create_app(
     metrics: Metrics,
     readiness: ReadinessCheck,
     lifespan: Any = None,
-    middleware: Sequence[HttpMiddleware] = (),
+    middleware: Sequence[AsgiMiddleware] = (),
 ) -> FastAPI:
     """A FastAPI app with the endpoints and error handling every service shares.
 
@@ -356,6 +445,11 @@ def create_app(
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc, request)
+
+    @app.exception_handler(ApplicationError)
+    async def _refused(request: Request, exc: ApplicationError) -> JSONResponse:
+        problem = Problem(exc.status, exc.title, exc.detail, errors=exc.errors)
+        return problem_response(problem, request)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -402,22 +496,12 @@ def create_app(
         problem = Problem(500, "Internal Server Error", "An unexpected fault; nothing was kept.")
         return problem_response(problem, request)
 
+    # Added innermost first: requests pass the correlation id, then the input guard, then
+    # `middleware` in order, then the route.
     for inner in reversed(middleware):
-        app.middleware("http")(inner)
-    app.middleware("http")(guard_input)
-
-    @app.middleware("http")
-    async def _correlation(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        value = request.headers.get("x-correlation-id") or str(uuid.uuid4())
-        token = correlation_id.set(value)
-        try:
-            response = await call_next(request)
-        finally:
-            correlation_id.reset(token)
-        response.headers["x-correlation-id"] = value
-        return response
+        app.add_middleware(inner)
+    app.add_middleware(InputGuard)
+    app.add_middleware(CorrelationIds)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

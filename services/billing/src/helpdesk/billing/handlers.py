@@ -116,7 +116,7 @@ async def agreement_set(uow: UnitOfWork, event: Event[AgreementSet]) -> None:
             account_id=event.payload.account_id,
             version=event.payload.version,
             effective_at=effective_at,
-            agreement=event.payload.agreement,
+            agreement=event.payload.agreement.model_dump(mode="json"),
         )
         .on_conflict_do_nothing()
     )

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from helpdesk.intake.adapters.repositories import load_standing, save_standing
 from helpdesk.intake.adapters.tables import (
     accounts,
     agreements,
@@ -24,10 +24,13 @@ from helpdesk.intake.adapters.tables import (
     staff,
     tickets,
 )
+from helpdesk.intake.adapters.unit_of_work import PostgresUnitOfWork
+from helpdesk.intake.application import tickets as tickets_service
 from helpdesk.intake.domain import partner
 from helpdesk.intake.domain.tickets import Ticket, fold, start
 from helpdesk.shared.auth import key_projection
 from helpdesk.shared.consumer import AnyEvent, Projection, Reactions, UnitOfWork
+from helpdesk.shared.context import utc_now
 from helpdesk.shared.contracts.accounts import (
     AccountOpened,
     AccountStatusChanged,
@@ -101,7 +104,7 @@ async def agreement_set(uow: UnitOfWork, event: Event[AgreementSet]) -> None:
         .values(
             account_id=agreement.account_id,
             version=agreement.version,
-            agreement=agreement.agreement,
+            agreement=agreement.agreement.model_dump(mode="json"),
             set_at=event.envelope.occurred_at,
         )
         .on_conflict_do_nothing()
@@ -194,9 +197,7 @@ async def tickets_changed(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
 @reactions.on(AutoCloseRequested)
 async def auto_close_requested(uow: UnitOfWork, event: Event[AutoCloseRequested]) -> None:
     """The SLA timer's follow-ups went unanswered: close the ticket (reason no_response)."""
-    from helpdesk.intake import commands  # here: commands imports this module
-
-    await commands.auto_close(uow, event, commands.now())
+    await tickets_service.auto_close(PostgresUnitOfWork(uow), event, utc_now())
 
 
 _UUIDS = pg.ARRAY(pg.UUID(as_uuid=True))
@@ -216,18 +217,3 @@ def _columns(ticket: Ticket) -> dict[str, object]:
         "seq": ticket.seq,
         "state": ticket.view(),
     }
-
-
-async def load_standing(conn: AsyncConnection, account_id: object) -> partner.PartnerStanding:
-    """An account's partner standing."""
-    raw = await conn.scalar(sa.select(accounts.c.partner).where(accounts.c.id == account_id))
-    return partner.PartnerStanding.from_json(raw or {})
-
-
-async def save_standing(
-    conn: AsyncConnection, account_id: object, standing: partner.PartnerStanding
-) -> None:
-    """Store an account's partner standing."""
-    await conn.execute(
-        accounts.update().where(accounts.c.id == account_id).values(partner=standing.to_json())
-    )

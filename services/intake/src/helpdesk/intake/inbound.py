@@ -20,11 +20,16 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from helpdesk.intake import commands
-from helpdesk.intake.adapters.tables import accounts, contacts, inbound_messages, tickets
+from helpdesk.intake.adapters.tables import accounts, contacts, inbound_messages
+from helpdesk.intake.adapters.tables import tickets as ticket_rows
+from helpdesk.intake.adapters.unit_of_work import PostgresUnitOfWork
+from helpdesk.intake.application import tickets
+from helpdesk.intake.application.commands import TicketCreate
+from helpdesk.intake.application.context import command_context
 from helpdesk.intake.domain.email import InboundEmail, parse_message, ticket_number_in
 from helpdesk.intake.domain.email import without_quoted_reply as reply_text
 from helpdesk.shared.auth import Principal
+from helpdesk.shared.context import utc_now
 from helpdesk.shared.service import ServiceRuntime
 
 log = logging.getLogger(__name__)
@@ -44,14 +49,16 @@ async def receive_email(runtime: ServiceRuntime, raw: bytes) -> dict[str, Any]:
     Answers `{outcome: opened|replied|refused, ticket_id?, ticket_number?, reason?}`, plus
     `duplicate: true` when this Message-ID was acted on before (a retried delivery), in which
     case nothing is done again. Raises `UnreadableEmailError` for bytes that are no message; a
-    `Problem` or any other error means nothing was recorded and the sender should retry.
+    refusal (`ApplicationError`) or any other error means nothing was recorded, and the sender
+    should retry.
     """
     email = parse_message(raw)
-    async with runtime.transaction() as conn:
-        return await _receive(conn, email)
+    async with runtime.unit_of_work() as uow:
+        return await _receive(PostgresUnitOfWork(uow), email)
 
 
-async def _receive(conn: AsyncConnection, email: InboundEmail) -> dict[str, Any]:
+async def _receive(uow: PostgresUnitOfWork, email: InboundEmail) -> dict[str, Any]:
+    conn = uow.conn
     if email.message_id is not None:
         # Serialise deliveries of one message (Message-ID and sender), so two concurrent
         # retries cannot both open a ticket; the lock ends with the transaction.
@@ -85,49 +92,23 @@ async def _receive(conn: AsyncConnection, email: InboundEmail) -> dict[str, Any]
         contact_id=contact.id,
         visibility=cast(Literal["own", "account"], contact.visibility),
     )
-    ctx = commands.context(principal, None, commands.now())
+    ctx = command_context(principal, None, utc_now())
     ticket_id = await _thread(conn, principal, email)
     if ticket_id is not None:
         body = (reply_text(email.body) + attachment_note(email))[:MAX_BODY] or NO_TEXT
-        ticket = await commands.load_ticket(conn, ticket_id)
-        assert ticket is not None
-        if ticket.status == "closed":
-            # Seed 003, 4.2: a closed ticket may be reopened if the problem persists; the
-            # customer writing about it again is that.
-            await commands.ticket_command(
-                conn,
-                principal,
-                ticket_id,
-                "reopen",
-                {"reason": "customer replied by e-mail"},
-                ctx,
-                None,
-            )
-        ticket = await commands.ticket_command(
-            conn,
-            principal,
-            ticket_id,
-            "customer-reply",
-            {"body": body, "channel": "email"},
-            ctx,
-            None,
-        )
+        ticket = await tickets.email_reply(uow, principal, ticket_id, body, ctx)
         return await _record(conn, email, "replied", ticket.id, ticket.number)
-    request: dict[str, Any] = {
-        "account_id": contact.account_id,
-        "contact_id": contact.id,
-        "subject": email.subject[:MAX_SUBJECT] or NO_SUBJECT,
-        "description": (email.body + attachment_note(email))[:MAX_BODY],
-        "channel": "email",
+    command = TicketCreate(
+        account_id=contact.account_id,
+        contact_id=contact.id,
+        subject=email.subject[:MAX_SUBJECT] or NO_SUBJECT,
+        description=(email.body + attachment_note(email))[:MAX_BODY],
+        channel="email",
         # No priority: e-mail tickets are reviewed before a priority is set (seed 003, 7.2).
-        "priority": None,
-        "kind": "incident",
-        "scope": "in",
-        "fields": {"attachments": [a.view() for a in email.attachments]}
-        if email.attachments
-        else {},
-    }
-    opened = await commands.open_ticket(conn, principal, request, ctx)
+        priority=None,
+        fields={"attachments": [a.view() for a in email.attachments]} if email.attachments else {},
+    )
+    opened = await tickets.open_ticket(uow, principal, command, ctx)
     return await _record(conn, email, "opened", opened.id, opened.number)
 
 
@@ -146,8 +127,8 @@ async def _thread(conn: AsyncConnection, principal: Principal, email: InboundEma
         return None
     row = (
         await conn.execute(
-            sa.select(tickets.c.id, tickets.c.account_id, tickets.c.contact_id).where(
-                tickets.c.number == number
+            sa.select(ticket_rows.c.id, ticket_rows.c.account_id, ticket_rows.c.contact_id).where(
+                ticket_rows.c.number == number
             )
         )
     ).first()
@@ -167,9 +148,13 @@ async def _earlier_outcome(conn: AsyncConnection, email: InboundEmail) -> dict[s
     """
     row = (
         await conn.execute(
-            sa.select(inbound_messages.c.outcome, inbound_messages.c.ticket_id, tickets.c.number)
+            sa.select(
+                inbound_messages.c.outcome, inbound_messages.c.ticket_id, ticket_rows.c.number
+            )
             .select_from(
-                inbound_messages.outerjoin(tickets, tickets.c.id == inbound_messages.c.ticket_id)
+                inbound_messages.outerjoin(
+                    ticket_rows, ticket_rows.c.id == inbound_messages.c.ticket_id
+                )
             )
             .where(
                 inbound_messages.c.message_id == email.message_id,
@@ -206,7 +191,7 @@ async def _record(
     await conn.execute(
         inbound_messages.insert().values(
             message_id=email.message_id,
-            received_at=commands.now(),
+            received_at=utc_now(),
             sender=email.sender,
             subject=email.subject,
             outcome=outcome,

@@ -114,7 +114,7 @@ async def agreement_set(uow: UnitOfWork, event: Event[AgreementSet]) -> None:
         .values(
             account_id=event.payload.account_id,
             version=event.payload.version,
-            agreement=event.payload.agreement,
+            agreement=event.payload.agreement.model_dump(mode="json"),
         )
         .on_conflict_do_nothing()
     )

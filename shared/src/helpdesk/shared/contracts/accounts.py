@@ -6,11 +6,12 @@ Provider-level records (staff, staff keys) belong to the provider itself, whose 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, Field
 
+from helpdesk.shared.agreements.models import Agreement
 from helpdesk.shared.contracts.common import AccountStatus, Payload
 from helpdesk.shared.events import registry
 
@@ -52,11 +53,12 @@ class AccountStatusChanged(Payload):
 
 @registry.register("agreement.set")
 class AgreementSet(Payload):
-    """A new version of an account's agreement; `agreement` is a full `Agreement` document."""
+    """A new version of an account's agreement: the whole resolved `Agreement` (a preset with
+    the account's overrides applied), so every consumer reads exactly that document."""
 
     account_id: UUID
     version: int = Field(ge=1)
-    agreement: dict[str, Any]
+    agreement: Agreement
 
 
 @registry.register("contact.added")

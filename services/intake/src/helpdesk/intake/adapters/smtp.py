@@ -16,6 +16,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from helpdesk.intake.domain.email import UnreadableEmailError
 from helpdesk.intake.inbound import receive_email
+from helpdesk.shared.errors import ApplicationError
 from helpdesk.shared.service import ServiceRuntime
 from helpdesk.shared.web import Problem
 
@@ -44,7 +45,7 @@ class InboundHandler:
         except UnreadableEmailError as exc:
             # Permanent: retrying the same bytes cannot help; the sending MTA bounces it.
             return f"550 5.6.0 Unreadable message: {_one_line(str(exc))}"
-        except Problem as problem:
+        except (Problem, ApplicationError) as problem:
             if problem.status >= 500:
                 log.exception("inbound e-mail from %s failed", envelope.mail_from)
                 return "451 4.3.0 Temporary failure; try again later"

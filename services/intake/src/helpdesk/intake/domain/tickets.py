@@ -59,6 +59,20 @@ class MissingFieldsError(Exception):
         self.fields = fields
 
 
+class UnknownCategoryError(ValueError):
+    """A triage category outside the agreement's scope catalogue (422 on `category`)."""
+
+
+class TimelineError(ValueError):
+    """An instant the ticket's history cannot take: in the future, or before what is recorded
+    (422 naming `field`)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field} {reason}")
+        self.field = field
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Ticket:
     """A ticket's current state."""
@@ -307,6 +321,61 @@ def check_required(required: list[str], values: dict[str, Any]) -> None:
         raise MissingFieldsError(missing)
 
 
+def check_required_on_open(required: list[str], channel: Channel, values: dict[str, Any]) -> None:
+    """The agreement's required fields on opening, named in `MissingFieldsError` if missing.
+
+    E-mail tickets are exempt: a technician reviews them before anything else happens (seed
+    003, 7.2), and the sender of a message cannot be asked to fill in a form.
+    """
+    if channel != "email":
+        check_required(required, values)
+
+
+def not_in_future(field: str, instant: datetime, now: datetime) -> datetime:
+    """`instant`, unless it lies after `now` (`TimelineError` on `field`)."""
+    if instant > now:
+        raise TimelineError(field, "lies in the future")
+    return instant
+
+
+def opening_instant(
+    reported_at: datetime | None, occurred_at: datetime | None, now: datetime
+) -> tuple[datetime, datetime]:
+    """When a ticket was reported and when its opening happened, as `(reported_at, opened_at)`.
+
+    A live ticket is reported and opened now. An imported one is reported when the import says
+    (never in the future) and opens then too, unless the import gives `occurred_at`; it never
+    opens before it was reported, or its later back-dated commands would lie before it.
+    """
+    if occurred_at is not None:
+        not_in_future("occurred_at", occurred_at, now)
+    reported = not_in_future("reported_at", reported_at or occurred_at or now, now)
+    return reported, max(occurred_at or reported, reported)
+
+
+def command_instant(ticket: Ticket, occurred_at: datetime, recorded_at: datetime) -> datetime:
+    """When a command on `ticket` happens: a ticket's history never goes backwards.
+
+    A back-dated (imported) command that lies before the ticket's last event is refused. A live
+    command that read the clock just before a concurrent one committed happens right after
+    that one instead.
+    """
+    if occurred_at >= ticket.last_occurred_at:
+        return occurred_at
+    if occurred_at != recorded_at:
+        raise TimelineError("occurred_at", "is before the ticket's last recorded event")
+    return ticket.last_occurred_at
+
+
+def check_worked_at(ticket: Ticket, worked_at: datetime) -> None:
+    """Work on a ticket follows its report (an import back-dates both).
+
+    Compared to the minute, since clients send worked_at in whole seconds or minutes.
+    """
+    if worked_at < ticket.reported_at.replace(second=0, microsecond=0):
+        raise TimelineError("worked_at", "lies before the ticket was reported")
+
+
 def triage(
     ticket: Ticket,
     *,
@@ -324,7 +393,9 @@ def triage(
     _require_active(ticket, "triage")
     catalogue = [*in_scope, *out_of_scope]
     if category is not None and catalogue and category not in catalogue:
-        raise ValueError(f"category {category!r} is not in the agreement's scope catalogue")
+        raise UnknownCategoryError(
+            f"category {category!r} is not in the agreement's scope catalogue"
+        )
     if scope is None:
         scope = "out" if category is not None and category in out_of_scope else "in"
     return TicketTriaged(
@@ -436,6 +507,22 @@ def confirm(ticket: Ticket) -> list[BaseModel]:
             f"only a resolved ticket can be confirmed; this one is {ticket.status}"
         )
     return [TicketConfirmed(), TicketClosed(reason="confirmed")]
+
+
+def email_reply(ticket: Ticket, *, comment_id: UUID, body: str, author: str) -> list[BaseModel]:
+    """The customer wrote about the ticket by e-mail: the reply, after reopening a closed ticket.
+
+    Seed 003, 4.2: a closed ticket may be reopened if the problem persists, and the customer
+    writing about it again is that. Any other state takes the reply as it is.
+    """
+    if ticket.status != "closed":
+        return [
+            customer_reply(ticket, comment_id=comment_id, body=body, author=author, channel="email")
+        ]
+    reopened = reopen(ticket, "customer replied by e-mail")
+    after = fold(ticket, reopened, ticket.seq + 1, ticket.last_occurred_at)
+    reply = customer_reply(after, comment_id=comment_id, body=body, author=author, channel="email")
+    return [reopened, reply]
 
 
 def close(ticket: Ticket, reason: CloseReason) -> TicketClosed:

@@ -1,4 +1,8 @@
-"""Request bodies of intake's public API (field names are the contract in DESIGN.md)."""
+"""Intake's typed commands: the request bodies of its public API, validated at the edge.
+
+A use case takes one of these as it is (field names are the contract in DESIGN.md); each ticket
+command is dispatched by its class (`application.tickets.HANDLERS`).
+"""
 
 from __future__ import annotations
 
@@ -231,20 +235,3 @@ class PartnerResolvable(Imported):
     """POST /v1/tickets/{id}/partner-resolvable (seed 001)."""
 
     note: Annotated[str, Field(max_length=10_000)] = ""
-
-
-TICKET_COMMANDS: dict[str, type[Imported]] = {
-    "triage": Triage,
-    "assign": Assign,
-    "comments": Comment,
-    "request-info": RequestInfo,
-    "customer-reply": CustomerReply,
-    "escalate": Escalate,
-    "vendor-return": VendorReturn,
-    "time-entries": TimeEntry,
-    "resolve": Resolve,
-    "confirm": Confirm,
-    "close": Close,
-    "reopen": Reopen,
-    "partner-resolvable": PartnerResolvable,
-}

@@ -1,0 +1,115 @@
+"""The HTTP edge's in-process parts: the principal cache and the pure ASGI middlewares."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import Request
+
+from helpdesk.shared.auth import Principal, PrincipalCache
+from helpdesk.shared.logs import correlation_id
+from helpdesk.shared.metrics import Metrics
+from helpdesk.shared.web import create_app
+
+pytestmark = pytest.mark.unit
+
+
+def _principal(key_id: str) -> Principal:
+    return Principal(key_id=key_id, role="technician")
+
+
+def test_the_cache_is_bounded_least_recently_used_first() -> None:
+    cache = PrincipalCache(size=2)
+    cache.put("h1", _principal("k1"))
+    cache.put("h2", _principal("k2"))
+    assert cache.get("h1") == _principal("k1")  # h2 is now the least recently used
+    cache.put("h3", _principal("k3"))
+    assert cache.get("h2") is None
+    assert cache.get("h1") == _principal("k1")
+    assert cache.get("h3") == _principal("k3")
+
+
+def test_an_entry_expires_after_its_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    cache = PrincipalCache(ttl=5.0)
+    cache.put("h1", _principal("k1"))
+    now[0] += 4.9
+    assert cache.get("h1") is not None
+    now[0] += 0.2
+    assert cache.get("h1") is None
+
+
+def test_an_invalidated_key_is_forgotten_and_not_cached_while_its_event_settles(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    cache = PrincipalCache(ttl=5.0, settle=60.0)
+    cache.put("h1", _principal("k1"))
+    cache.put("h2", _principal("k2"))
+    cache.invalidate("k1")
+    assert cache.get("h1") is None
+    assert cache.get("h2") is not None
+    # a lookup that read the key before the revoke committed must not bring it back
+    cache.put("h1", _principal("k1"))
+    assert cache.get("h1") is None
+    now[0] += 61
+    cache.put("h1", _principal("k1"))
+    assert cache.get("h1") is not None
+
+
+def _app_client(seen: dict[str, Any] | None = None) -> httpx.AsyncClient:
+    """An app with a recording middleware (what the request context was when it ran)."""
+    seen = {} if seen is None else seen
+
+    async def ready() -> dict[str, bool]:
+        return {"ok": True}
+
+    def record(app: Any) -> Callable[..., Awaitable[None]]:
+        async def middleware(scope: Any, receive: Any, send: Any) -> None:
+            seen["correlation_id"] = correlation_id.get()
+            await app(scope, receive, send)
+
+        return middleware
+
+    app = create_app(title="t", metrics=Metrics("t"), readiness=ready, middleware=[record])
+
+    @app.post("/echo")
+    async def echo(request: Request) -> Any:
+        return await request.json()
+
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+
+
+async def test_the_correlation_id_is_the_request_context_and_is_echoed() -> None:
+    seen: dict[str, Any] = {}
+    async with _app_client(seen) as client:
+        given = await client.get("/healthz", headers={"X-Correlation-Id": "abc"})
+        assert given.headers["x-correlation-id"] == "abc"
+        fresh = await client.get("/healthz")
+        assert len(fresh.headers["x-correlation-id"]) == 36
+        assert seen["correlation_id"] == fresh.headers["x-correlation-id"]
+
+
+async def test_the_input_guard_answers_problems_and_hands_the_body_on() -> None:
+    async with _app_client() as client:
+        echoed = await client.post("/echo", json={"a": [1, 2]})
+        assert echoed.json() == {"a": [1, 2]}
+        broken = await client.post(
+            "/echo", content=b'{"a": ', headers={"Content-Type": "application/json"}
+        )
+        assert broken.status_code == 400
+        assert broken.headers["content-type"] == "application/problem+json"
+        assert broken.json()["errors"][0]["field"] == "body"
+        assert "x-correlation-id" in broken.headers
+        nul = await client.post("/echo", json={"a": "x\x00"})
+        assert nul.status_code == 422
+        assert nul.json()["errors"] == [{"field": "a", "reason": "contains a NUL character"}]
+        query = await client.get("/healthz", params={"q": "a\x00"})
+        assert query.status_code == 422
+        assert query.json()["instance"] == "/healthz"
