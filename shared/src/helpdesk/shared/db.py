@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +30,6 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     batch, the relay its round, an HTTP client its request).
     """
     return create_async_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=False)
-
-
-#: asyncpg binds at most 32767 parameters per statement; stay clear of it.
-_PARAMETERS_PER_STATEMENT = 30_000
-
-
-def row_chunks(rows: Sequence[Mapping[str, Any]]) -> Iterator[list[Mapping[str, Any]]]:
-    """Slices of `rows` small enough for one multi-row INSERT each (a batch of thousands of
-    events can touch more rows than one statement may bind parameters for)."""
-    if not rows:
-        return
-    size = max(1, _PARAMETERS_PER_STATEMENT // max(1, len(rows[0])))
-    for start in range(0, len(rows), size):
-        yield list(rows[start : start + size])
 
 
 async def bulk_upsert(
