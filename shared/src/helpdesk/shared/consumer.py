@@ -23,11 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, NamedTuple, TypeAlias, TypeVar
 from uuid import UUID, uuid4
 
 import sqlalchemy as sa
@@ -232,11 +233,20 @@ async def claim(conn: AsyncConnection, tables: RuntimeTables, ids: Sequence[UUID
     # Core, not text: a rebuild runs it with its schema translated to the shadow tables.
     rows = await conn.execute(
         pg_insert(processed)
-        .from_select(["event_id"], sa.select(_unnest(sorted(set(ids)), _UUIDS)))
+        .from_select(["event_id"], sa.select(_unnest(_in_order(ids), _UUIDS)))
         .on_conflict_do_nothing()
         .returning(processed.c.event_id)
     )
     return {row.event_id for row in rows}
+
+
+def _in_order(ids: Iterable[UUID]) -> list[UUID]:
+    """Distinct ids in one global order, so concurrent transactions lock rows in the same order
+    (sorted by their integer: a key is computed once per id, `<` would run per comparison)."""
+    return sorted(set(ids), key=_UUID_INT)
+
+
+_UUID_INT = operator.attrgetter("int")
 
 
 def _unnest(values: Sequence[Any], type_: Any) -> Any:
@@ -247,11 +257,24 @@ def _unnest(values: Sequence[Any], type_: Any) -> Any:
 # -- applying batches ----------------------------------------------------------------------------
 
 
-def _header(record: Record, name: str) -> str | None:
-    for key, value in record.headers or ():
-        if key == name:
-            return str(value.decode())
-    return None
+class _Meta(NamedTuple):
+    """What the runtime reads from a record's headers, parsed once per record."""
+
+    type: str | None
+    event_id: UUID
+    ticket_id: UUID | None
+    seq: int | None
+
+
+def _meta(record: Record) -> _Meta:
+    headers = {key: value for key, value in record.headers or ()}
+    type_, ticket, seq = headers.get("type"), headers.get("ticket_id"), headers.get("seq")
+    return _Meta(
+        type_.decode() if type_ is not None else None,
+        UUID(headers["event_id"].decode()),
+        UUID(ticket.decode()) if ticket is not None else None,
+        int(seq) if seq is not None else None,
+    )
 
 
 @dataclass
@@ -285,21 +308,17 @@ class BatchApplier:
         self.reactions = reactions
         self.metrics = metrics
 
-    def handles(self, record: Record) -> bool:
-        """Whether any projection handler or reaction takes this record's type."""
-        return self.handles_type(_header(record, "type"))
-
     def handles_type(self, type_: str | None) -> bool:
         """Whether any projection handler or reaction takes events of `type_`."""
         return self.projection.handles(type_) or (
             self.reactions is not None and self.reactions.handles(type_)
         )
 
-    def _reacts_to(self, record: Record) -> bool:
+    def _reacts_to(self, meta: _Meta) -> bool:
         # Reactions also see copies of events already applied: after a rebuild the projection
         # may be ahead of what the live consumer reacted to, and a reaction's derived ids make
         # deciding again harmless.
-        return self.reactions is not None and self.reactions.handles(_header(record, "type"))
+        return self.reactions is not None and self.reactions.handles(meta.type)
 
     async def apply(
         self,
@@ -314,35 +333,32 @@ class BatchApplier:
         instead of failing the batch: the path taken after a batch failed once. Returns the
         types of the events applied, to be counted once the transaction commits.
         """
-        records = [r for partition in sorted(batches) for r in batches[partition]]
+        records = [(r, _meta(r)) for partition in sorted(batches) for r in batches[partition]]
         uow = UnitOfWork(conn, self.tables, self.projection, self.metrics)
-        sequences = await self._load_sequences(conn, records)
-        handled = [r for r in records if self.handles(r)]
-        fresh = (
-            set()
-            if careful
-            else await claim(conn, self.tables, [UUID(_header(r, "event_id")) for r in handled])
+        sequences = await self.load_sequences(
+            conn, (m.ticket_id for _, m in records if m.ticket_id)
         )
+        handled = [m.event_id for _, m in records if self.handles_type(m.type)]
+        fresh = set() if careful else await claim(conn, self.tables, handled)
         applied: list[AnyEvent] = []
         reactable: list[AnyEvent] = []
-        for record in records:
-            if not self.handles(record):
-                self._observe(sequences, record, handled=False)
+        for record, meta in records:
+            if not self.handles_type(meta.type):
+                self._observe(sequences, meta, handled=False)
                 continue
-            event_id = UUID(_header(record, "event_id"))
             if careful:
-                applied += await self._apply_carefully(uow, sequences, record, event_id)
+                applied += await self._apply_carefully(uow, sequences, record, meta)
                 continue
-            if event_id not in fresh:
+            if meta.event_id not in fresh:
                 self.metrics.duplicates_skipped.inc()
                 # A copy of an event applied before still takes its place in the sequence.
-                self._observe(sequences, record, handled=False)
-                if self._reacts_to(record):
+                self._observe(sequences, meta, handled=False)
+                if self._reacts_to(meta):
                     reactable.append(decode(record.value or b"", record.partition, record.offset))
                 continue
-            fresh.discard(event_id)  # a second copy in this same batch is a duplicate too
-            if not self._observe(sequences, record, handled=True):
-                await self._hold(conn, record, event_id, sequences)
+            fresh.discard(meta.event_id)  # a second copy in this same batch is a duplicate too
+            if not self._observe(sequences, meta, handled=True):
+                await self._hold(conn, record, meta, sequences)
                 continue
             event = decode(record.value or b"", record.partition, record.offset)
             applied.append(event)
@@ -359,21 +375,21 @@ class BatchApplier:
         return [event.type for event in applied]
 
     async def _apply_carefully(
-        self, uow: UnitOfWork, sequences: _Sequences, record: Record, event_id: UUID
+        self, uow: UnitOfWork, sequences: _Sequences, record: Record, meta: _Meta
     ) -> list[AnyEvent]:
         conn = uow.conn
         try:
             async with conn.begin_nested():
-                if not await claim(conn, self.tables, [event_id]):
+                if not await claim(conn, self.tables, [meta.event_id]):
                     self.metrics.duplicates_skipped.inc()
-                    self._observe(sequences, record, handled=False)
-                    if self.reactions is not None and self._reacts_to(record):
+                    self._observe(sequences, meta, handled=False)
+                    if self.reactions is not None and self._reacts_to(meta):
                         copy = decode(record.value or b"", record.partition, record.offset)
                         await self.reactions.dispatch(uow, [copy])
                     return []
                 event = decode(record.value or b"", record.partition, record.offset)
                 seen = dict(sequences.last), set(sequences.changed)
-                if not self._observe(sequences, record, handled=True):
+                if not self._observe(sequences, meta, handled=True):
                     raise SequenceGapError
                 try:
                     await self.projection.dispatch(uow, [event])
@@ -385,7 +401,7 @@ class BatchApplier:
                     raise
                 return [event]
         except SequenceGapError:
-            await self._hold(conn, record, event_id, sequences)
+            await self._hold(conn, record, meta, sequences)
             return []
         except Exception as exc:
             await self._park(conn, record, "failed", f"{type(exc).__name__}: {exc}")
@@ -393,14 +409,9 @@ class BatchApplier:
 
     # -- sequences -----------------------------------------------------------------------------
 
-    async def _load_sequences(self, conn: AsyncConnection, records: Sequence[Record]) -> _Sequences:
-        return await self.load_sequences(
-            conn, {UUID(t) for r in records if (t := _header(r, "ticket_id")) is not None}
-        )
-
     async def load_sequences(self, conn: AsyncConnection, tickets: Iterable[UUID]) -> _Sequences:
         """Lock and read the last applied seq of `tickets`."""
-        ids = sorted(set(tickets))
+        ids = _in_order(tickets)
         if not ids:
             return _Sequences()
         table = self.tables.ticket_sequence
@@ -411,16 +422,16 @@ class BatchApplier:
         )
         return _Sequences({row.ticket_id: row.last_seq for row in rows})
 
-    def _observe(self, sequences: _Sequences, record: Record, *, handled: bool) -> bool:
+    def _observe(self, sequences: _Sequences, meta: _Meta, *, handled: bool) -> bool:
         """Check one record's place in its ticket's sequence; False: hold it (a gap).
 
         An event this service does not handle (or a copy of one applied before) still advances
         the sequence, but it cannot be told from a republished copy, so it never holds.
         """
-        ticket, seq_header = _header(record, "ticket_id"), _header(record, "seq")
-        if ticket is None or seq_header is None:
+        ticket_id, seq = meta.ticket_id, meta.seq
+        if ticket_id is None or seq is None:
             return True
-        ticket_id, seq = UUID(ticket), int(seq_header)
+        ticket = str(ticket_id)
         expected = sequences.last.get(ticket_id, 0) + 1
         if seq > expected:
             self.metrics.sequence_gaps.inc()
@@ -443,7 +454,7 @@ class BatchApplier:
         if not sequences.changed:
             return
         table = self.tables.ticket_sequence
-        changed = sorted(sequences.changed)
+        changed = _in_order(sequences.changed)
         stmt = pg_insert(table).from_select(
             ["ticket_id", "last_seq"],
             sa.select(
@@ -461,19 +472,18 @@ class BatchApplier:
     # -- parking ---------------------------------------------------------------------------------
 
     async def _park(self, conn: AsyncConnection, record: Record, reason: str, error: str) -> None:
-        ticket = _header(record, "ticket_id")
-        seq = _header(record, "seq")
+        meta = _meta(record)
         parked = self.tables.parked_events
         await conn.execute(
             pg_insert(parked)
             .values(
-                event_id=UUID(_header(record, "event_id")),
+                event_id=meta.event_id,
                 consumer=self.consumer_name,
                 partition=record.partition,
                 offset=record.offset,
-                type=_header(record, "type") or "?",
-                ticket_id=UUID(ticket) if ticket else None,
-                seq=int(seq) if seq else None,
+                type=meta.type or "?",
+                ticket_id=meta.ticket_id,
+                seq=meta.seq,
                 reason=reason,
                 error=error[:2000],
                 value=record.value or b"",
@@ -481,19 +491,20 @@ class BatchApplier:
             .on_conflict_do_nothing()
         )
         if reason == "failed":
-            self.metrics.handler_errors.labels(_header(record, "type") or "?").inc()
+            self.metrics.handler_errors.labels(meta.type or "?").inc()
             log.error(
                 "event parked: its handler failed",
-                extra={"event_id": _header(record, "event_id"), "error": error[:500]},
+                extra={"event_id": str(meta.event_id), "error": error[:500]},
             )
 
     async def _hold(
-        self, conn: AsyncConnection, record: Record, event_id: UUID, sequences: _Sequences
+        self, conn: AsyncConnection, record: Record, meta: _Meta, sequences: _Sequences
     ) -> None:
         # Not applied, so not processed: the release applies it from the parked row.
         processed = self.tables.processed_events
-        await conn.execute(processed.delete().where(processed.c.event_id == event_id))
-        expected = sequences.last.get(UUID(_header(record, "ticket_id") or ""), 0) + 1
+        await conn.execute(processed.delete().where(processed.c.event_id == meta.event_id))
+        assert meta.ticket_id is not None  # only a ticket event is ever held
+        expected = sequences.last.get(meta.ticket_id, 0) + 1
         await self._park(conn, record, "held", f"waiting for seq {expected}")
 
     async def release_held(self, uow: UnitOfWork, sequences: _Sequences) -> list[AnyEvent]:

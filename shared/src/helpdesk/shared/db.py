@@ -8,8 +8,10 @@ redelivered event is a no-op). `ticket_sequence` remembers the last applied seq 
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +32,61 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     return create_async_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=False)
 
 
-#: asyncpg binds at most 32767 parameters per statement; stay clear of it.
-_PARAMETERS_PER_STATEMENT = 30_000
+async def bulk_upsert(
+    conn: AsyncConnection,
+    table: sa.Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    conflict: Sequence[str] | None = None,
+    update: Sequence[str] = (),
+) -> None:
+    """Insert `rows` (all with the same keys) in one statement, each column bound as one array.
 
-
-def row_chunks(rows: Sequence[Mapping[str, Any]]) -> Iterator[list[Mapping[str, Any]]]:
-    """Slices of `rows` small enough for one multi-row INSERT each (a batch of thousands of
-    events can touch more rows than one statement may bind parameters for)."""
+    The statement text does not depend on the number of rows, so SQLAlchemy compiles it once and
+    PostgreSQL plans it once, and asyncpg sends each column as one binary array: a multi-row
+    VALUES list binds (and compiles) one parameter per cell, which cost more than the write.
+    With `conflict` (the unique columns) an existing row is kept, or updated from the new one in
+    the `update` columns. The rows must not repeat a conflict key. A JSON column's None is NULL.
+    """
     if not rows:
         return
-    size = max(1, _PARAMETERS_PER_STATEMENT // max(1, len(rows[0])))
-    for start in range(0, len(rows), size):
-        yield list(rows[start : start + size])
+    names = tuple(rows[0])
+    statement, documents = _bulk_statement(table, names, tuple(conflict or ()), tuple(update))
+    params = {}
+    for name in names:
+        values = [row[name] for row in rows]
+        if name in documents:  # sent as text: an array of JSON arrays would be read as 2-D
+            values = [None if value is None else json.dumps(value) for value in values]
+        params[f"_{name}"] = values
+    await conn.execute(statement, params)
+
+
+@functools.cache
+def _bulk_statement(
+    table: sa.Table, names: tuple[str, ...], conflict: tuple[str, ...], update: tuple[str, ...]
+) -> tuple[Any, frozenset[str]]:
+    columns = [table.c[name] for name in names]
+    documents = frozenset(c.name for c in columns if isinstance(c.type, sa.JSON))
+    for column in columns:
+        if isinstance(column.type, sa.ARRAY):
+            raise TypeError(f"{table.name}.{column.name}: an array column cannot be unnested")
+    arrays = [
+        sa.bindparam(f"_{c.name}", type_=pg.ARRAY(sa.Text if c.name in documents else c.type))
+        for c in columns
+    ]
+    unnested = sa.func.unnest(*arrays).table_valued(*names).render_derived()
+    selected = [
+        sa.cast(unnested.c[c.name], c.type) if c.name in documents else unnested.c[c.name]
+        for c in columns
+    ]
+    statement = pg.insert(table).from_select(list(names), sa.select(*selected))
+    if conflict and update:
+        statement = statement.on_conflict_do_update(
+            index_elements=list(conflict), set_={name: statement.excluded[name] for name in update}
+        )
+    elif conflict:
+        statement = statement.on_conflict_do_nothing(index_elements=list(conflict))
+    return statement, documents
 
 
 def runtime_tables(metadata: sa.MetaData) -> RuntimeTables:

@@ -87,6 +87,7 @@ class EventSpec:
     version: int
     model: type[BaseModel]
     upcasters: dict[int, Upcaster]  # from_version -> payload at from_version + 1
+    fields: frozenset[str] = frozenset()  # the model's field names, read once
 
 
 class UnknownEventTypeError(LookupError):
@@ -106,7 +107,7 @@ class EventRegistry:
         def decorate(model: type[P]) -> type[P]:
             if type_ in self._specs:
                 raise ValueError(f"event type {type_} registered twice")
-            self._specs[type_] = EventSpec(type_, version, model, {})
+            self._specs[type_] = EventSpec(type_, version, model, {}, frozenset(model.model_fields))
             self._by_model[model] = type_
             return model
 
@@ -149,14 +150,14 @@ class EventRegistry:
         if envelope.version > spec.version:
             newer = f"{envelope.type} v{envelope.version} is newer than this build"
             raise UnknownEventTypeError(newer)
-        payload = dict(envelope.payload)
+        payload = envelope.payload
         for version in range(envelope.version, spec.version):
-            payload = spec.upcasters[version](payload)
-        model: type[BaseModel] = spec.model
+            payload = spec.upcasters[version](dict(payload))
         # Tolerant reader: a field this build does not know (a producer deployed first added an
         # optional one) is ignored here; producers stay strict (`extra="forbid"`, golden samples).
-        known = {k: v for k, v in payload.items() if k in model.model_fields}
-        return model.model_validate(known)
+        if not spec.fields.issuperset(payload):
+            payload = {k: v for k, v in payload.items() if k in spec.fields}
+        return spec.model.model_validate(payload)
 
 
 registry = EventRegistry()

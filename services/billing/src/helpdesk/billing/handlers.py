@@ -53,7 +53,7 @@ from helpdesk.shared.contracts.tickets import (
     TicketTimeLogged,
     TicketTriaged,
 )
-from helpdesk.shared.db import row_chunks
+from helpdesk.shared.db import bulk_upsert
 from helpdesk.shared.events import Event, derive_event_id
 from helpdesk.shared.live import LiveContext, LiveLoop
 
@@ -247,16 +247,14 @@ async def tickets(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
             )
             continue
         changed.add(ticket_id)
-    for chunk in row_chunks([rows[t] for t in sorted(changed, key=str)]):
-        stmt = pg_insert(billing_tickets).values(chunk)
-        await uow.conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[billing_tickets.c.ticket_id],
-                set_={c: stmt.excluded[c] for c in ("kind", "scope", "category", "resolved_at")},
-            )
-        )
-    for chunk in row_chunks(list(entries.values())):
-        await uow.conn.execute(pg_insert(billing_entries).values(chunk).on_conflict_do_nothing())
+    await bulk_upsert(
+        uow.conn,
+        billing_tickets,
+        [rows[t] for t in sorted(changed, key=str)],
+        conflict=["ticket_id"],
+        update=["kind", "scope", "category", "resolved_at"],
+    )
+    await bulk_upsert(uow.conn, billing_entries, list(entries.values()), conflict=["entry_id"])
 
 
 # --- fair use ------------------------------------------------------------------------------------

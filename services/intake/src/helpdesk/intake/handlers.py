@@ -48,7 +48,7 @@ from helpdesk.shared.contracts.tickets import (
     TicketFlaggedPartnerResolvable,
     TicketOpened,
 )
-from helpdesk.shared.db import row_chunks
+from helpdesk.shared.db import bulk_upsert
 from helpdesk.shared.events import Event
 
 # Intake records key events itself (commands emit through this projection), so it carries the
@@ -184,14 +184,13 @@ async def tickets_changed(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
             await save_standing(
                 uow.conn, ticket.account_id, partner.flagged(standing, envelope.occurred_at)
             )
-    for chunk in row_chunks([_columns(t) for t in changed.values()]):
-        stmt = pg_insert(tickets).values(chunk)
-        await uow.conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[tickets.c.id],
-                set_={c.name: stmt.excluded[c.name] for c in tickets.columns if c.name != "id"},
-            )
-        )
+    await bulk_upsert(
+        uow.conn,
+        tickets,
+        [_columns(t) for t in changed.values()],
+        conflict=["id"],
+        update=[c.name for c in tickets.columns if c.name != "id"],
+    )
 
 
 @reactions.on(AutoCloseRequested)

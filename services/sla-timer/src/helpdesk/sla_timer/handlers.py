@@ -10,7 +10,6 @@ event says, so a rebuild knows what already fired.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
@@ -42,7 +41,7 @@ from helpdesk.shared.contracts.tickets import (
     TicketOpened,
     TicketTriaged,
 )
-from helpdesk.shared.db import row_chunks
+from helpdesk.shared.db import bulk_upsert
 from helpdesk.shared.events import Event, derive_event_id, registry
 from helpdesk.shared.live import LiveContext
 from helpdesk.sla_timer.adapters.store import (
@@ -226,8 +225,7 @@ async def _refold(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[dic
 
 
 def _payload_json(payload: BaseModel) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(payload.model_dump_json())
-    return value
+    return payload.model_dump(mode="json")
 
 
 def _clock_columns(payload: TimerPayload) -> tuple[str | None, int | None]:
@@ -265,8 +263,7 @@ async def _replace_unfired(
             sla_timers.c.ticket_id == any_uuid(ticket_ids), sla_timers.c.fired_at.is_(None)
         )
     )
-    for chunk in row_chunks(timers):
-        await conn.execute(pg_insert(sla_timers).values(chunk).on_conflict_do_nothing())
+    await bulk_upsert(conn, sla_timers, timers, conflict=["ticket_id", "action", "key"])
 
 
 @projection.on_batch(SlaWarning, SlaBreached, SlaMet, FollowUpDue, AutoCloseRequested)

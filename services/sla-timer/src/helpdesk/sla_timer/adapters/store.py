@@ -8,11 +8,10 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from helpdesk.shared.agreements import Agreement
-from helpdesk.shared.db import row_chunks
+from helpdesk.shared.db import bulk_upsert
 from helpdesk.sla_timer.adapters.tables import sla_agreements, sla_contacts, sla_tickets
 
 _UUIDS = pg.ARRAY(pg.UUID(as_uuid=True))
@@ -59,14 +58,7 @@ async def load_tickets(conn: AsyncConnection, ids: Iterable[UUID]) -> dict[UUID,
 async def save_tickets(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
     """Insert or replace ticket rows (one statement per few thousand rows)."""
     columns = [c.name for c in sla_tickets.columns if c.name != "ticket_id"]
-    for chunk in row_chunks(rows):
-        statement = pg_insert(sla_tickets).values(chunk)
-        await conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=[sla_tickets.c.ticket_id],
-                set_={name: statement.excluded[name] for name in columns},
-            )
-        )
+    await bulk_upsert(conn, sla_tickets, rows, conflict=["ticket_id"], update=columns)
 
 
 async def agreements_for(

@@ -8,7 +8,6 @@ registry, so an upcast payload folds like a fresh one.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -59,7 +58,7 @@ def history_item(type_: str, occurred_at: dt.datetime, payload: BaseModel) -> di
     return {
         "type": type_,
         "occurred_at": occurred_at.astimezone(dt.UTC).isoformat(),
-        "payload": json.loads(payload.model_dump_json()),
+        "payload": payload.model_dump(mode="json"),
     }
 
 
