@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import os
 
-from bench import billing_rating, intake_api, outbox_relay, rebuild, sla_timers
+from bench import billing_rating, deliveries, intake_api, outbox_relay, rebuild, sla_timers
 
 
 async def _all(
@@ -16,6 +16,7 @@ async def _all(
     await rebuild.run(bootstrap, database_url, events)
     await billing_rating.run(bootstrap, database_url, entries)
     await sla_timers.run(bootstrap, database_url)
+    await deliveries.run(bootstrap, database_url)
     await intake_api.run(bootstrap, database_url, requests)
 
 

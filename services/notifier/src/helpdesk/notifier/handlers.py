@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -25,14 +26,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 import helpdesk.shared.contracts  # noqa: F401 - registers every event type handled below
 from helpdesk.notifier.adapters.tables import (
+    accounts,
     contacts,
     deliveries,
     mails,
     projection_tables,
+    sla_clocks,
     staff,
     subscriptions,
     tickets,
 )
+from helpdesk.notifier.domain.digest import DIGEST_CLOCKS
 from helpdesk.notifier.domain.filters import Audience, EventFacts, SubscriptionRule
 from helpdesk.notifier.domain.messages import (
     MailEvent,
@@ -42,11 +46,17 @@ from helpdesk.notifier.domain.messages import (
     ticket_subject,
 )
 from helpdesk.shared.consumer import AnyEvent, Projection, UnitOfWork
-from helpdesk.shared.contracts.accounts import ContactAdded, StaffAdded
+from helpdesk.shared.contracts.accounts import (
+    AccountOpened,
+    AccountUpdated,
+    ContactAdded,
+    StaffAdded,
+)
 from helpdesk.shared.contracts.notifications import (
     Delivered,
     DeliveryFailed,
     EndpointDisabled,
+    MailFailed,
     MailSent,
     ReplayRequested,
     SecretRotated,
@@ -54,7 +64,13 @@ from helpdesk.shared.contracts.notifications import (
     SubscriptionDeleted,
     SubscriptionUpdated,
 )
-from helpdesk.shared.contracts.tickets import TicketOpened, TicketTriaged
+from helpdesk.shared.contracts.sla import SlaBreached, SlaMet, SlaWarning
+from helpdesk.shared.contracts.tickets import (
+    TicketClosed,
+    TicketOpened,
+    TicketReopened,
+    TicketTriaged,
+)
 from helpdesk.shared.events import Event, derive_event_id, registry
 
 projection = Projection(tables=projection_tables)
@@ -102,11 +118,72 @@ def _foreign_models() -> list[type[BaseModel]]:
 async def foreign_events(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
     """Keep the facts mails need, and schedule the deliveries and mails each event causes."""
     conn = uow.conn
-    subs = (await conn.execute(sa.select(subscriptions))).all()
+    subs = _Subscribers((await conn.execute(sa.select(subscriptions))).all())
+    known = await _tickets_of(conn, {e.envelope.ticket_id for e in events} - {None})
+    scheduled: dict[UUID, dict[str, Any]] = {}
+    queued: dict[UUID, dict[str, Any]] = {}
     for event in events:
         await _remember_facts(conn, event)
-        await _schedule_deliveries(conn, event, subs)
-        await _queue_mails(conn, event)
+        _follow_ticket(known, event)
+        scheduled.update((row["delivery_id"], row) for row in _deliveries_of(event, subs))
+        ticket = known.get(event.envelope.ticket_id) if event.envelope.ticket_id else None
+        queued.update((row["mail_id"], row) for row in _mails_of(event, ticket))
+    await _upsert_scheduled(conn, list(scheduled.values()))
+    await _upsert_mails(conn, list(queued.values()))
+
+
+async def _tickets_of(
+    conn: AsyncConnection, ticket_ids: set[UUID | None]
+) -> dict[UUID, TicketFacts]:
+    """What the projection knows of these tickets, in one query."""
+    rows = await conn.execute(sa.select(tickets).where(tickets.c.ticket_id.in_(ticket_ids)))
+    return {
+        row.ticket_id: TicketFacts(
+            ticket_id=row.ticket_id,
+            number=row.number,
+            subject=row.subject,
+            account_id=row.account_id,
+            contact_id=row.contact_id,
+            priority=row.priority,
+        )
+        for row in rows
+    }
+
+
+def _follow_ticket(known: dict[UUID, TicketFacts], event: AnyEvent) -> None:
+    """Keep the batch's view of its tickets as `_remember_facts` keeps the table."""
+    payload = event.payload
+    if isinstance(payload, TicketOpened) and payload.ticket_id not in known:
+        known[payload.ticket_id] = TicketFacts(
+            ticket_id=payload.ticket_id,
+            number=payload.number,
+            subject=payload.subject,
+            account_id=payload.account_id,
+            contact_id=payload.contact_id,
+            priority=payload.priority,
+        )
+    elif isinstance(payload, TicketTriaged) and event.envelope.ticket_id in known:
+        ticket_id = event.envelope.ticket_id
+        known[ticket_id] = replace(known[ticket_id], priority=payload.priority)
+
+
+class _Subscribers:
+    """The subscriptions of one batch, by audience: an event is only judged against the
+    provider-wide ones and its own account's (with 1 000 accounts subscribed, not 1 000)."""
+
+    def __init__(self, rows: Sequence[Any]) -> None:
+        self._provider: list[tuple[Any, SubscriptionRule]] = []
+        self._by_account: dict[UUID, list[tuple[Any, SubscriptionRule]]] = {}
+        for row in rows:
+            entry = (row, rule_of(row))
+            if row.account_id is None:
+                self._provider.append(entry)
+            else:
+                self._by_account.setdefault(row.account_id, []).append(entry)
+
+    def candidates(self, account_id: UUID) -> list[tuple[Any, SubscriptionRule]]:
+        """The subscriptions that may want an event of `account_id`."""
+        return self._provider + self._by_account.get(account_id, [])
 
 
 async def _remember_facts(conn: AsyncConnection, event: AnyEvent) -> None:
@@ -150,25 +227,75 @@ async def _remember_facts(conn: AsyncConnection, event: AnyEvent) -> None:
                 name=payload.name,
                 email=payload.email,
                 role=payload.role,
+                partition=event.partition,
             )
             .on_conflict_do_nothing()
         )
+    elif isinstance(payload, AccountOpened | AccountUpdated):
+        statement = pg_insert(accounts).values(account_id=payload.account_id, name=payload.name)
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[accounts.c.account_id], set_={"name": statement.excluded.name}
+            )
+        )
+    elif isinstance(payload, TicketClosed | TicketReopened) and event.envelope.ticket_id:
+        values: dict[str, Any] = {"closed": isinstance(payload, TicketClosed)}
+        if isinstance(payload, TicketReopened):
+            values["cycle"] = payload.cycle
+        await conn.execute(
+            tickets.update().where(tickets.c.ticket_id == event.envelope.ticket_id).values(values)
+        )
+    elif isinstance(payload, SlaWarning | SlaBreached | SlaMet) and payload.kind in DIGEST_CLOCKS:
+        await _remember_clock(conn, payload)
+
+
+async def _remember_clock(
+    conn: AsyncConnection, payload: SlaWarning | SlaBreached | SlaMet
+) -> None:
+    """What one `sla.*` event says of a clock; the instants of the others are kept."""
+    statement = pg_insert(sla_clocks).values(
+        ticket_id=payload.ticket_id,
+        kind=payload.kind,
+        cycle=payload.cycle,
+        ordinal=payload.ordinal,
+        priority=payload.priority,
+        due_at=payload.due_at,
+        warned_at=payload.warning_at if isinstance(payload, SlaWarning) else None,
+        breached_at=payload.breached_at if isinstance(payload, SlaBreached) else None,
+        met_at=payload.met_at if isinstance(payload, SlaMet) else None,
+    )
+    kept = {
+        name: sa.func.coalesce(sla_clocks.c[name], statement.excluded[name])
+        for name in ("warned_at", "breached_at", "met_at")
+    }
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[c.name for c in sla_clocks.primary_key],
+            set_={
+                "priority": statement.excluded.priority,
+                "due_at": statement.excluded.due_at,
+                **kept,
+            },
+        )
+    )
 
 
 def _exists_at(row: Any, at: datetime) -> bool:
     return row.created_at <= at and (row.deleted_at is None or at < row.deleted_at)
 
 
-async def _schedule_deliveries(conn: AsyncConnection, event: AnyEvent, subs: Sequence[Any]) -> None:
+def _deliveries_of(event: AnyEvent, subs: _Subscribers) -> list[dict[str, Any]]:
     envelope = event.envelope
     facts = EventFacts(event.type, envelope.account_id, envelope.payload)
     wanted = [
-        sub for sub in subs if _exists_at(sub, envelope.recorded_at) and rule_of(sub).wants(facts)
+        sub
+        for sub, rule in subs.candidates(envelope.account_id)
+        if _exists_at(sub, envelope.recorded_at) and rule.wants(facts)
     ]
     if not wanted:
-        return
+        return []
     body = webhook_body(event)
-    rows = [
+    return [
         {
             "delivery_id": delivery_id_for(sub.subscription_id, envelope.event_id),
             "subscription_id": sub.subscription_id,
@@ -186,7 +313,6 @@ async def _schedule_deliveries(conn: AsyncConnection, event: AnyEvent, subs: Seq
         }
         for sub in wanted
     ]
-    await _upsert_scheduled(conn, rows)
 
 
 _SCHEDULE_COLUMNS = (
@@ -206,34 +332,20 @@ _SCHEDULE_COLUMNS = (
 
 async def _upsert_scheduled(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     statement = pg_insert(deliveries)
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[deliveries.c.delivery_id],
-            set_={c: statement.excluded[c] for c in _SCHEDULE_COLUMNS},
-        ),
-        rows,
+    statement = statement.on_conflict_do_update(
+        index_elements=[deliveries.c.delivery_id],
+        set_={c: statement.excluded[c] for c in _SCHEDULE_COLUMNS},
     )
+    for start in range(0, len(rows), _CHUNK):
+        await conn.execute(statement.values(rows[start : start + _CHUNK]))
 
 
-async def _ticket_facts(conn: AsyncConnection, ticket_id: UUID | None) -> TicketFacts | None:
-    if ticket_id is None:
-        return None
-    row = (await conn.execute(sa.select(tickets).where(tickets.c.ticket_id == ticket_id))).first()
-    if row is None:
-        return None
-    return TicketFacts(
-        ticket_id=row.ticket_id,
-        number=row.number,
-        subject=row.subject,
-        account_id=row.account_id,
-        contact_id=row.contact_id,
-        priority=row.priority,
-    )
+# Rows per multi-row statement: well under PostgreSQL's 32 767 bind parameters.
+_CHUNK = 1000
 
 
-async def _queue_mails(conn: AsyncConnection, event: AnyEvent) -> None:
+def _mails_of(event: AnyEvent, ticket: TicketFacts | None) -> list[dict[str, Any]]:
     envelope = event.envelope
-    ticket = await _ticket_facts(conn, envelope.ticket_id)
     mail_event = MailEvent(
         event_id=envelope.event_id,
         type=event.type,
@@ -281,16 +393,19 @@ async def _queue_mails(conn: AsyncConnection, event: AnyEvent) -> None:
                 "created_at": envelope.recorded_at,
             }
         )
+    return rows
+
+
+async def _upsert_mails(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     statement = pg_insert(mails)
     columns = [c for c in rows[0] if c not in {"mail_id", "status"}]
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[mails.c.mail_id], set_={c: statement.excluded[c] for c in columns}
-        ),
-        rows,
+    statement = statement.on_conflict_do_update(
+        index_elements=[mails.c.mail_id], set_={c: statement.excluded[c] for c in columns}
     )
+    for start in range(0, len(rows), _CHUNK):
+        await conn.execute(statement.values(rows[start : start + _CHUNK]))
 
 
 # -- the notifier's own events -------------------------------------------------------------------
@@ -465,5 +580,23 @@ async def mail_sent(uow: UnitOfWork, event: Event[MailSent]) -> None:
         statement.on_conflict_do_update(
             index_elements=[mails.c.mail_id],
             set_={"status": statement.excluded.status, "sent_at": statement.excluded.sent_at},
+        )
+    )
+
+
+@projection.on(MailFailed)
+async def mail_failed(uow: UnitOfWork, event: Event[MailFailed]) -> None:
+    """The mail is done: given up after its last failed submission."""
+    failed = event.payload
+    statement = pg_insert(mails).values(
+        mail_id=failed.mail_id,
+        event_id=failed.event_id,
+        kind=failed.kind,
+        message_id=failed.message_id,
+        status="failed",
+    )
+    await uow.conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[mails.c.mail_id], set_={"status": statement.excluded.status}
         )
     )

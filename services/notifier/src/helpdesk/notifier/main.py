@@ -6,12 +6,14 @@ from pathlib import Path
 
 import helpdesk.shared.contracts  # noqa: F401 - registers every event type
 from helpdesk.notifier.adapters.delivery import WebhookDeliveries
-from helpdesk.notifier.adapters.mailing import MailDeliveries
+from helpdesk.notifier.adapters.digests import DailyDigests
+from helpdesk.notifier.adapters.mailing import MailDeliveries, SubmissionFailures
 from helpdesk.notifier.adapters.metrics import NotifierMetrics
 from helpdesk.notifier.adapters.settings import NotifierSettings
 from helpdesk.notifier.adapters.tables import metadata, runtime
 from helpdesk.notifier.api.routes import build_router
 from helpdesk.notifier.handlers import projection
+from helpdesk.shared.live import LiveLoop
 from helpdesk.shared.service import ServiceRuntime, ServiceSpec, run_cli
 
 
@@ -19,8 +21,15 @@ def build_spec(settings: NotifierSettings | None = None) -> ServiceSpec:
     """Describe the notifier service (its own settings from the environment by default)."""
     own = settings or NotifierSettings()
 
-    def live_loops(service: ServiceRuntime) -> list[WebhookDeliveries | MailDeliveries]:
-        return [WebhookDeliveries(own, service.clock), MailDeliveries(own, service.clock)]
+    def live_loops(service: ServiceRuntime) -> list[LiveLoop]:
+        failures = SubmissionFailures(
+            own.mail_retry_policy, service.clock, service.metrics.registry
+        )
+        return [
+            WebhookDeliveries(own, service.clock),
+            MailDeliveries(own, service.clock, failures),
+            DailyDigests(own, failures),
+        ]
 
     return ServiceSpec(
         name="notifier",

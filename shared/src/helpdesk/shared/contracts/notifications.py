@@ -120,7 +120,11 @@ class EndpointDisabled(Payload):
 
 @registry.register("notification.mail_sent")
 class MailSent(Payload):
-    """An e-mail caused by `event_id` was handed to the SMTP relay (or had nobody to go to)."""
+    """An e-mail caused by `event_id` was handed to the SMTP relay (or had nobody to go to).
+
+    The managers' daily digest has no causing event: one `mail_sent` per manager and day,
+    keyed by the provider's account, whose `event_id` stands for that day's digest
+    (`derive_event_id(PROVIDER_ACCOUNT, "digest:{day}")`)."""
 
     mail_id: UUID
     event_id: UUID
@@ -129,3 +133,18 @@ class MailSent(Payload):
     recipients: int = Field(ge=0)  # how many addresses; the addresses stay off the stream
     outcome: Literal["sent", "no_recipient"] = "sent"
     sent_at: AwareDatetime
+
+
+@registry.register("notification.mail_failed")
+class MailFailed(Payload):
+    """An e-mail caused by `event_id` was given up: the SMTP relay refused it or was unreachable
+    on every one of `attempts` submissions (the last error in `reason`). Nothing re-sends it."""
+
+    mail_id: UUID
+    event_id: UUID
+    kind: str
+    message_id: str
+    attempts: int = Field(ge=1)
+    reason: str
+    first_failed_at: AwareDatetime
+    failed_at: AwareDatetime

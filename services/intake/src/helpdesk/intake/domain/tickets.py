@@ -246,61 +246,68 @@ def start(opened: TicketOpened, seq: int, occurred_at: datetime) -> Ticket:
 
 def fold(ticket: Ticket, payload: BaseModel, seq: int, occurred_at: datetime) -> Ticket:
     """The state after one more recorded event."""
-    t = replace(ticket, seq=seq, last_occurred_at=max(ticket.last_occurred_at, occurred_at))
+    last = max(ticket.last_occurred_at, occurred_at)
+    # One `replace` per event: a rebuild folds every ticket event, and each copy costs.
+    return replace(ticket, seq=seq, last_occurred_at=last, **_changes(ticket, payload, occurred_at))
+
+
+def _changes(t: Ticket, payload: BaseModel, occurred_at: datetime) -> dict[str, Any]:
+    """What one event after opening changes in a ticket."""
     match payload:
         case TicketTriaged():
-            return replace(
-                t,
-                priority=payload.priority,
-                kind=payload.kind,
-                scope=payload.scope,
-                category=payload.category,
-                status="open" if t.status == "new" else t.status,
-            )
+            return {
+                "priority": payload.priority,
+                "kind": payload.kind,
+                "scope": payload.scope,
+                "category": payload.category,
+                "status": "open" if t.status == "new" else t.status,
+            }
         case TicketAssigned():
-            return replace(t, assignee=payload.technician)
+            return {"assignee": payload.technician}
         case TicketCommented():
             public = t.public_comments + (1 if payload.public else 0)
-            return replace(t, comments=t.comments + 1, public_comments=public)
+            return {"comments": t.comments + 1, "public_comments": public}
         case TicketInfoRequested():
-            return replace(
-                t,
-                status="waiting_on_customer",
-                comments=t.comments + 1,
-                public_comments=t.public_comments + 1,
-            )
+            return {
+                "status": "waiting_on_customer",
+                "comments": t.comments + 1,
+                "public_comments": t.public_comments + 1,
+            }
         case TicketCustomerReplied():
             status: TicketStatus = "open" if payload.resumed else t.status
-            return replace(
-                t, status=status, comments=t.comments + 1, public_comments=t.public_comments + 1
-            )
+            return {
+                "status": status,
+                "comments": t.comments + 1,
+                "public_comments": t.public_comments + 1,
+            }
         case TicketEscalated():
             status = "waiting_on_vendor" if payload.tier == "vendor" else t.status
-            return replace(t, status=status, escalations=(*t.escalations, payload.tier))
+            return {"status": status, "escalations": (*t.escalations, payload.tier)}
         case TicketVendorReturned():
-            return replace(t, status="open")
+            return {"status": "open"}
         case TicketTimeLogged():
-            return replace(t, minutes_logged=t.minutes_logged + payload.minutes)
+            return {"minutes_logged": t.minutes_logged + payload.minutes}
         case TicketResolved():
-            return replace(
-                t, status="resolved", resolution=payload.resolution, resolved_at=occurred_at
-            )
+            return {
+                "status": "resolved",
+                "resolution": payload.resolution,
+                "resolved_at": occurred_at,
+            }
         case TicketConfirmed():
-            return t
+            return {}
         case TicketClosed():
-            return replace(t, status="closed", close_reason=payload.reason, closed_at=occurred_at)
+            return {"status": "closed", "close_reason": payload.reason, "closed_at": occurred_at}
         case TicketReopened():
-            return replace(
-                t,
-                status="open",
-                cycle=payload.cycle,
-                resolution=None,
-                resolved_at=None,
-                close_reason=None,
-                closed_at=None,
-            )
+            return {
+                "status": "open",
+                "cycle": payload.cycle,
+                "resolution": None,
+                "resolved_at": None,
+                "close_reason": None,
+                "closed_at": None,
+            }
         case TicketFlaggedPartnerResolvable():
-            return replace(t, partner_resolvable=True)
+            return {"partner_resolvable": True}
     raise TypeError(f"not a ticket event after opening: {type(payload).__name__}")
 
 

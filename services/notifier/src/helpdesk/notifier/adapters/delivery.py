@@ -4,10 +4,13 @@ Per partition and tick: read the due deliveries (pending, the subscription enabl
 partition's watermark, not leased, and no earlier delivery of the same ticket to the same
 endpoint still pending: a ticket's events arrive in order), lease them in a claimed
 transaction, POST them outside any transaction (`webhook-id` = the delivery id, stable across
-attempts), then in a second claimed transaction log each attempt and emit
+attempts), then, in a transaction that holds each delivery's lease (a lease is taken only if
+the delivery is free and no attempt was recorded since it was read), log each attempt and emit
 `notification.delivered`, schedule the retry, or emit `notification.failed` /
-`notification.endpoint_disabled` as `retry.decide` says. The endpoint's failure clock is kept
-in `endpoint_state`, which a rebuild does not reset.
+`notification.endpoint_disabled` as `retry.decide` says. Recording under the lease rather than
+the partition means a replica that loses the partition mid-send still records its requests,
+so the new owner does not repeat them. The endpoint's failure clock is kept in
+`endpoint_state`, which a rebuild does not reset.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from helpdesk.notifier.adapters.tables import (
 from helpdesk.notifier.adapters.webhooks import AttemptRecord, WebhookMessage, WebhookSender
 from helpdesk.notifier.domain.retry import Decision, Verdict, decide
 from helpdesk.notifier.domain.signing import SigningSecrets
+from helpdesk.shared.consumer import UnitOfWork
 from helpdesk.shared.context import Clock, Context, system_actor
 from helpdesk.shared.contracts.accounts import PROVIDER_ACCOUNT
 from helpdesk.shared.contracts.notifications import Delivered, DeliveryFailed, EndpointDisabled
@@ -137,50 +141,61 @@ class WebhookDeliveries:
             rows = (await conn.execute(query)).all()
         if not rows:
             return
+        until = now + self._lease
         async with live.claim([partition]) as uow:
-            leased = await self._lease_rows(uow.conn, rows, now)
+            leased = await self._lease_rows(uow.conn, rows, now, until)
         if not leased:
             return
         records = await self._send_all(live, leased)
-        async with live.claim([partition]) as uow:
-            for due, record in zip(leased, records, strict=True):
-                await self._record(uow, due, record)
+        # The lease, not the partition, guards the outcome: a replica that lost the partition
+        # while its requests were out still records what they did, so that the new owner does
+        # not send them again once the lease runs out.
+        async with live.engine.begin() as conn:
+            uow = UnitOfWork(conn, live.tables, live.projection, live.metrics)
+            await self._record_all(uow, leased, records, until)
 
     async def _lease_rows(
-        self, conn: AsyncConnection, rows: Sequence[Any], now: datetime
+        self, conn: AsyncConnection, rows: Sequence[Any], now: datetime, until: datetime
     ) -> list[DueDelivery]:
-        leased: list[DueDelivery] = []
-        until = now + self._lease
-        for row in rows:
-            statement = pg_insert(delivery_state).values(
-                delivery_id=row.delivery_id, attempts=0, claimed_until=until
+        # `attempts` carries the count read with the row: the lease is taken only if the
+        # delivery is free and no attempt was recorded since (else another tick sent it).
+        statement = pg_insert(delivery_state)
+        claimed = await conn.execute(
+            statement.values(
+                [
+                    {"delivery_id": r.delivery_id, "attempts": r.attempts, "claimed_until": until}
+                    for r in rows
+                ]
             )
-            claimed = await conn.scalar(
-                statement.on_conflict_do_update(
-                    index_elements=[delivery_state.c.delivery_id],
-                    set_={"claimed_until": until},
-                    where=sa.or_(
+            .on_conflict_do_update(
+                index_elements=[delivery_state.c.delivery_id],
+                set_={"claimed_until": until},
+                where=sa.and_(
+                    sa.or_(
                         delivery_state.c.claimed_until.is_(None),
                         delivery_state.c.claimed_until <= now,
                     ),
-                ).returning(delivery_state.c.attempts)
+                    delivery_state.c.attempts == statement.excluded.attempts,
+                ),
             )
-            if claimed is None:
-                continue  # leased by another tick meanwhile
-            leased.append(
-                DueDelivery(
-                    delivery_id=row.delivery_id,
-                    subscription_id=row.subscription_id,
-                    subscription_account=row.subscription_account,
-                    event_id=row.event_id,
-                    event_type=row.event_type,
-                    account_id=row.account_id,
-                    url=row.url,
-                    body=json.dumps(row.body, separators=(",", ":")).encode(),
-                    attempts=int(claimed),
-                )
+            .returning(delivery_state.c.delivery_id, delivery_state.c.attempts)
+        )
+        made = {row.delivery_id: int(row.attempts) for row in claimed}
+        return [
+            DueDelivery(
+                delivery_id=row.delivery_id,
+                subscription_id=row.subscription_id,
+                subscription_account=row.subscription_account,
+                event_id=row.event_id,
+                event_type=row.event_type,
+                account_id=row.account_id,
+                url=row.url,
+                body=json.dumps(row.body, separators=(",", ":")).encode(),
+                attempts=made[row.delivery_id],
             )
-        return leased
+            for row in rows
+            if row.delivery_id in made
+        ]
 
     async def _send_all(
         self, live: LiveContext, leased: Sequence[DueDelivery]
@@ -213,60 +228,95 @@ class WebhookDeliveries:
 
             return list(await asyncio.gather(*(send(due) for due in leased)))
 
-    async def _record(self, uow: Any, due: DueDelivery, record: AttemptRecord) -> None:
-        conn: AsyncConnection = uow.conn
-        now = self._clock()
-        attempt = due.attempts + 1
-        failing_since = await conn.scalar(
-            sa.select(endpoint_state.c.failing_since)
-            .where(endpoint_state.c.subscription_id == due.subscription_id)
-            .with_for_update()
-        )
-        decision = decide(
-            record.outcome,
-            attempt=attempt,
-            now=now,
-            first_failure_at=failing_since,
-            jitter_draw=random.random(),  # noqa: S311 - jitter, not security
-            policy=self._policy,
-        )
-        await conn.execute(
-            attempts.insert().values(
-                subscription_id=due.subscription_id,
-                delivery_id=due.delivery_id,
-                event_id=due.event_id,
-                event_type=due.event_type,
-                attempt=attempt,
-                started_at=record.started_at,
-                latency_ms=record.latency_ms,
-                status_code=record.status_code,
-                response_excerpt=record.response_excerpt,
-                error=record.error,
-                verdict=str(decision.verdict),
-                next_attempt_at=decision.next_attempt_at,
+    async def _record_all(
+        self,
+        uow: UnitOfWork,
+        leased: Sequence[DueDelivery],
+        records: Sequence[AttemptRecord],
+        until: datetime,
+    ) -> None:
+        """Log the attempts of the deliveries still leased by this tick, and their outcomes, in
+        a handful of statements whatever the batch size."""
+        conn = uow.conn
+        held = set(
+            await conn.scalars(
+                sa.select(delivery_state.c.delivery_id)
+                .where(
+                    delivery_state.c.delivery_id.in_([d.delivery_id for d in leased]),
+                    delivery_state.c.claimed_until == until,
+                )
+                .order_by(delivery_state.c.delivery_id)
+                .with_for_update()
             )
         )
-        # A disabled endpoint starts a fresh clock when someone enables it again.
-        clock = None if decision.verdict == Verdict.DISABLE_ENDPOINT else decision.first_failure_at
-        statement = pg_insert(endpoint_state).values(
-            subscription_id=due.subscription_id, failing_since=clock
+        # A lease that ran out: another tick may have leased and sent that delivery again.
+        done = [(d, r) for d, r in zip(leased, records, strict=True) if d.delivery_id in held]
+        if not done:
+            return
+        endpoints = sorted({d.subscription_id for d, _ in done})
+        rows = await conn.execute(
+            sa.select(endpoint_state.c.subscription_id, endpoint_state.c.failing_since)
+            .where(endpoint_state.c.subscription_id.in_(endpoints))
+            .order_by(endpoint_state.c.subscription_id)
+            .with_for_update()
         )
+        failing: dict[UUID, datetime | None] = dict.fromkeys(endpoints)
+        failing.update({row.subscription_id: row.failing_since for row in rows})
+        now = self._clock()
+        logged: list[dict[str, Any]] = []
+        states: list[dict[str, Any]] = []
+        events: list[Any] = []
+        for due, record in done:
+            attempt = due.attempts + 1
+            decision = decide(
+                record.outcome,
+                attempt=attempt,
+                now=now,
+                first_failure_at=failing[due.subscription_id],
+                jitter_draw=random.random(),  # noqa: S311 - jitter, not security
+                policy=self._policy,
+            )
+            # A disabled endpoint starts a fresh clock when someone enables it again.
+            failing[due.subscription_id] = (
+                None if decision.verdict == Verdict.DISABLE_ENDPOINT else decision.first_failure_at
+            )
+            logged.append(
+                {
+                    "subscription_id": due.subscription_id,
+                    "delivery_id": due.delivery_id,
+                    "event_id": due.event_id,
+                    "event_type": due.event_type,
+                    "attempt": attempt,
+                    "started_at": record.started_at,
+                    "latency_ms": record.latency_ms,
+                    "status_code": record.status_code,
+                    "response_excerpt": record.response_excerpt,
+                    "error": record.error,
+                    "verdict": str(decision.verdict),
+                    "next_attempt_at": decision.next_attempt_at,
+                }
+            )
+            states.append(
+                {
+                    "delivery_id": due.delivery_id,
+                    "attempts": attempt,
+                    "next_attempt_at": decision.next_attempt_at or now,
+                    "claimed_until": None,
+                }
+            )
+            events += self._outcome_events(due, record, decision, attempt, now)
+        await conn.execute(attempts.insert(), logged)
+        endpoint_rows = [{"subscription_id": k, "failing_since": failing[k]} for k in endpoints]
+        statement = pg_insert(endpoint_state)
         await conn.execute(
             statement.on_conflict_do_update(
                 index_elements=[endpoint_state.c.subscription_id],
                 set_={"failing_since": statement.excluded.failing_since},
-            )
+            ),
+            endpoint_rows,
         )
-        await conn.execute(
-            delivery_state.update()
-            .where(delivery_state.c.delivery_id == due.delivery_id)
-            .values(
-                attempts=attempt,
-                next_attempt_at=decision.next_attempt_at or now,
-                claimed_until=None,
-            )
-        )
-        await uow.emit(self._outcome_events(due, record, decision, attempt, now))
+        await _save_states(conn, states)
+        await uow.emit(events)
 
     def _outcome_events(
         self,
@@ -328,3 +378,22 @@ class WebhookDeliveries:
         async with live.engine.connect() as conn:
             at: datetime | None = await conn.scalar(sa.select(sa.func.min(inner.c.at)))
         return at
+
+
+async def _save_states(conn: AsyncConnection, states: list[dict[str, Any]]) -> None:
+    """The retry state after an attempt, for many deliveries in one statement."""
+    values = sa.values(
+        sa.column("delivery_id", delivery_state.c.delivery_id.type),
+        sa.column("attempts", sa.Integer),
+        sa.column("next_attempt_at", delivery_state.c.next_attempt_at.type),
+        name="recorded",
+    ).data([(s["delivery_id"], s["attempts"], s["next_attempt_at"]) for s in states])
+    await conn.execute(
+        delivery_state.update()
+        .where(delivery_state.c.delivery_id == values.c.delivery_id)
+        .values(
+            attempts=values.c.attempts,
+            next_attempt_at=values.c.next_attempt_at,
+            claimed_until=None,
+        )
+    )

@@ -4,10 +4,10 @@ Webhook attempts (the attempt log, kept by a rebuild and only ever appended to) 
 counters: by verdict, and as a latency histogram. Deliveries, endpoints and mails are gauges
 of their current state. No label names an endpoint, ticket or account.
 
-A failed mail submission is not recorded as such (the mail stays queued with a back-off
-lease), so `helpdesk_mails{status="retrying"}` is the mails queued that were tried at least
-once; an exact count of failed submissions needs a counter where the mail loop catches the
-SMTP error.
+`helpdesk_mails{status="retrying"}` is the mails queued that were tried (or leased) at least
+once, `failed` those given up; every failed SMTP submission is counted where the mail loops
+catch the error (`helpdesk_mail_failures_total{verdict="retry"|"give_up"}`, in
+`adapters/mailing.py`), since a back-off leaves no row to count.
 """
 
 from __future__ import annotations
@@ -151,13 +151,13 @@ class NotifierMetrics(StateCollector):
             (sa.and_(mails.c.status == "queued", leased), "retrying"),
             else_=mails.c.status,
         )
-        counts = dict.fromkeys(("queued", "retrying", "sent", "no_recipient"), 0)
+        counts = dict.fromkeys(("queued", "retrying", "sent", "no_recipient", "failed"), 0)
         for name, count in await conn.execute(sa.select(state, sa.func.count()).group_by(state)):
             counts[str(name)] = int(count)
         family = GaugeMetricFamily(
             "helpdesk_mails",
             "E-mails by status: queued, retrying (tried, not accepted by the relay yet), "
-            "sent, no_recipient.",
+            "sent, no_recipient, failed (given up).",
             labels=["status"],
         )
         for name, count in sorted(counts.items()):

@@ -4,12 +4,13 @@ runtime's shared `Settings`."""
 from __future__ import annotations
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from helpdesk.notifier.adapters.mail import SmtpSettings
-from helpdesk.notifier.domain.retry import DEFAULT_SCHEDULE, RetryPolicy
+from helpdesk.notifier.domain.retry import DEFAULT_SCHEDULE, MailRetryPolicy, RetryPolicy
 from helpdesk.notifier.domain.ssrf import AllowList
 
 
@@ -36,8 +37,15 @@ class NotifierSettings(BaseSettings):
     smtp_relay_host: str = Field(default="127.0.0.1", validation_alias="HELPDESK_SMTP_RELAY_HOST")
     smtp_relay_port: int = Field(default=2526, validation_alias="HELPDESK_SMTP_RELAY_PORT")
     smtp_timeout_seconds: float = 30.0
-    # A failed SMTP submission is tried again after this long.
+    # A failed SMTP submission is tried again after this long, doubling up to the cap; the mail
+    # is given up (`notification.mail_failed`) after so many submissions or so long failing.
     mail_retry_seconds: float = 60.0
+    mail_retry_max_seconds: float = 3600.0
+    mail_max_attempts: int = 10
+    mail_give_up_hours: float = 24.0
+    # The managers' daily digest: at this local hour of this IANA time zone (the provider's).
+    digest_hour: int = Field(default=7, ge=0, le=23)
+    digest_timezone: str = "UTC"
 
     @property
     def allow_list(self) -> AllowList:
@@ -65,3 +73,18 @@ class NotifierSettings(BaseSettings):
             reply_to=self.mail_reply_to,
             timeout=self.smtp_timeout_seconds,
         )
+
+    @property
+    def mail_retry_policy(self) -> MailRetryPolicy:
+        """When a failed mail is tried again, and when it is given up."""
+        return MailRetryPolicy(
+            first=timedelta(seconds=self.mail_retry_seconds),
+            cap=timedelta(seconds=self.mail_retry_max_seconds),
+            max_attempts=self.mail_max_attempts,
+            give_up_after=timedelta(hours=self.mail_give_up_hours),
+        )
+
+    @property
+    def digest_zone(self) -> ZoneInfo:
+        """The time zone of the digest's hour."""
+        return ZoneInfo(self.digest_timezone)

@@ -1,8 +1,9 @@
 """The notifier's tables in schema `notifier`.
 
-Projection tables (rebuilt from the stream): people and tickets the mails need, subscriptions,
-deliveries and mails. Request state a rebuild keeps: webhook secrets (never on the stream), the
-attempt log, and the retry state of deliveries and endpoints.
+Projection tables (rebuilt from the stream): people, accounts and tickets the mails need, the
+SLA clocks the daily digest lists, subscriptions, deliveries and mails. Request state a rebuild
+keeps: webhook secrets (never on the stream), the attempt log, and the retry state of
+deliveries, endpoints and mails.
 """
 
 from __future__ import annotations
@@ -28,6 +29,33 @@ tickets = sa.Table(
     sa.Column("subject", sa.Text, nullable=False),
     sa.Column("contact_id", _UUID, nullable=True),
     sa.Column("priority", sa.Text, nullable=True),
+    # The resolution cycle (a reopen starts the next) and whether it is closed: the digest
+    # lists the clocks of open tickets' current cycle.
+    sa.Column("cycle", sa.Integer, nullable=False, default=1, server_default="1"),
+    sa.Column("closed", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+)
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("account_id", _UUID, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+)
+
+# The response and resolution clocks the SLA timer warned about, breached or met, for the
+# managers' daily digest. Each column is what one `sla.*` event says, so they commute.
+sla_clocks = sa.Table(
+    "sla_clocks",
+    metadata,
+    sa.Column("ticket_id", _UUID, primary_key=True),
+    sa.Column("kind", sa.Text, primary_key=True),
+    sa.Column("cycle", sa.Integer, primary_key=True),
+    sa.Column("ordinal", sa.Integer, primary_key=True),
+    sa.Column("priority", sa.Text, nullable=True),
+    sa.Column("due_at", _TS, nullable=False),
+    sa.Column("warned_at", _TS, nullable=True),
+    sa.Column("breached_at", _TS, nullable=True),
+    sa.Column("met_at", _TS, nullable=True),
 )
 
 contacts = sa.Table(
@@ -47,6 +75,8 @@ staff = sa.Table(
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("email", sa.Text, nullable=False),
     sa.Column("role", sa.Text, nullable=False),
+    # The provider's partition (staff events are keyed by it): its owner sends the digests.
+    sa.Column("partition", sa.Integer, nullable=True),
 )
 
 # A deleted subscription stays as a tombstone, so events recorded before its deletion are
@@ -108,13 +138,22 @@ mails = sa.Table(
     sa.Column("subject", sa.Text, nullable=True),
     sa.Column("message_id", sa.Text, nullable=True),
     sa.Column("intent", pg.JSONB, nullable=True),  # template, threading headers, context
-    sa.Column("status", sa.Text, nullable=False),  # queued | sent | no_recipient
+    sa.Column("status", sa.Text, nullable=False),  # queued | sent | no_recipient | failed
     sa.Column("created_at", _TS, nullable=True),
     sa.Column("sent_at", _TS, nullable=True),
     sa.Index("mails_due", "partition", "status"),
 )
 
-projection_tables = [tickets, contacts, staff, subscriptions, deliveries, mails]
+projection_tables = [
+    tickets,
+    accounts,
+    sla_clocks,
+    contacts,
+    staff,
+    subscriptions,
+    deliveries,
+    mails,
+]
 
 # -- request state (kept by a rebuild) ---------------------------------------------------------
 
@@ -138,13 +177,16 @@ delivery_state = sa.Table(
     sa.Column("claimed_until", _TS, nullable=True),
 )
 
-# A mail's sender lease or back-off after a failed submission: not business state, so not in
-# the projection (a rebuild keeps it, and the projection stays byte for byte reproducible).
+# A mail's sender lease or back-off after a failed submission, and its failures so far: not
+# business state, so not in the projection (a rebuild keeps it, and the projection stays byte
+# for byte reproducible). A digest decided empty for a day is leased until the next one.
 mail_leases = sa.Table(
     "mail_leases",
     metadata,
     sa.Column("mail_id", _UUID, primary_key=True),
     sa.Column("not_before", _TS, nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False, default=0, server_default="0"),
+    sa.Column("first_failed_at", _TS, nullable=True),
 )
 
 # An endpoint's failure clock: since when it fails without a single success.

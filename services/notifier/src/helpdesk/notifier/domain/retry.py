@@ -213,3 +213,35 @@ def schedule_offsets(schedule: Sequence[timedelta]) -> tuple[timedelta, ...]:
     for step in schedule:
         offsets.append(offsets[-1] + step)
     return tuple(offsets)
+
+
+@dataclass(frozen=True)
+class MailRetryPolicy:
+    """When a mail whose SMTP submission failed is tried again, and when it is given up.
+
+    The n-th failed submission waits `first * factor**(n-1)`, at most `cap`; the mail is given
+    up after `max_attempts` submissions or once it has failed for `give_up_after` (measured
+    from its first failure), whichever comes first.
+    """
+
+    first: timedelta = timedelta(minutes=1)
+    factor: float = 2.0
+    cap: timedelta = timedelta(hours=1)
+    max_attempts: int = 10
+    give_up_after: timedelta = timedelta(hours=24)
+
+    def __post_init__(self) -> None:
+        if self.first < timedelta(0) or self.factor < 1.0 or self.max_attempts < 1:
+            raise ValueError("a non-negative first delay, factor >= 1 and at least one attempt")
+
+
+def next_mail_attempt(
+    policy: MailRetryPolicy, *, attempt: int, first_failed_at: datetime, now: datetime
+) -> datetime | None:
+    """After failed submission number `attempt` (1-based) at `now`: when to try again, or
+    None to give the mail up."""
+    if attempt < 1:
+        raise ValueError("attempts count from 1")
+    if attempt >= policy.max_attempts or now - first_failed_at >= policy.give_up_after:
+        return None
+    return now + min(policy.cap, policy.first * policy.factor ** (attempt - 1))
