@@ -61,6 +61,7 @@ from helpdesk.sla_timer.adapters.tables import (
     sla_timers,
 )
 from helpdesk.sla_timer.domain import follow_up_schedule
+from helpdesk.sla_timer.domain.clocks import TicketEvent
 from helpdesk.sla_timer.domain.history import (
     FOLDED,
     clock_view,
@@ -165,6 +166,9 @@ async def ticket_events(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
         uow.conn, (e.envelope.ticket_id for e in events if e.envelope.ticket_id)
     )
     touched: set[UUID] = set()
+    # Each touched ticket's history as the fold reads it: decoded once from its stored row,
+    # then extended with this batch's events as they are (not re-read from their JSON).
+    folded: dict[UUID, list[TicketEvent]] = {}
     for event in events:
         ticket_id = event.envelope.ticket_id
         payload = event.payload
@@ -186,22 +190,29 @@ async def ticket_events(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
         elif isinstance(payload, TicketTriaged):
             row["priority"] = payload.priority
         if isinstance(payload, FOLDED):
+            if ticket_id not in folded:
+                folded[ticket_id] = decode_history(row["history"])
             row["history"] = [*row["history"], history_item(event.type, occurred, payload)]
+            folded[ticket_id].append(TicketEvent(occurred.astimezone(dt.UTC), payload))
     changed = [rows[t] for t in sorted(touched)]
-    timers = await _refold(uow.conn, changed)
+    timers = await _refold(uow.conn, changed, folded)
     await save_tickets(uow.conn, changed)
     await _replace_unfired(uow.conn, [r["ticket_id"] for r in changed], timers)
 
 
-async def _refold(conn: AsyncConnection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Fold each row as of its last event; update its derived columns; return its timers."""
+async def _refold(
+    conn: AsyncConnection, rows: list[dict[str, Any]], folded: dict[UUID, list[TicketEvent]]
+) -> list[dict[str, Any]]:
+    """Fold each row as of its last event; update its derived columns; return its timers.
+
+    `folded` holds the decoded history of the rows that have one in this batch already."""
     agreements = await agreements_for(
         conn, ((r["account_id"], r["agreement_version"]) for r in rows)
     )
     vips = await vip_contacts(conn, (r["contact_id"] for r in rows))
     timer_rows: list[dict[str, Any]] = []
     for row in rows:
-        events = decode_history(row["history"])
+        events = folded.get(row["ticket_id"]) or decode_history(row["history"])
         row["status"] = ticket_status(events)
         found = agreements.get((row["account_id"], row["agreement_version"]))
         if found is None or row["last_occurred_at"] is None:
