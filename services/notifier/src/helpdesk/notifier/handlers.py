@@ -122,14 +122,46 @@ async def foreign_events(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
     known = await _tickets_of(conn, {e.envelope.ticket_id for e in events} - {None})
     scheduled: dict[UUID, dict[str, Any]] = {}
     queued: dict[UUID, dict[str, Any]] = {}
+    # New tickets are inserted together, before anything that updates a ticket row.
+    opened: dict[UUID, dict[str, Any]] = {}
     for event in events:
-        await _remember_facts(conn, event)
+        payload = event.payload
+        if isinstance(payload, TicketOpened):
+            opened.setdefault(payload.ticket_id, _ticket_row(payload))
+        else:
+            if isinstance(payload, _UPDATES_TICKETS):
+                await _insert_tickets(conn, opened)
+                opened = {}
+            await _remember_facts(conn, event)
         _follow_ticket(known, event)
         scheduled.update((row["delivery_id"], row) for row in _deliveries_of(event, subs))
         ticket = known.get(event.envelope.ticket_id) if event.envelope.ticket_id else None
         queued.update((row["mail_id"], row) for row in _mails_of(event, ticket))
+    await _insert_tickets(conn, opened)
     await _upsert_scheduled(conn, list(scheduled.values()))
     await _upsert_mails(conn, list(queued.values()))
+
+
+_UPDATES_TICKETS = (TicketTriaged, TicketClosed, TicketReopened)
+
+
+def _ticket_row(opened: TicketOpened) -> dict[str, Any]:
+    return {
+        "ticket_id": opened.ticket_id,
+        "account_id": opened.account_id,
+        "number": opened.number,
+        "subject": opened.subject,
+        "contact_id": opened.contact_id,
+        "priority": opened.priority,
+    }
+
+
+async def _insert_tickets(conn: AsyncConnection, rows: dict[UUID, dict[str, Any]]) -> None:
+    """New tickets; a ticket's first `ticket.opened` wins, as it is the only one."""
+    values = list(rows.values())
+    for start in range(0, len(values), _CHUNK):
+        chunk = values[start : start + _CHUNK]
+        await conn.execute(pg_insert(tickets).values(chunk).on_conflict_do_nothing())
 
 
 async def _tickets_of(
@@ -188,20 +220,7 @@ class _Subscribers:
 
 async def _remember_facts(conn: AsyncConnection, event: AnyEvent) -> None:
     payload = event.payload
-    if isinstance(payload, TicketOpened):
-        await conn.execute(
-            pg_insert(tickets)
-            .values(
-                ticket_id=payload.ticket_id,
-                account_id=payload.account_id,
-                number=payload.number,
-                subject=payload.subject,
-                contact_id=payload.contact_id,
-                priority=payload.priority,
-            )
-            .on_conflict_do_nothing()
-        )
-    elif isinstance(payload, TicketTriaged) and event.envelope.ticket_id is not None:
+    if isinstance(payload, TicketTriaged) and event.envelope.ticket_id is not None:
         await conn.execute(
             tickets.update()
             .where(tickets.c.ticket_id == event.envelope.ticket_id)

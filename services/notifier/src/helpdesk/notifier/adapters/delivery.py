@@ -49,6 +49,7 @@ from helpdesk.shared.live import LiveContext
 
 BATCH = 100
 CONCURRENCY = 16
+PARTITIONS_AT_ONCE = 4
 
 
 @dataclass(frozen=True)
@@ -114,14 +115,37 @@ class WebhookDeliveries:
         self._policy = settings.retry_policy
         self._clock = clock
         self._lease = timedelta(seconds=settings.webhook_timeout_seconds * 2 + 30)
+        # One connection pool for the replica's life, and one cap on requests in flight over
+        # every partition; partitions are worked on side by side, so one partition's database
+        # round trips overlap another's requests.
+        self._sender: WebhookSender | None = None
+        self._gate = asyncio.Semaphore(CONCURRENCY)
+        self._partitions = asyncio.Semaphore(PARTITIONS_AT_ONCE)
 
     async def __call__(self, live: LiveContext) -> datetime | None:
         """One tick over every owned partition; returns when the next delivery is due."""
-        for partition in live.partitions:
-            await self._deliver_partition(live, partition)
+        outcomes = await asyncio.gather(
+            *(self._deliver_partition(live, p) for p in live.partitions), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome  # the others finished: their outcomes are recorded
         return await self._next_due(live)
 
+    def _webhook_sender(self) -> WebhookSender:
+        if self._sender is None:
+            self._sender = WebhookSender(
+                allow=self._settings.allow_list,
+                timeout=self._settings.webhook_timeout_seconds,
+                clock=self._clock,
+            )
+        return self._sender
+
     async def _deliver_partition(self, live: LiveContext, partition: int) -> None:
+        async with self._partitions:
+            await self._deliver_batch(live, partition)
+
+    async def _deliver_batch(self, live: LiveContext, partition: int) -> None:
         now = self._clock()
         query = (
             _sendable()
@@ -213,20 +237,15 @@ class WebhookDeliveries:
             row.subscription_id: SigningSecrets(row.current, row.previous, row.previous_expires_at)
             for row in stored
         }
-        gate = asyncio.Semaphore(CONCURRENCY)
-        async with WebhookSender(
-            allow=self._settings.allow_list,
-            timeout=self._settings.webhook_timeout_seconds,
-            clock=self._clock,
-        ) as sender:
+        sender = self._webhook_sender()
 
-            async def send(due: DueDelivery) -> AttemptRecord:
-                async with gate:
-                    secrets = signing[due.subscription_id].active(self._clock())
-                    message = WebhookMessage(str(due.delivery_id), due.url, due.body)
-                    return await sender.send(message, secrets)
+        async def send(due: DueDelivery) -> AttemptRecord:
+            async with self._gate:
+                secrets = signing[due.subscription_id].active(self._clock())
+                message = WebhookMessage(str(due.delivery_id), due.url, due.body)
+                return await sender.send(message, secrets)
 
-            return list(await asyncio.gather(*(send(due) for due in leased)))
+        return list(await asyncio.gather(*(send(due) for due in leased)))
 
     async def _record_all(
         self,
