@@ -532,55 +532,34 @@ async def replay_requested(uow: UnitOfWork, event: Event[ReplayRequested]) -> No
     await _upsert_scheduled(uow.conn, copies)
 
 
-async def _record_outcome(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    statement = pg_insert(deliveries).values(**values)
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[deliveries.c.delivery_id],
-            set_={
-                c: statement.excluded[c]
-                for c in ("status", "attempts", "status_code", "finished_at")
-            },
-        )
-    )
-
-
-@projection.on(Delivered)
-async def delivered(uow: UnitOfWork, event: Event[Delivered]) -> None:
-    """The delivery is done: accepted by the endpoint."""
-    done = event.payload
-    await _record_outcome(
-        uow.conn,
-        {
+@projection.on_batch(Delivered, DeliveryFailed)
+async def delivery_outcomes(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
+    """Deliveries done: accepted by the endpoint (`delivered`) or given up (`failed`)."""
+    rows: dict[UUID, dict[str, Any]] = {}
+    for event in events:
+        done = event.payload
+        assert isinstance(done, Delivered | DeliveryFailed)
+        delivered = isinstance(done, Delivered)
+        rows[done.delivery_id] = {
             "delivery_id": done.delivery_id,
             "subscription_id": done.subscription_id,
             "event_id": done.event_id,
             "event_type": done.event_type,
-            "status": "delivered",
+            "status": "delivered" if delivered else "failed",
             "attempts": done.attempt,
             "status_code": done.status_code,
-            "finished_at": done.delivered_at,
+            "finished_at": done.delivered_at if isinstance(done, Delivered) else done.failed_at,
+        }
+    statement = pg_insert(deliveries)
+    statement = statement.on_conflict_do_update(
+        index_elements=[deliveries.c.delivery_id],
+        set_={
+            c: statement.excluded[c] for c in ("status", "attempts", "status_code", "finished_at")
         },
     )
-
-
-@projection.on(DeliveryFailed)
-async def delivery_failed(uow: UnitOfWork, event: Event[DeliveryFailed]) -> None:
-    """The delivery is done: given up."""
-    failed = event.payload
-    await _record_outcome(
-        uow.conn,
-        {
-            "delivery_id": failed.delivery_id,
-            "subscription_id": failed.subscription_id,
-            "event_id": failed.event_id,
-            "event_type": failed.event_type,
-            "status": "failed",
-            "attempts": failed.attempt,
-            "status_code": failed.status_code,
-            "finished_at": failed.failed_at,
-        },
-    )
+    values = list(rows.values())
+    for start in range(0, len(values), _CHUNK):
+        await uow.conn.execute(statement.values(values[start : start + _CHUNK]))
 
 
 @projection.on(MailSent)
