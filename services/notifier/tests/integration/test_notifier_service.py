@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from email import message_from_bytes
 from email.policy import default
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
@@ -22,6 +23,8 @@ from standardwebhooks.webhooks import Webhook
 
 from helpdesk.notifier.adapters.settings import NotifierSettings
 from helpdesk.notifier.main import build_spec
+from helpdesk.shared.contracts.accounts import PROVIDER_ACCOUNT
+from helpdesk.shared.outbox import partition_of
 from helpdesk.shared.service import ServiceRuntime
 from helpdesk.shared.settings import Settings
 from services.intake.tests.integration._support import (
@@ -302,3 +305,47 @@ async def test_ticket_number_mail_reaches_the_contact(stack: Stack) -> None:
 
     rows = await wait_for(listed_as_sent, timeout=10)
     assert rows[0]["kind"] == "ticket_opened"
+
+
+async def test_a_rebuild_keeps_a_provider_subscriptions_pending_delivery(
+    infra: tuple[str, str],
+) -> None:
+    """A provider-wide subscription lives on the provider's partition, the events it matches on
+    their accounts'. A rebuild replays the provider's partition first: otherwise an account on
+    a lower partition (applied first within a batch) would meet no subscription, and its
+    delivery, still waiting for a retry, would be dropped."""
+    bootstrap, database_url = infra
+    settings = await fresh_stack_settings(bootstrap, database_url)
+    partitions = range(settings.partitions)
+    own = NotifierSettings(allow_targets="127.0.0.1", retry_schedule_seconds="3600")
+    async with (
+        in_process("intake", settings) as intake,
+        _notifier(settings, own) as (runtime, client),
+        receiving(Reply(503)) as rx,
+    ):
+        admin = As(intake.http, ADMIN_TOKEN)
+        account = await new_account(admin)
+        while partition_of(UUID(account["id"]), partitions) >= partition_of(
+            PROVIDER_ACCOUNT, partitions
+        ):
+            account = await new_account(admin)
+        on_notifier = As(client, ADMIN_TOKEN)
+        sub = ok(
+            await on_notifier.post(
+                "/v1/subscriptions", {"url": rx.url, "event_types": ["ticket.*"]}
+            ),
+            201,
+        )
+        await new_ticket(admin, account["id"])
+
+        async def retrying() -> list[dict[str, Any]] | None:
+            rows: list[dict[str, Any]] = ok(
+                await on_notifier.get(f"/v1/subscriptions/{sub['id']}/deliveries")
+            )
+            return rows if rows and rows[0]["attempts"] else None
+
+        before = await wait_for(retrying, timeout=30)
+        assert [r["status"] for r in before] == ["pending"]  # its next attempt in an hour
+        await runtime.rebuild()
+        after = ok(await on_notifier.get(f"/v1/subscriptions/{sub['id']}/deliveries"))
+        assert [(r["id"], r["status"]) for r in after] == [(before[0]["id"], "pending")]

@@ -714,7 +714,9 @@ class ConsumerRuntime(ConsumerRebalanceListener):  # type: ignore[misc]
         """Consume until cancelled; the consumer leaves its group cleanly on cancellation."""
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
-            group_id=f"helpdesk.{self.name}",
+            # One group per service and topic: replicas of one service share partitions; two
+            # stacks on one broker (tests, a staging topic) never rebalance each other.
+            group_id=f"helpdesk.{self.name}.{self._topic}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",

@@ -21,6 +21,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
@@ -32,6 +33,21 @@ from helpdesk.shared.db import RuntimeTables
 from helpdesk.shared.events import Envelope
 from helpdesk.shared.kafka import reliable_producer
 from helpdesk.shared.metrics import Metrics
+
+#: What the producer's send() uses to place a key.
+_PARTITIONER = DefaultPartitioner()
+
+
+def account_key(account_id: UUID) -> bytes:
+    """The Kafka key of an account's events: all of them share its partition, in order."""
+    return str(account_id).encode()
+
+
+def partition_of(account_id: UUID, partitions: Sequence[int]) -> int:
+    """The partition of `partitions` that an account's events go to."""
+    available = sorted(partitions)
+    return int(_PARTITIONER(account_key(account_id), available, available))
+
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +79,7 @@ async def append(
             {
                 "event_id": e.event_id,
                 "type": e.type,
-                "key": str(e.account_id).encode(),
+                "key": account_key(e.account_id),
                 "value": value,
                 # `source` names the writing service (informational: nothing skips by it).
                 "headers": [[k, v.decode()] for k, v in e.headers()] + [source],
@@ -106,7 +122,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._wakeup = asyncio.Event()
-        self._partitioner = DefaultPartitioner()  # what the producer's send() uses
+        self._partitioner = _PARTITIONER
         self._lock_key = _LOCK_NAMESPACE ^ hash_schema(tables.schema or "")
 
     async def start(self) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from uuid import UUID
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -31,6 +32,7 @@ from helpdesk.shared.db import RuntimeTables
 from helpdesk.shared.events import decode
 from helpdesk.shared.kafka import topic_partitions
 from helpdesk.shared.metrics import Metrics
+from helpdesk.shared.outbox import partition_of
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +64,13 @@ async def rebuild(
     projection: Projection,
     metrics: Metrics,
     max_records: int = 5000,
+    first: Sequence[UUID] = (),
 ) -> int:
-    """Replay the stream into shadow tables and swap them in; returns the records read."""
+    """Replay the stream into shadow tables and swap them in; returns the records read.
+
+    The partitions of the `first` accounts are replayed to their end before the others: their
+    events are needed to apply the other partitions' (partitions replay in no fixed order).
+    """
     schema = tables.schema or "public"
     shadow = f"{schema}_rebuild"
     async with engine.connect() as lock_conn:
@@ -85,6 +92,7 @@ async def rebuild(
                 max_records=max_records,
                 schema=schema,
                 shadow=shadow,
+                first=first,
             )
         finally:
             async with engine.begin() as conn:
@@ -126,6 +134,7 @@ async def _replay_and_swap(
     max_records: int,
     schema: str,
     shadow: str,
+    first: Sequence[UUID],
 ) -> int:
     applier = BatchApplier(name, topic, tables, projection, metrics)
     consumer = AIOKafkaConsumer(
@@ -138,20 +147,20 @@ async def _replay_and_swap(
     )
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in await topic_partitions(bootstrap, topic)]
+        partitions = await topic_partitions(bootstrap, topic)
+        tps = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         read = 0
         applied: list[str] = []
         ends = await consumer.end_offsets(tps)
-        while True:
-            batches = await _fetch_until(consumer, ends, max_records)
-            if batches is None:
-                break
-            async with engine.begin() as conn:
-                shadowed = await conn.execution_options(schema_translate_map={schema: shadow})
-                applied += await applier.apply(shadowed, batches)
-            read += sum(len(records) for records in batches.values())
+        leading = {partition_of(account, partitions) for account in first}
+        for phase in ({tp: end for tp, end in ends.items() if tp.partition in leading}, ends):
+            while (batches := await _fetch_until(consumer, phase, max_records)) is not None:
+                async with engine.begin() as conn:
+                    shadowed = await conn.execution_options(schema_translate_map={schema: shadow})
+                    applied += await applier.apply(shadowed, batches)
+                read += sum(len(records) for records in batches.values())
         # The swap: fence out live batches, apply what arrived meanwhile, move the tables in.
         async with engine.begin() as conn:
             await fenced_generation(conn, tables, name, exclusive=True)

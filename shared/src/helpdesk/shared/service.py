@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from uuid import UUID
 
 import sqlalchemy as sa
 import uvicorn
@@ -64,6 +65,9 @@ class ServiceSpec:
     tasks: TaskFactory = field(default=lambda runtime: ())
     #: State-derived metrics (`helpdesk.shared.metrics.StateCollector`s) on the service's tables.
     metrics: CollectorFactory = field(default=lambda runtime: ())
+    #: Accounts whose partitions a rebuild replays before the rest, because applying other
+    #: partitions' events needs theirs (the notifier's provider-wide subscriptions).
+    rebuild_first: Sequence[UUID] = ()
 
     @property
     def schema(self) -> str:
@@ -244,6 +248,7 @@ class ServiceRuntime:
             projection=self.projection,
             metrics=self.metrics,
             max_records=self.settings.consumer_max_records,
+            first=self.spec.rebuild_first,
         )
 
     async def retry_parked(self) -> tuple[int, int]:

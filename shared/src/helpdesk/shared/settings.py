@@ -38,7 +38,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Consumer runtime tuning.
     consumer_max_records: int = 5000
-    consumer_poll_ms: int = 200
+    # How long a fetch waits for records: also how often an idle partition's watermark (and so
+    # a due SLA timer) moves; the broker's long poll runs on regardless, so short costs little.
+    consumer_poll_ms: int = 50
     # A live loop with nothing due sleeps at most this long (it is woken by new state anyway).
     live_loop_max_idle_ms: int = 5000
     # processed_events rows older than this are pruned (a republished copy comes within seconds).

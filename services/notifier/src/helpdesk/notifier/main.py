@@ -13,6 +13,7 @@ from helpdesk.notifier.adapters.settings import NotifierSettings
 from helpdesk.notifier.adapters.tables import metadata, runtime
 from helpdesk.notifier.api.routes import build_router
 from helpdesk.notifier.handlers import projection
+from helpdesk.shared.contracts.accounts import PROVIDER_ACCOUNT
 from helpdesk.shared.live import LiveLoop
 from helpdesk.shared.service import ServiceRuntime, ServiceSpec, run_cli
 
@@ -41,6 +42,9 @@ def build_spec(settings: NotifierSettings | None = None) -> ServiceSpec:
         routers=[build_router(own)],
         live_loops=live_loops,
         metrics=lambda runtime: [NotifierMetrics(runtime.engine, runtime.clock)],
+        # Provider-wide subscriptions live on the provider's partition; replayed first, each
+        # exists before the other partitions' events it matches are replayed.
+        rebuild_first=[PROVIDER_ACCOUNT],
     )
 
 
