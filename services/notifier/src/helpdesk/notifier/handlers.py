@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -71,6 +70,7 @@ from helpdesk.shared.contracts.tickets import (
     TicketReopened,
     TicketTriaged,
 )
+from helpdesk.shared.db import bulk_upsert
 from helpdesk.shared.events import Event, derive_event_id, registry
 
 projection = Projection(tables=projection_tables)
@@ -119,84 +119,84 @@ async def foreign_events(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
     """Keep the facts mails need, and schedule the deliveries and mails each event causes."""
     conn = uow.conn
     subs = _Subscribers((await conn.execute(sa.select(subscriptions))).all())
-    known = await _tickets_of(conn, {e.envelope.ticket_id for e in events} - {None})
+    rows = await _ticket_rows(conn, {e.envelope.ticket_id for e in events} - {None})
+    changed: set[UUID] = set()
     scheduled: dict[UUID, dict[str, Any]] = {}
     queued: dict[UUID, dict[str, Any]] = {}
-    # New tickets are inserted together, before anything that updates a ticket row.
-    opened: dict[UUID, dict[str, Any]] = {}
     for event in events:
-        payload = event.payload
-        if isinstance(payload, TicketOpened):
-            opened.setdefault(payload.ticket_id, _ticket_row(payload))
+        touched = _follow_ticket(rows, event)
+        if touched is not None:
+            changed.add(touched)
         else:
-            if isinstance(payload, _UPDATES_TICKETS):
-                await _insert_tickets(conn, opened)
-                opened = {}
             await _remember_facts(conn, event)
-        _follow_ticket(known, event)
         scheduled.update((row["delivery_id"], row) for row in _deliveries_of(event, subs))
-        ticket = known.get(event.envelope.ticket_id) if event.envelope.ticket_id else None
-        queued.update((row["mail_id"], row) for row in _mails_of(event, ticket))
-    await _insert_tickets(conn, opened)
+        ticket = rows.get(event.envelope.ticket_id) if event.envelope.ticket_id else None
+        facts = _ticket_facts(ticket) if ticket is not None else None
+        queued.update((row["mail_id"], row) for row in _mails_of(event, facts))
+    # The batch's tickets, as its events left them, in one statement.
+    await bulk_upsert(
+        conn,
+        tickets,
+        [rows[t] for t in sorted(changed)],
+        conflict=["ticket_id"],
+        update=["priority", "cycle", "closed"],
+    )
     await _upsert_scheduled(conn, list(scheduled.values()))
     await _upsert_mails(conn, list(queued.values()))
 
 
-_UPDATES_TICKETS = (TicketTriaged, TicketClosed, TicketReopened)
-
-
-def _ticket_row(opened: TicketOpened) -> dict[str, Any]:
-    return {
-        "ticket_id": opened.ticket_id,
-        "account_id": opened.account_id,
-        "number": opened.number,
-        "subject": opened.subject,
-        "contact_id": opened.contact_id,
-        "priority": opened.priority,
-    }
-
-
-async def _insert_tickets(conn: AsyncConnection, rows: dict[UUID, dict[str, Any]]) -> None:
-    """New tickets; a ticket's first `ticket.opened` wins, as it is the only one."""
-    values = list(rows.values())
-    for start in range(0, len(values), _CHUNK):
-        chunk = values[start : start + _CHUNK]
-        await conn.execute(pg_insert(tickets).values(chunk).on_conflict_do_nothing())
-
-
-async def _tickets_of(
+async def _ticket_rows(
     conn: AsyncConnection, ticket_ids: set[UUID | None]
-) -> dict[UUID, TicketFacts]:
-    """What the projection knows of these tickets, in one query."""
-    rows = await conn.execute(sa.select(tickets).where(tickets.c.ticket_id.in_(ticket_ids)))
-    return {
-        row.ticket_id: TicketFacts(
-            ticket_id=row.ticket_id,
-            number=row.number,
-            subject=row.subject,
-            account_id=row.account_id,
-            contact_id=row.contact_id,
-            priority=row.priority,
-        )
-        for row in rows
-    }
+) -> dict[UUID, dict[str, Any]]:
+    """The stored rows of these tickets, in one query."""
+    found = await conn.execute(sa.select(tickets).where(tickets.c.ticket_id.in_(ticket_ids)))
+    return {row.ticket_id: dict(row._mapping) for row in found}
 
 
-def _follow_ticket(known: dict[UUID, TicketFacts], event: AnyEvent) -> None:
-    """Keep the batch's view of its tickets as `_remember_facts` keeps the table."""
-    payload = event.payload
-    if isinstance(payload, TicketOpened) and payload.ticket_id not in known:
-        known[payload.ticket_id] = TicketFacts(
-            ticket_id=payload.ticket_id,
-            number=payload.number,
-            subject=payload.subject,
-            account_id=payload.account_id,
-            contact_id=payload.contact_id,
-            priority=payload.priority,
-        )
-    elif isinstance(payload, TicketTriaged) and event.envelope.ticket_id in known:
-        ticket_id = event.envelope.ticket_id
-        known[ticket_id] = replace(known[ticket_id], priority=payload.priority)
+def _ticket_facts(row: dict[str, Any]) -> TicketFacts:
+    return TicketFacts(
+        ticket_id=row["ticket_id"],
+        number=row["number"],
+        subject=row["subject"],
+        account_id=row["account_id"],
+        contact_id=row["contact_id"],
+        priority=row["priority"],
+    )
+
+
+def _follow_ticket(rows: dict[UUID, dict[str, Any]], event: AnyEvent) -> UUID | None:
+    """Apply a ticket event to the batch's ticket rows; the ticket it changed, if any.
+
+    A ticket's first `ticket.opened` wins (it is the only one); an event of a ticket never
+    opened here changes nothing.
+    """
+    payload, ticket_id = event.payload, event.envelope.ticket_id
+    if isinstance(payload, TicketOpened):
+        if payload.ticket_id in rows:
+            return None
+        rows[payload.ticket_id] = {
+            "ticket_id": payload.ticket_id,
+            "account_id": payload.account_id,
+            "number": payload.number,
+            "subject": payload.subject,
+            "contact_id": payload.contact_id,
+            "priority": payload.priority,
+            "cycle": 1,
+            "closed": False,
+        }
+        return payload.ticket_id
+    if not isinstance(payload, TicketTriaged | TicketClosed | TicketReopened):
+        return None
+    row = rows.get(ticket_id) if ticket_id is not None else None
+    if row is None or ticket_id is None:
+        return None
+    if isinstance(payload, TicketTriaged):
+        row["priority"] = payload.priority
+    else:
+        row["closed"] = isinstance(payload, TicketClosed)
+        if isinstance(payload, TicketReopened):
+            row["cycle"] = payload.cycle
+    return ticket_id
 
 
 class _Subscribers:
@@ -220,13 +220,7 @@ class _Subscribers:
 
 async def _remember_facts(conn: AsyncConnection, event: AnyEvent) -> None:
     payload = event.payload
-    if isinstance(payload, TicketTriaged) and event.envelope.ticket_id is not None:
-        await conn.execute(
-            tickets.update()
-            .where(tickets.c.ticket_id == event.envelope.ticket_id)
-            .values(priority=payload.priority)
-        )
-    elif isinstance(payload, ContactAdded):
+    if isinstance(payload, ContactAdded):
         await conn.execute(
             pg_insert(contacts)
             .values(
@@ -256,13 +250,6 @@ async def _remember_facts(conn: AsyncConnection, event: AnyEvent) -> None:
             statement.on_conflict_do_update(
                 index_elements=[accounts.c.account_id], set_={"name": statement.excluded.name}
             )
-        )
-    elif isinstance(payload, TicketClosed | TicketReopened) and event.envelope.ticket_id:
-        values: dict[str, Any] = {"closed": isinstance(payload, TicketClosed)}
-        if isinstance(payload, TicketReopened):
-            values["cycle"] = payload.cycle
-        await conn.execute(
-            tickets.update().where(tickets.c.ticket_id == event.envelope.ticket_id).values(values)
         )
     elif isinstance(payload, SlaWarning | SlaBreached | SlaMet) and payload.kind in DIGEST_CLOCKS:
         await _remember_clock(conn, payload)
@@ -350,17 +337,9 @@ _SCHEDULE_COLUMNS = (
 
 
 async def _upsert_scheduled(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    statement = pg_insert(deliveries)
-    statement = statement.on_conflict_do_update(
-        index_elements=[deliveries.c.delivery_id],
-        set_={c: statement.excluded[c] for c in _SCHEDULE_COLUMNS},
+    await bulk_upsert(
+        conn, deliveries, rows, conflict=["delivery_id"], update=list(_SCHEDULE_COLUMNS)
     )
-    for start in range(0, len(rows), _CHUNK):
-        await conn.execute(statement.values(rows[start : start + _CHUNK]))
-
-
-# Rows per multi-row statement: well under PostgreSQL's 32 767 bind parameters.
-_CHUNK = 1000
 
 
 def _mails_of(event: AnyEvent, ticket: TicketFacts | None) -> list[dict[str, Any]]:
@@ -418,13 +397,8 @@ def _mails_of(event: AnyEvent, ticket: TicketFacts | None) -> list[dict[str, Any
 async def _upsert_mails(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
-    statement = pg_insert(mails)
     columns = [c for c in rows[0] if c not in {"mail_id", "status"}]
-    statement = statement.on_conflict_do_update(
-        index_elements=[mails.c.mail_id], set_={c: statement.excluded[c] for c in columns}
-    )
-    for start in range(0, len(rows), _CHUNK):
-        await conn.execute(statement.values(rows[start : start + _CHUNK]))
+    await bulk_upsert(conn, mails, rows, conflict=["mail_id"], update=columns)
 
 
 # -- the notifier's own events -------------------------------------------------------------------
@@ -550,16 +524,13 @@ async def delivery_outcomes(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None
             "status_code": done.status_code,
             "finished_at": done.delivered_at if isinstance(done, Delivered) else done.failed_at,
         }
-    statement = pg_insert(deliveries)
-    statement = statement.on_conflict_do_update(
-        index_elements=[deliveries.c.delivery_id],
-        set_={
-            c: statement.excluded[c] for c in ("status", "attempts", "status_code", "finished_at")
-        },
+    await bulk_upsert(
+        uow.conn,
+        deliveries,
+        list(rows.values()),
+        conflict=["delivery_id"],
+        update=["status", "attempts", "status_code", "finished_at"],
     )
-    values = list(rows.values())
-    for start in range(0, len(values), _CHUNK):
-        await uow.conn.execute(statement.values(values[start : start + _CHUNK]))
 
 
 @projection.on(MailSent)
