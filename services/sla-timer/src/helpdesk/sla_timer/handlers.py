@@ -46,8 +46,8 @@ from helpdesk.shared.events import Event, derive_event_id, registry
 from helpdesk.shared.live import LiveContext
 from helpdesk.sla_timer.adapters.store import (
     agreements_for,
-    any_int,
     any_uuid,
+    first_unfired_due,
     load_tickets,
     save_tickets,
     vip_contacts,
@@ -352,12 +352,7 @@ async def fire_timers(live: LiveContext) -> dt.datetime | None:
     if again:
         return live.now
     async with live.engine.connect() as conn:
-        upcoming: dt.datetime | None = await conn.scalar(
-            sa.select(sa.func.min(sla_timers.c.due_at)).where(
-                sla_timers.c.partition == any_int(live.partitions),
-                sla_timers.c.fired_at.is_(None),
-            )
-        )
+        upcoming: dt.datetime | None = await first_unfired_due(conn, live.partitions)
     return upcoming
 
 

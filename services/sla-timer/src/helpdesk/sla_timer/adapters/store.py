@@ -12,7 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from helpdesk.shared.agreements import Agreement
 from helpdesk.shared.db import bulk_upsert
-from helpdesk.sla_timer.adapters.tables import sla_agreements, sla_contacts, sla_tickets
+from helpdesk.sla_timer.adapters.tables import (
+    sla_agreements,
+    sla_contacts,
+    sla_tickets,
+    sla_timers,
+)
 
 _UUIDS = pg.ARRAY(pg.UUID(as_uuid=True))
 _INTS = pg.ARRAY(sa.Integer)
@@ -23,9 +28,25 @@ def any_uuid(values: Iterable[UUID]) -> Any:
     return sa.any_(sa.bindparam(None, sorted(set(values)), type_=_UUIDS))
 
 
-def any_int(values: Iterable[int]) -> Any:
-    """`= ANY(:array)` over one bound array of integers."""
-    return sa.any_(sa.bindparam(None, sorted(set(values)), type_=_INTS))
+async def first_unfired_due(conn: AsyncConnection, partitions: Iterable[int]) -> Any:
+    """The earliest due instant of an unfired timer of `partitions` (None: nothing pending).
+
+    One probe of `sla_timers_due` per partition: a `min` over `partition = ANY(...)` scans the
+    whole table instead (50 ms at 400 000 timers, on every tick of the firing loop).
+    """
+    wanted = (
+        sa.func.unnest(sa.bindparam("partitions", sorted(set(partitions)), type_=_INTS))
+        .table_valued("p")
+        .render_derived()
+    )
+    first = (
+        sa.select(sla_timers.c.due_at)
+        .where(sla_timers.c.partition == wanted.c.p, sla_timers.c.fired_at.is_(None))
+        .order_by(sla_timers.c.due_at)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return await conn.scalar(sa.select(sa.func.min(first)).select_from(wanted))
 
 
 # Agreement versions never change once set, so a parsed one can be kept for the process.
