@@ -30,6 +30,7 @@ from helpdesk.shared.consumer import ConsumerRuntime, Ownership, Projection, Uni
 from helpdesk.shared.context import Clock
 from helpdesk.shared.db import RuntimeTables
 from helpdesk.shared.metrics import Metrics
+from helpdesk.shared.waiting import woken_or_elapsed
 
 log = logging.getLogger(__name__)
 
@@ -162,5 +163,4 @@ class LiveLoops:
                 # An item due now but beyond the watermark waits for the projection to catch up.
                 wait = (next_due - self._clock()).total_seconds()
                 delay = min(self._max_idle, max(self._retry_after, wait))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), delay)
+            await woken_or_elapsed(wakeup, delay)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -33,6 +32,7 @@ from helpdesk.shared.db import RuntimeTables
 from helpdesk.shared.events import Envelope
 from helpdesk.shared.kafka import reliable_producer
 from helpdesk.shared.metrics import Metrics
+from helpdesk.shared.waiting import woken_or_elapsed
 
 #: What the producer's send() uses to place a key.
 _PARTITIONER = DefaultPartitioner()
@@ -154,8 +154,7 @@ class OutboxRelay:
                 await asyncio.sleep(1.0)
 
     async def _idle(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
+        await woken_or_elapsed(self._wakeup, self._poll_interval)
         self._wakeup.clear()
 
     async def publish_once(self) -> int:
