@@ -21,6 +21,7 @@ event whose seq is not the ticket's last + 1 is held there until the gap fills.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import operator
@@ -237,7 +238,7 @@ async def claim(conn: AsyncConnection, tables: RuntimeTables, ids: Sequence[UUID
         .on_conflict_do_nothing()
         .returning(processed.c.event_id)
     )
-    return {row.event_id for row in rows}
+    return set(rows.scalars())
 
 
 def _in_order(ids: Iterable[UUID]) -> list[UUID]:
@@ -566,8 +567,8 @@ class BatchApplier:
 
     def count(self, applied: Iterable[str]) -> None:
         """Count applied events once their transaction committed."""
-        for type_ in applied:
-            self.metrics.events_consumed.labels(type_).inc()
+        for type_, count in collections.Counter(applied).items():
+            self.metrics.events_consumed.labels(type_).inc(count)
 
 
 class RebuiltError(Exception):

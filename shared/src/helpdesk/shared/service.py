@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -277,6 +278,19 @@ async def _supervised(run: Callable[[], Awaitable[None]], name: str) -> None:
             await asyncio.sleep(1.0)
 
 
+def tune_garbage_collection() -> None:
+    """Set the cyclic garbage collector up for a long-running process that applies batches.
+
+    Each fetched batch allocates hundreds of thousands of short-lived objects (records, events,
+    rows), freed by reference counting; at the default thresholds the collector still runs
+    every 700 allocations and rescans every long-lived object (modules, table metadata) many
+    times a second. The objects alive after startup are frozen out of collection, and a
+    collection runs every 50 000 allocations: a rebuild runs about a third faster (ADR 0003).
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def run_cli(spec_factory: Callable[[], ServiceSpec], argv: Sequence[str] | None = None) -> None:
     """`python -m helpdesk.<service> serve|migrate|rebuild|retry-parked`."""
     parser = argparse.ArgumentParser(prog=f"python -m helpdesk.{spec_factory().name}")
@@ -285,6 +299,7 @@ def run_cli(spec_factory: Callable[[], ServiceSpec], argv: Sequence[str] | None 
     settings = Settings()
     spec = spec_factory()
     configure_logging(spec.name, settings.log_level)
+    tune_garbage_collection()
     if args.command == "migrate":
         asyncio.run(migrate(settings.database_url, spec.schema, spec.migrations))
         print(f"{spec.name}: migrated schema {spec.schema}")
