@@ -449,3 +449,25 @@ async def test_the_relay_is_fenced_per_round_and_sends_one_batch_per_partition(
     assert rounds[0] == 2  # the partition's batch was full: the third waits for the next round
     assert rounds[1:] == [1, 0]
     assert idle == 0
+
+
+async def test_stop_closes_what_the_service_registered_once_its_tasks_have_ended(
+    settings: Settings,
+) -> None:
+    echo = echo_service(fresh_name())
+    await create_schema(settings, echo)
+    closed: list[tuple[str, set[str]]] = []
+
+    def closer(name: str) -> Any:
+        async def close() -> None:
+            running_tasks = {t.get_name() for t in asyncio.all_tasks() if not t.done()}
+            closed.append((name, running_tasks & {"relay", "consumer", "live"}))
+
+        return close
+
+    async with running(echo, settings) as runtime:
+        runtime.on_stop(closer("pool"))
+        runtime.on_stop(closer("client"))
+        assert closed == []
+    # Once each, last registered first, and none while the loops that use them still run.
+    assert closed == [("client", set()), ("pool", set())]

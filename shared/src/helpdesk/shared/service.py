@@ -82,6 +82,8 @@ class ServiceRuntime:
 
     def __init__(self, spec: ServiceSpec, settings: Settings, *, clock: Clock = utc_now) -> None:
         self.spec = spec
+        # Filled while the spec builds its parts (below), run at stop().
+        self._on_stop: list[Callable[[], Awaitable[None]]] = []
         # Every service also keeps the API keys, to authenticate them itself.
         self.projection = Projection(tables=spec.projection.tables)
         self.projection.include(spec.projection)
@@ -155,8 +157,14 @@ class ServiceRuntime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        for close in reversed(self._on_stop):
+            await close()
         await self.relay.stop()
         await self.engine.dispose()
+
+    def on_stop(self, close: Callable[[], Awaitable[None]]) -> None:
+        """Run `close` at stop(), once the tasks have ended (e.g. a live loop's HTTP pool)."""
+        self._on_stop.append(close)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:

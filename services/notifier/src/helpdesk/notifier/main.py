@@ -26,8 +26,10 @@ def build_spec(settings: NotifierSettings | None = None) -> ServiceSpec:
         failures = SubmissionFailures(
             own.mail_retry_policy, service.clock, service.metrics.registry
         )
+        webhooks = WebhookDeliveries(own, service.clock)
+        service.on_stop(webhooks.aclose)
         return [
-            WebhookDeliveries(own, service.clock),
+            webhooks,
             MailDeliveries(own, service.clock, failures),
             DailyDigests(own, failures),
         ]

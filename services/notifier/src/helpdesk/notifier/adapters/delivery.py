@@ -132,6 +132,12 @@ class WebhookDeliveries:
                 raise outcome  # the others finished: their outcomes are recorded
         return await self._next_due(live)
 
+    async def aclose(self) -> None:
+        """Close the connection pool, once the loop has stopped."""
+        if self._sender is not None:
+            await self._sender.aclose()
+            self._sender = None
+
     def _webhook_sender(self) -> WebhookSender:
         if self._sender is None:
             self._sender = WebhookSender(
