@@ -124,9 +124,19 @@ class AccountBook:
         )
 
     def hourly_tickets(self) -> list[UUID]:
-        """Resolved tickets invoiced on their own: the plan at resolution is hourly."""
+        """Resolved tickets invoiced on their own: the plan at resolution is hourly, or some of
+        their work was done under an hourly plan. Why the latter: that work is left off the
+        monthly invoice (`per_ticket`), so a ticket resolved after a move from Hourly to a
+        monthly plan would otherwise never bill it (seed 000 "Charged upon completion")."""
+        hourly_work = {
+            e.ticket_id for e in self.entries if plan_at(self.plans, e.worked_at).kind == "hourly"
+        }
         return sorted(
-            (t for t, at in self.resolved.items() if plan_at(self.plans, at).kind == "hourly"),
+            (
+                t
+                for t, at in self.resolved.items()
+                if t in hourly_work or plan_at(self.plans, at).kind == "hourly"
+            ),
             key=str,
         )
 

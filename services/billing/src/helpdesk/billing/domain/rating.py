@@ -408,27 +408,28 @@ def _fee_shares(period: str, timezone: str, plans: Sequence[PlanVersion]) -> lis
     """The monthly fee split by local day between the versions in force that month.
 
     A version takes a whole day from the local date it becomes effective (the upgrade "takes
-    effect from its date"); days before the first version carry no fee (no agreement yet).
+    effect from its date"). Days before the first version are the first version's: work done
+    then is rated under it (`version_at`), so its fee is due for them too (seed 000 "$500/month";
+    an agreement recorded after its month's work was imported still bills that month's fee).
+    Versions with the same label and fee share one line, rounded once: a new agreement version
+    that leaves the fee alone (an SLA edit) must not split $500.00 into shares that round to
+    $499.99.
     """
     ordered = _ordered(plans)
-    days_of: dict[int, int] = {}
+    days_of: dict[tuple[str, int], int] = {}
     for day in period_dates(period):
         # The version in force at the end of the local day owns the day.
         candidates = [
             i for i, v in enumerate(ordered) if local_date(v.effective_at, timezone) <= day
         ]
-        if candidates:
-            days_of[candidates[-1]] = days_of.get(candidates[-1], 0) + 1
+        owner = ordered[candidates[-1] if candidates else 0]
+        key = (owner.label, owner.plan.monthly_fee_cents)
+        days_of[key] = days_of.get(key, 0) + 1
     total = period_days(period)
     return [
-        FeeShare(
-            label=ordered[i].label,
-            monthly_fee_cents=ordered[i].plan.monthly_fee_cents,
-            days=days,
-            period_days=total,
-        )
-        for i, days in sorted(days_of.items())
-        if ordered[i].plan.monthly_fee_cents > 0
+        FeeShare(label=label, monthly_fee_cents=fee, days=days, period_days=total)
+        for (label, fee), days in days_of.items()  # in order of first day (dicts keep order)
+        if fee > 0
     ]
 
 
