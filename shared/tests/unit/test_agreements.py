@@ -223,7 +223,7 @@ def test_partner_reseller_follows_seed_001() -> None:
     assert agreement.partner_rules is not None
     assert agreement.partner_rules.excessive_escalation_threshold == 5
     assert agreement.partner_rules.window_days == 30
-    assert agreement.partner_rules.margin_restore_days == 183
+    assert agreement.partner_rules.margin_restore_days == 184
 
 
 def test_partner_reseller_time_zone_is_overridable() -> None:

@@ -216,3 +216,16 @@ def test_a_warning_older_than_the_window_lapses() -> None:
     assert isinstance(decided[-1][0], PartnerWarningIssued)
     standing, outcome = flag(standing, later + timedelta(days=3))
     assert isinstance(outcome[0], PartnerMarginRevoked)
+
+
+def test_the_seed_001_preset_withholds_the_margin_for_at_least_six_calendar_months() -> None:
+    """The longest six calendar months run July to December (184 days): escalations that stop on
+    1 July keep the margin withheld through 31 December, and it is back on 1 January."""
+    rules = PartnerRules(
+        excessive_escalation_threshold=1, window_days=30, warnings_before_penalty=1
+    )
+    last = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
+    standing, outcomes = flag_all([last - days(1), last], rules)
+    assert isinstance(outcomes[-1][0], PartnerMarginRevoked)
+    assert standing.margin_revoked(datetime(2026, 12, 31, 23, 0, tzinfo=UTC))
+    assert not standing.margin_revoked(datetime(2027, 1, 1, 9, 0, tzinfo=UTC))

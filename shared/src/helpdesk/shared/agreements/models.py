@@ -679,8 +679,9 @@ class PartnerRules(ContractModel):
     excessive_escalation_threshold: Annotated[int, Field(strict=True, ge=1, le=10_000)]
     window_days: Annotated[int, Field(strict=True, ge=1, le=3660)]
     warnings_before_penalty: Annotated[int, Field(strict=True, ge=0, le=100)] = 1
-    #: "not less than 6 months thereafter": 183 days covers the longest six calendar months.
-    margin_restore_days: Annotated[int, Field(strict=True, ge=0, le=3660)] = 183
+    #: "not less than 6 months thereafter": 184 days covers the longest six calendar months
+    #: (July to December); 183 would restore a day early then.
+    margin_restore_days: Annotated[int, Field(strict=True, ge=0, le=3660)] = 184
 
 
 # --- the agreement ----------------------------------------------------------------------------

@@ -350,7 +350,7 @@ def _partner_reseller() -> Preset:
             "always applies). Excessive escalations: a warning, then 0 % margin 'until ... "
             "stopped, and then for a period of not less than 6 months' -> partner_rules: 5 or "
             "more within 30 days are excessive (the seed gives no number), one warning, margin "
-            "restored 183 days after they stop. Scope: partner billing and provider-level "
+            "restored 184 days after they stop. Scope: partner billing and provider-level "
             "outages or malfunctions; end-user support is the partner's unless it has an "
             "end-user support plan. Partner support carries no charge in the seed: plan "
             "'managed' in USD with no fee."
@@ -394,7 +394,7 @@ def _partner_reseller() -> Preset:
                 excessive_escalation_threshold=5,
                 window_days=30,
                 warnings_before_penalty=1,
-                margin_restore_days=183,
+                margin_restore_days=184,
             ),
         ),
     )
