@@ -1,7 +1,8 @@
 """Monthly availability per service class (seed 003 § 5).
 
 Downtime of an outage ticket runs from the customer's notification (`reported_at`) until the
-service is re-established (`TicketResolved`); a reopened outage is down again from the reopen to
+service is re-established (`TicketResolved`, or `TicketClosed` when the ticket is closed without a
+resolution: it stops reporting the outage then); a reopened outage is down again from the reopen to
 its next resolution. An unresolved outage is down until the end of the period or the `as_of`
 instant, whichever comes first. Scheduled maintenance (`agreement.maintenance_windows` of the class,
 or of every class when the window names none) is excluded. Overlapping outages of one class count
@@ -21,7 +22,12 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from helpdesk.shared.agreements import Agreement
-from helpdesk.shared.contracts.tickets import TicketOpened, TicketReopened, TicketResolved
+from helpdesk.shared.contracts.tickets import (
+    TicketClosed,
+    TicketOpened,
+    TicketReopened,
+    TicketResolved,
+)
 from helpdesk.sla_timer.domain.calendar import UTC, ZERO, require_aware
 from helpdesk.sla_timer.domain.clocks import TicketEvent, as_ticket_events
 
@@ -86,7 +92,9 @@ def outages_from_events(
         if isinstance(payload, TicketOpened):
             service_class = payload.service_class
             down_since = require_aware(payload.reported_at, "reported_at")
-        elif isinstance(payload, TicketResolved) and down_since is not None:
+        elif isinstance(payload, TicketResolved | TicketClosed) and down_since is not None:
+            # A ticket closed unresolved (duplicate, no_response, ...) no longer reports an
+            # outage: without this it stayed "down" into every later month (0 % forever).
             if service_class is not None:
                 outages.append(Outage(service_class, down_since, event.occurred_at))
             down_since = None

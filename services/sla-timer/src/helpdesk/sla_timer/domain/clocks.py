@@ -12,10 +12,12 @@ Clocks (POLICIES.md, "SLA clocks"; seed 001 for escalation tiers):
   met by the next public staff reply, info request or resolution.
 
 Priority-based clocks exist only once the ticket has a priority (untriaged e-mail tickets have
-none); they always count from `reported_at`. A priority change recomputes them from the start with
-the new target and calendar, keeping every pause. All clocks pause while the ticket waits on the
-customer (info request until customer reply) or on a vendor whose escalation target has
-`pause_clocks` (until `TicketVendorReturned`); overlapping pauses count once. A reopen ends both.
+none); they always count from `reported_at`. A priority change recomputes the running ones from the
+start with the new target and calendar, keeping every pause; a clock met or stopped before the
+change keeps the priority it had then (an earlier cycle's outcome is history). All clocks pause
+while the ticket waits on the customer (info request until customer reply) or on a vendor whose
+escalation target has `pause_clocks` (until `TicketVendorReturned`); overlapping pauses count once.
+A reopen ends both.
 
 Rounding: `elapsed_minutes` is rounded down and `remaining_minutes` up, so a clock with 30
 seconds left still shows 1 minute left and never 0 before it is due.
@@ -225,6 +227,8 @@ class _Spec:
     calendar: str | None = None
     met_at: dt.datetime | None = None
     stopped_at: dt.datetime | None = None
+    #: The ticket's priority when the clock stopped (None: untriaged then, or still running).
+    priority: Priority | None = None
 
 
 @dataclass(slots=True)
@@ -277,6 +281,7 @@ def _collect(events: Sequence[TicketEvent], agreement: Agreement, next_reply: bo
             for spec in open_specs:
                 if spec.kind is not ClockKind.RESOLUTION or isinstance(payload, TicketResolved):
                     spec.met_at = spec.stopped_at = at
+                    spec.priority = facts.priority
             if isinstance(payload, TicketInfoRequested):
                 _start_pause(facts, PauseReason.CUSTOMER, at)
             if isinstance(payload, TicketResolved) and facts.resolved_at is None:
@@ -322,6 +327,7 @@ def _collect(events: Sequence[TicketEvent], agreement: Agreement, next_reply: bo
             facts.closed_at = at
             for spec in open_specs:
                 spec.stopped_at = at
+                spec.priority = facts.priority
             _end_pause(facts, None, at)
     return facts
 
@@ -486,8 +492,15 @@ def fold_ticket(
             # Untriaged: no priority, no target, no clock (yet).
             continue
         else:
-            target = agreement.target(effective)
-            calendar_name, priority = target.calendar, effective
+            # A clock that stopped before a priority change keeps the priority it ran under:
+            # only running deadlines are recomputed, and an earlier cycle's history (met or
+            # breached) must not be rewritten by a later triage (POLICIES.md, "SLA clocks").
+            if spec.priority is None:
+                priority = effective
+            else:
+                priority = vip_priority(spec.priority) if vip else spec.priority
+            target = agreement.target(priority)
+            calendar_name = target.calendar
             minutes = {
                 ClockKind.RESPONSE: target.response_minutes,
                 ClockKind.RESOLUTION: target.resolution_minutes,
