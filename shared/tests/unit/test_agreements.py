@@ -238,6 +238,22 @@ def test_partner_reseller_time_zone_is_overridable() -> None:
     )
 
 
+def test_a_presets_business_hours_are_the_accounts_local_hours() -> None:
+    local = resolve_agreement("small_business_remote", {}, local_timezone="Europe/Amsterdam")
+    assert local.calendars["business_hours"].timezone == "Europe/Amsterdam"
+    assert local.calendars["24x7"].timezone == "UTC"  # around the clock: no local day
+    # An explicit calendar zone in the body wins over the account's.
+    chosen = resolve_agreement(
+        "small_business_remote",
+        {"calendars": {"business_hours": {"timezone": "Asia/Tokyo"}}},
+        local_timezone="Europe/Amsterdam",
+    )
+    assert chosen.calendars["business_hours"].timezone == "Asia/Tokyo"
+    assert resolve_agreement("small_business_remote").calendars["business_hours"].timezone == (
+        "America/New_York"
+    )
+
+
 def test_small_business_remote_follows_seed_002() -> None:
     agreement = _preset("small_business_remote").agreement
     calendar = agreement.calendar_for("P1")

@@ -392,6 +392,19 @@ async def test_an_invalid_agreement_names_its_fields(world: World) -> None:
     assert refused.value.errors[0]["field"] == "preset"
 
 
+async def test_a_preset_keeps_business_hours_in_the_accounts_time_zone(world: World) -> None:
+    ctx = command_context(ADMIN, None, T0)
+    tokyo = await world.do(
+        accounts.create_account, ADMIN, AccountCreate(name="Kaisha", timezone="Asia/Tokyo"), ctx
+    )
+    body = {"preset": "small_business_remote"}
+    agreement, _ = await world.do(accounts.set_agreement, ADMIN, tokyo.id, body, ctx)
+    assert agreement.calendars["business_hours"].timezone == "Asia/Tokyo"
+    # The first account was opened without a zone (UTC): the preset's own zone stays.
+    agreement, _ = await world.do(accounts.set_agreement, ADMIN, world.account_id, body, ctx)
+    assert agreement.calendars["business_hours"].timezone == "America/New_York"
+
+
 async def test_keys_are_issued_to_people_of_the_right_role_and_revoked_once(world: World) -> None:
     async with world.intake.unit_of_work() as uow:
         ctx = command_context(ADMIN, None, T0)

@@ -8,8 +8,9 @@ are defaults chosen here. Defaults used across presets:
 - prices a seed does not name: the monthly fee is 0 (the account sets its own; a made-up fee
   would be billed without anyone agreeing to it), and time and materials are charged at $150/h
   in 15-minute increments, the only rate and increment any seed publishes (seed 000);
-- business hours are kept in America/New_York (every seed provider is in the US) with New Year's
-  Day, Independence Day and Christmas Day as yearly holidays; an account overrides
+- business hours are the account's local hours: they take the account's time zone when it has
+  one, else America/New_York (every seed provider is in the US), with New Year's Day,
+  Independence Day and Christmas Day as yearly holidays; an agreement body overrides
   `calendars.<name>.timezone` and adds its own holidays;
 - follow-ups: three reminders a day apart, then close `no_response` (seed 003 § 4.2.2);
 - where a seed has no resolution commitment, `resolution_minutes` is null: the product does not

@@ -9,7 +9,11 @@ from pydantic import ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from helpdesk.shared.agreements.models import UNION_TAGS, Agreement
-from helpdesk.shared.agreements.presets import _registry, preset_names
+from helpdesk.shared.agreements.presets import (
+    DEFAULT_BUSINESS_TIMEZONE,
+    _registry,
+    preset_names,
+)
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -56,7 +60,10 @@ def _refuse(loc: tuple[str | int, ...], kind: str, message: str, value: Any) -> 
 
 
 def resolve_agreement(
-    preset_name: str | None, overrides: Mapping[str, Any] | None = None
+    preset_name: str | None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    local_timezone: str | None = None,
 ) -> Agreement:
     """The agreement that a preset plus an account's overrides describe, validated.
 
@@ -66,6 +73,10 @@ def resolve_agreement(
     agree with `preset_name`. Raises pydantic's ValidationError, located at `preset` for an
     unknown preset and at `plan_variant` for an unknown variant; `agreement_errors` turns it into
     field/reason pairs.
+
+    `local_timezone` (the account's zone) moves the preset's business-hours calendars, kept in
+    America/New_York, to that zone before the overrides apply: "Mon-Fri 08:30-17:30" is the
+    customer's local day, and a calendar timezone in `overrides` still wins.
     """
     if overrides is not None and not isinstance(overrides, Mapping):
         raise _refuse((), "dict_type", "the agreement must be a JSON object", overrides)
@@ -99,6 +110,10 @@ def resolve_agreement(
             preset_name,
         )
     base = preset.agreement.model_dump(mode="json")
+    if local_timezone is not None:
+        for calendar in base.get("calendars", {}).values():
+            if calendar.get("timezone") == DEFAULT_BUSINESS_TIMEZONE:
+                calendar["timezone"] = local_timezone
     variant = body.get("plan_variant")
     if variant is not None:
         chosen = preset.plan_variants.get(variant) if isinstance(variant, str) else None

@@ -123,10 +123,14 @@ async def _change_status(
         await close_all(uow, account.id, reason, ctx)
 
 
-def _agreement_of(body: dict[str, Any]) -> Agreement:
-    """The agreement a PUT body describes: a preset name and/or parts that override it."""
+def _agreement_of(body: dict[str, Any], account: AccountRecord) -> Agreement:
+    """The agreement a PUT body describes: a preset name and/or parts that override it.
+
+    A preset's business hours are the account's local hours when the account has a time zone
+    (one left at the default UTC keeps the preset's America/New_York)."""
+    local = account.timezone if account.timezone != "UTC" else None
     try:
-        return resolve_agreement(body.get("preset"), body)
+        return resolve_agreement(body.get("preset"), body, local_timezone=local)
     except ValidationError as exc:
         raise InvalidAgreement(
             "The agreement is not valid; nothing was changed.",
@@ -144,8 +148,8 @@ async def set_agreement(
     """Set the account's next agreement version from a preset and/or explicit parts that
     override it; answers the resolved agreement and its version."""
     principal.require_role(*MANAGERS)
-    agreement = _agreement_of(body)
     account = await visible_account(uow, principal, account_id)
+    agreement = _agreement_of(body, account)
     version = (account.agreement_version or 0) + 1
     agreed = AgreementSet(account_id=account_id, version=version, agreement=agreement)
     await uow.emit([ctx.event(agreed, account_id=account_id)])
