@@ -453,8 +453,15 @@ PIPELINE = Dashboard(
         Panel(
             "E-mails",
             "bargauge",
-            [_q("sum by (status) (helpdesk_mails)", "{{status}}")],
-            "Sent, no recipient, queued, and retrying (the relay refused them so far).",
+            [
+                _q("sum by (status) (helpdesk_mails)", "{{status}}"),
+                _q(
+                    "sum by (verdict) (increase(helpdesk_mail_failures_total[1h]))",
+                    "failed submissions, last hour: {{verdict}}",
+                ),
+            ],
+            "Sent, no recipient, queued, and retrying (the relay refused them so far); SMTP "
+            "submissions that failed in the last hour, by what followed (retry or give_up).",
             width=12,
             height=8,
         ),

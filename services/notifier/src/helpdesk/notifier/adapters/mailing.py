@@ -94,6 +94,8 @@ class SubmissionFailures:
             ["verdict"],
             registry=registry,
         )
+        for verdict in ("retry", "give_up"):
+            self.counter.labels(verdict)  # both series exist from the start, at 0
 
     async def record(self, uow: UnitOfWork, mail: FailedMail, error: BaseException) -> None:
         """Back the mail off after a failed submission, or give it up, in the claim `uow`."""
