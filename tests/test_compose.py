@@ -86,6 +86,7 @@ METRICS = OVERVIEW_METRICS | {
     "helpdesk_webhook_deliveries",
     "helpdesk_webhook_endpoints",
     "helpdesk_mails",
+    "helpdesk_mail_failures_total",
 }
 HISTOGRAMS = frozenset(
     {
