@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpdesk.shared.agreements import Agreement, Priority, get_preset
+from helpdesk.shared.agreements import Priority
 from helpdesk.shared.contracts.tickets import (
     TicketClosed,
-    TicketCommented,
-    TicketCustomerReplied,
     TicketEscalated,
-    TicketInfoRequested,
-    TicketOpened,
     TicketReopened,
     TicketResolved,
     TicketTimeLogged,
@@ -32,6 +27,7 @@ from helpdesk.sla_timer.domain import (
     fold_ticket,
     vip_priority,
 )
+from tests.support.tickets import customer, info, opened, preset, reply
 
 pytestmark = pytest.mark.unit
 
@@ -39,40 +35,6 @@ NY = ZoneInfo("America/New_York")
 UTC = dt.UTC
 H = dt.timedelta(hours=1)
 M = dt.timedelta(minutes=1)
-
-
-def preset(name: str) -> Agreement:
-    found = get_preset(name)
-    assert found is not None
-    return found.agreement
-
-
-def opened(at: dt.datetime, priority: Priority | None = "P2", **extra: Any) -> TicketOpened:
-    return TicketOpened(
-        ticket_id=uuid.uuid4(),
-        number="T-1",
-        account_id=uuid.uuid4(),
-        subject="s",
-        description="d",
-        channel="email" if priority is None else "phone",
-        priority=priority,
-        reported_at=at,
-        **extra,
-    )
-
-
-def reply(public: bool = True, by_staff: bool = True) -> TicketCommented:
-    return TicketCommented(
-        comment_id=uuid.uuid4(), body="b", public=public, by_staff=by_staff, author="tech"
-    )
-
-
-def info() -> TicketInfoRequested:
-    return TicketInfoRequested(comment_id=uuid.uuid4(), body="which printer?", author="tech")
-
-
-def customer() -> TicketCustomerReplied:
-    return TicketCustomerReplied(comment_id=uuid.uuid4(), body="b", author="c", resumed=True)
 
 
 def resolved() -> TicketResolved:

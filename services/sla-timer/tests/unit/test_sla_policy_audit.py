@@ -11,20 +11,14 @@ unanswered inquiries, availability), 004 managed budget (preset defaults).
 from __future__ import annotations
 
 import datetime as dt
-import uuid
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from helpdesk.shared.agreements import Agreement, Priority, get_preset, resolve_agreement
+from helpdesk.shared.agreements import Priority, resolve_agreement
 from helpdesk.shared.contracts.tickets import (
     TicketClosed,
-    TicketCommented,
-    TicketCustomerReplied,
     TicketEscalated,
-    TicketInfoRequested,
-    TicketOpened,
     TicketReopened,
     TicketResolved,
     TicketTriaged,
@@ -40,6 +34,7 @@ from helpdesk.sla_timer.domain import (
     monthly_availability,
     outages_from_events,
 )
+from tests.support.tickets import customer, info, opened, preset, reply
 
 pytestmark = pytest.mark.unit
 
@@ -51,40 +46,6 @@ LA = ZoneInfo("America/Los_Angeles")
 M = dt.timedelta(minutes=1)
 H = dt.timedelta(hours=1)
 DAY = dt.timedelta(days=1)
-
-
-def preset(name: str) -> Agreement:
-    found = get_preset(name)
-    assert found is not None
-    return found.agreement
-
-
-def opened(at: dt.datetime, priority: Priority | None = "P2", **extra: Any) -> TicketOpened:
-    return TicketOpened(
-        ticket_id=uuid.uuid4(),
-        number="T-1",
-        account_id=uuid.uuid4(),
-        subject="s",
-        description="d",
-        channel="phone",
-        priority=priority,
-        reported_at=at,
-        **extra,
-    )
-
-
-def reply() -> TicketCommented:
-    return TicketCommented(
-        comment_id=uuid.uuid4(), body="b", public=True, by_staff=True, author="tech"
-    )
-
-
-def info() -> TicketInfoRequested:
-    return TicketInfoRequested(comment_id=uuid.uuid4(), body="?", author="tech")
-
-
-def customer() -> TicketCustomerReplied:
-    return TicketCustomerReplied(comment_id=uuid.uuid4(), body="!", author="c", resumed=True)
 
 
 def triaged(priority: Priority, previous: Priority | None) -> TicketTriaged:
