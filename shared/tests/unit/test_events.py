@@ -20,6 +20,7 @@ from helpdesk.shared.events import (
     EventRegistry,
     UnknownEventTypeError,
     decode,
+    derive_event_id,
     new_envelope,
     registry,
 )
@@ -117,3 +118,14 @@ def test_a_consumer_ignores_an_optional_field_it_does_not_know_yet() -> None:
     assert decoded == AccountUpdated.model_validate(envelope.payload)
     with pytest.raises(ValidationError):
         AccountUpdated.model_validate(newer.payload)  # a producer stays strict
+
+
+def test_a_derived_event_id_is_the_uuid5_of_its_cause_and_purpose() -> None:
+    # Ids already on the stream were derived with uuid5(); the faster spelling must not move them.
+    namespace = uuid.uuid5(uuid.NAMESPACE_URL, "https://helpdesk.local/event-id")
+    cause = UUID("0190f5a2-4b6c-7d8e-9f00-112233445566")
+    for purpose in ("breach:response:1", "warning:resolution:2", "échéance", ""):
+        expected = uuid.uuid5(namespace, f"{cause}/{purpose}")
+        assert derive_event_id(cause, purpose) == expected
+        assert derive_event_id(str(cause), purpose) == expected
+    assert derive_event_id(cause, "a").version == 5

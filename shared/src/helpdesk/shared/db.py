@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -27,9 +27,22 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
     No pre-ping: it costs a round trip on every checkout, and a dead connection fails the
     transaction that uses it, which every caller already retries (the consumer re-applies its
-    batch, the relay its round, an HTTP client its request).
+    batch, the relay its round, an HTTP client its request). JSON columns go through orjson.
     """
-    return create_async_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=False)
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=10,
+        pool_pre_ping=False,
+        json_serializer=dump_document,
+        json_deserializer=orjson.loads,
+    )
+
+
+def dump_document(value: Any) -> str:
+    """A JSON column's text. orjson, because rebuilds write documents by the thousand and it is
+    about five times faster than `json.dumps`; non-string keys become strings as there."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 async def bulk_upsert(
@@ -56,7 +69,7 @@ async def bulk_upsert(
     for name in names:
         values = [row[name] for row in rows]
         if name in documents:  # sent as text: an array of JSON arrays would be read as 2-D
-            values = [None if value is None else json.dumps(value) for value in values]
+            values = [None if value is None else dump_document(value) for value in values]
         params[f"_{name}"] = values
     await conn.execute(statement, params)
 
