@@ -15,6 +15,9 @@ from helpdesk.deploy.testing import provision_test_infra, teardown_test_infra
 from helpdesk.shared.settings import Settings
 from tests.support import fresh_stack_settings
 
+# `stack`, `intake`, `sla`, `admin`, `importer`: one in-process stack per test module.
+pytest_plugins = ("tests.support.stack",)
+
 
 @pytest.fixture(scope="session")
 def infra() -> Iterator[tuple[str, str]]:

@@ -9,7 +9,6 @@ import asyncio
 import json
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -44,29 +43,10 @@ from tests.support import (
     ADMIN_TOKEN,
     SPECS,
     InProcessService,
-    fresh_stack_settings,
-    in_process,
     wait_for,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-async def stack(infra: tuple[str, str]) -> Settings:
-    bootstrap, database_url = infra
-    return await fresh_stack_settings(bootstrap, database_url)
-
-
-@pytest.fixture(scope="module")
-async def intake(stack: Settings) -> AsyncIterator[InProcessService]:
-    async with in_process("intake", stack) as service:
-        yield service
-
-
-@pytest.fixture(scope="module")
-def admin(intake: InProcessService) -> As:
-    return As(intake.http, ADMIN_TOKEN)
 
 
 @pytest.fixture(scope="module")

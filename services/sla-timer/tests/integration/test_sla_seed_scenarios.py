@@ -13,16 +13,15 @@ crosses one on purpose. Every clock is long past due when read, so it shows as b
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from helpdesk.shared.settings import Settings
 from services.intake.tests.integration._support import As, new_account, new_ticket, ok, run
-from tests.support import ADMIN_TOKEN, InProcessService, fresh_stack_settings, in_process, wait_for
+from tests.support import InProcessService, wait_for
+from tests.support.stack import instant, iso, sla_view
 
 pytestmark = pytest.mark.integration
 
@@ -30,71 +29,8 @@ NEW_YORK = ZoneInfo("America/New_York")
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 
 
-# The fixtures and helpers below repeat the few that test_sla_timer.py defines: its folder name
-# (sla-timer) is no importable package, so they cannot be imported from there.
-
-
-@pytest.fixture(scope="module")
-async def stack(infra: tuple[str, str]) -> Settings:
-    """Settings of this module's stack: its own topic and database."""
-    bootstrap, database_url = infra
-    return await fresh_stack_settings(bootstrap, database_url)
-
-
-@pytest.fixture(scope="module")
-async def intake(stack: Settings) -> AsyncIterator[InProcessService]:
-    """Intake in-process: accounts, agreements, keys and tickets go through its API."""
-    async with in_process("intake", stack) as service:
-        yield service
-
-
-@pytest.fixture(scope="module")
-async def sla(stack: Settings, intake: InProcessService) -> AsyncIterator[InProcessService]:
-    """The SLA timer in-process."""
-    async with in_process("sla_timer", stack) as service:
-        yield service
-
-
-@pytest.fixture(scope="module")
-def admin(intake: InProcessService) -> As:
-    """The bootstrap admin, on intake."""
-    return As(intake.http, ADMIN_TOKEN)
-
-
-@pytest.fixture(scope="module")
-async def importer(admin: As) -> As:
-    """A history-import key, on intake."""
-    key = (await admin.post("/v1/api-keys", {"role": "import"})).json()
-    return As(admin.http, key["token"])
-
-
-def iso(at: datetime) -> str:
-    return at.isoformat()
-
-
-def instant(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
 def utc(year: int, month: int, day: int, hour: int, minute: int = 0) -> datetime:
     return datetime(year, month, day, hour, minute, tzinfo=UTC)
-
-
-def sla_view(
-    sla: InProcessService, caller: As, ticket_id: str, ready: Callable[[Any], bool] = bool
-) -> Callable[[], Awaitable[Any]]:
-    """A probe for `wait_for`: the ticket's SLA view once `ready` holds for it."""
-
-    async def probe() -> Any:
-        response = await sla.http.get(
-            f"/v1/tickets/{ticket_id}/sla", headers={"Authorization": f"Bearer {caller.token}"}
-        )
-        if response.status_code != 200:
-            return None
-        view = response.json()
-        return view if ready(view) else None
-
-    return probe
 
 
 def clock(view: dict[str, Any], kind: str, tier: str | None = None) -> dict[str, Any]:

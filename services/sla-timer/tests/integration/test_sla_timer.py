@@ -7,7 +7,6 @@ services costs seconds, and each test isolates itself with accounts of its own.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,57 +28,10 @@ from services.intake.tests.integration._support import (
     problem_fields,
     run,
 )
-from tests.support import (
-    ADMIN_TOKEN,
-    InProcessService,
-    fresh_stack_settings,
-    in_process,
-    wait_for,
-)
+from tests.support import InProcessService, wait_for
+from tests.support.stack import instant, iso, sla_view
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-async def stack(infra: tuple[str, str]) -> Settings:
-    """Settings of this module's stack: its own topic and database."""
-    bootstrap, database_url = infra
-    return await fresh_stack_settings(bootstrap, database_url)
-
-
-@pytest.fixture(scope="module")
-async def intake(stack: Settings) -> AsyncIterator[InProcessService]:
-    """Intake in-process: accounts, agreements, keys and tickets go through its API."""
-    async with in_process("intake", stack) as service:
-        yield service
-
-
-@pytest.fixture(scope="module")
-async def sla(stack: Settings, intake: InProcessService) -> AsyncIterator[InProcessService]:
-    """The SLA timer in-process."""
-    async with in_process("sla_timer", stack) as service:
-        yield service
-
-
-@pytest.fixture(scope="module")
-def admin(intake: InProcessService) -> As:
-    """The bootstrap admin, on intake."""
-    return As(intake.http, ADMIN_TOKEN)
-
-
-@pytest.fixture(scope="module")
-async def importer(admin: As) -> As:
-    """A history-import key, on intake."""
-    key = (await admin.post("/v1/api-keys", {"role": "import"})).json()
-    return As(admin.http, key["token"])
-
-
-def iso(at: datetime) -> str:
-    return at.isoformat()
-
-
-def instant(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 async def _events_of(settings: Settings, ticket_id: str) -> list[Envelope]:
@@ -111,16 +63,6 @@ async def sla_events(settings: Settings, type_prefix: str = "sla.") -> list[Enve
         return found
     finally:
         await consumer.stop()
-
-
-def sla_view(sla: InProcessService, caller: As, ticket_id: str) -> Callable[[], Awaitable[Any]]:
-    async def probe() -> Any:
-        response = await sla.http.get(
-            f"/v1/tickets/{ticket_id}/sla", headers={"Authorization": f"Bearer {caller.token}"}
-        )
-        return response.json() if response.status_code == 200 else None
-
-    return probe
 
 
 def clock(view: dict[str, Any], kind: str, cycle: int = 1) -> dict[str, Any]:
