@@ -180,3 +180,15 @@ async def test_triage_checks_the_scope_catalogue(admin: As) -> None:
         )
     )
     assert (out["scope"], out["category"], out["status"]) == ("out", "root_cause_research", "open")
+
+
+async def test_custom_fields_come_back_exactly_including_integers_beyond_64_bits(
+    admin: As,
+) -> None:
+    # JSON allows any integer; the projection's documents must not refuse one or round it.
+    account = await new_account(admin)
+    fields = {"asset_serial": 2**70, "rack": -(2**63) - 1, "ratio": 0.1, "tags": ["a", 1]}
+    ticket = await new_ticket(admin, account["id"], fields=fields)
+    assert ticket["fields"] == fields
+    again = ok(await admin.get(f"/v1/tickets/{ticket['id']}"))
+    assert again["fields"] == fields

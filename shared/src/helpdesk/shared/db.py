@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,9 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
     No pre-ping: it costs a round trip on every checkout, and a dead connection fails the
     transaction that uses it, which every caller already retries (the consumer re-applies its
-    batch, the relay its round, an HTTP client its request). JSON columns go through orjson.
+    batch, the relay its round, an HTTP client its request). JSON columns are written with
+    orjson (`dump_document`) and read with the standard library, which keeps every integer exact
+    where orjson would turn one beyond 64 bits into a float.
     """
     return create_async_engine(
         url,
@@ -35,14 +38,18 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         max_overflow=10,
         pool_pre_ping=False,
         json_serializer=dump_document,
-        json_deserializer=orjson.loads,
     )
 
 
 def dump_document(value: Any) -> str:
     """A JSON column's text. orjson, because rebuilds write documents by the thousand and it is
     about five times faster than `json.dumps`; non-string keys become strings as there."""
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        # An integer beyond 64 bits (a customer's custom field may hold one): JSON allows it,
+        # orjson refuses it.
+        return json.dumps(value)
 
 
 async def bulk_upsert(

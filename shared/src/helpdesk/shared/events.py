@@ -8,13 +8,13 @@ payloads on the way, because a rebuild replays events written years ago.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, Literal, TypeVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer
 from uuid6 import uuid7
 
@@ -210,7 +210,7 @@ def new_envelope(
         actor=actor,
         correlation_id=correlation_id,
         causation_id=causation_id,
-        payload=orjson.loads(payload.model_dump_json()),
+        payload=json.loads(payload.model_dump_json()),
     )
 
 
