@@ -26,7 +26,7 @@ import contextlib
 import logging
 import operator
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeAlias, TypeVar
@@ -163,12 +163,65 @@ async def _timed(handler: BatchHandler, uow: UnitOfWork, events: Sequence[AnyEve
         uow.metrics.handler_seconds.labels(events[0].type).observe(time.perf_counter() - started)
 
 
+#: Finishes deferred work for some keys, in one transaction of a rebuild.
+ReplayFinisher = Callable[["UnitOfWork", Mapping[UUID, Any]], Awaitable[None]]
+
+
 class Projection(Handlers):
     """What one service builds from the stream: its view handlers and its tables."""
 
     def __init__(self, tables: Iterable[sa.Table] = ()) -> None:
         super().__init__()
         self.tables: list[sa.Table] = list(tables)
+        self.finishers: dict[str, ReplayFinisher] = {}
+
+    def after_replay(self, name: str) -> Callable[[ReplayFinisher], ReplayFinisher]:
+        """Decorator: finish the work that handlers deferred under `name` during a rebuild.
+
+        A handler that re-derives a whole row from its history (a fold) may, while replaying,
+        only record its inputs with `uow.replay.defer(name, {key: inputs})`; the rebuild then
+        calls the finisher once per key, with the inputs recorded last, in chunks, before the
+        swap. Each row is then folded once per rebuild instead of once per batch that touched it.
+        """
+
+        def decorate(finish: ReplayFinisher) -> ReplayFinisher:
+            self._add_finisher(name, finish)
+            return finish
+
+        return decorate
+
+    def _add_finisher(self, name: str, finish: ReplayFinisher) -> None:
+        if name in self.finishers:
+            raise ValueError(f"{name} has a finisher already")
+        self.finishers[name] = finish
+
+    def include(self, other: Handlers) -> None:
+        """Take over every handler of `other`, and its finishers if it is a projection."""
+        super().include(other)
+        if isinstance(other, Projection):
+            for name, finish in other.finishers.items():
+                self._add_finisher(name, finish)
+
+
+class Replay:
+    """Work handlers deferred during one rebuild, by finisher name and key.
+
+    In memory: a rebuild that fails drops its shadow tables, and this with them.
+    """
+
+    def __init__(self) -> None:
+        self._deferred: dict[str, dict[UUID, Any]] = {}
+
+    def defer(self, name: str, inputs: Mapping[UUID, Any]) -> None:
+        """Record (or replace) the inputs of `name`'s finisher for these keys."""
+        self._deferred.setdefault(name, {}).update(inputs)
+
+    def drain(self, name: str, size: int) -> Iterator[dict[UUID, Any]]:
+        """Remove what was deferred under `name`, in chunks of `size` keys, in key order."""
+        pending = self._deferred.pop(name, {})
+        keys = sorted(pending, key=_UUID_INT)
+        for start in range(0, len(keys), size):
+            yield {key: pending[key] for key in keys[start : start + size]}
 
 
 class Reactions(Handlers):
@@ -193,6 +246,8 @@ class UnitOfWork:
     emitted: list[AnyEvent] = field(default_factory=list)
     #: Each decided event's wire form (JSON), by event id: serialised once, written twice.
     encoded: dict[UUID, bytes] = field(default_factory=dict)
+    #: Set while a rebuild replays the stream: handlers may defer folds to its end.
+    replay: Replay | None = None
 
     def encode(self, events: Sequence[AnyEvent]) -> list[bytes]:
         """The events' envelopes as JSON bytes, serialised once per event and unit of work.
@@ -308,6 +363,8 @@ class BatchApplier:
         self.projection = projection
         self.reactions = reactions
         self.metrics = metrics
+        #: Set by a rebuild for its replay: the units of work carry it to the handlers.
+        self.replay: Replay | None = None
 
     def handles_type(self, type_: str | None) -> bool:
         """Whether any projection handler or reaction takes events of `type_`."""
@@ -335,7 +392,7 @@ class BatchApplier:
         types of the events applied, to be counted once the transaction commits.
         """
         records = [(r, _meta(r)) for partition in sorted(batches) for r in batches[partition]]
-        uow = UnitOfWork(conn, self.tables, self.projection, self.metrics)
+        uow = UnitOfWork(conn, self.tables, self.projection, self.metrics, replay=self.replay)
         sequences = await self.load_sequences(
             conn, (m.ticket_id for _, m in records if m.ticket_id)
         )

@@ -11,8 +11,9 @@ Reactions do not run: their events are on the stream already.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -24,6 +25,7 @@ from helpdesk.shared.consumer import (
     Projection,
     Reactions,
     Record,
+    Replay,
     UnitOfWork,
     claim,
     fenced_generation,
@@ -36,6 +38,8 @@ from helpdesk.shared.outbox import partition_of
 
 log = logging.getLogger(__name__)
 
+#: Keys a finisher gets per transaction after a replay.
+FINISH_CHUNK = 2000
 _REBUILD_NAMESPACE = 0x72626C64  # "rbld": one rebuild of a schema at a time
 
 
@@ -137,6 +141,7 @@ async def _replay_and_swap(
     first: Sequence[UUID],
 ) -> int:
     applier = BatchApplier(name, topic, tables, projection, metrics)
+    applier.replay = Replay()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
@@ -157,14 +162,12 @@ async def _replay_and_swap(
         leading = {partition_of(account, partitions) for account in first}
         for phase in ({tp: end for tp, end in ends.items() if tp.partition in leading}, ends):
             while (batches := await _fetch_until(consumer, phase, max_records)) is not None:
-                async with engine.begin() as conn:
-                    # Shadow tables only: a crash before the swap drops them and the rebuild
-                    # runs again, so a batch's commit need not wait for its WAL flush.
-                    await conn.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
-                    shadowed = await conn.execution_options(schema_translate_map={schema: shadow})
+                async with _shadow_transaction(engine, schema, shadow) as shadowed:
                     applied += await applier.apply(shadowed, batches)
                 read += sum(len(records) for records in batches.values())
-        # The swap: fence out live batches, apply what arrived meanwhile, move the tables in.
+        await _finish_replay(engine, applier, schema, shadow)
+        # The swap: fence out live batches, apply what arrived meanwhile (as live batches do,
+        # nothing deferred), move the tables in.
         async with engine.begin() as conn:
             await fenced_generation(conn, tables, name, exclusive=True)
             ends = await consumer.end_offsets(tps)
@@ -178,6 +181,33 @@ async def _replay_and_swap(
         return read
     finally:
         await consumer.stop()
+
+
+async def _finish_replay(
+    engine: AsyncEngine, applier: BatchApplier, schema: str, shadow: str
+) -> None:
+    """Run the projection's finishers over what its handlers deferred, a chunk per transaction;
+    the applier then applies without deferring."""
+    replay, applier.replay = applier.replay, None
+    if replay is None:
+        return
+    for name, finish in applier.projection.finishers.items():
+        for chunk in replay.drain(name, FINISH_CHUNK):
+            async with _shadow_transaction(engine, schema, shadow) as shadowed:
+                uow = UnitOfWork(shadowed, applier.tables, applier.projection, applier.metrics)
+                await finish(uow, chunk)
+
+
+@contextlib.asynccontextmanager
+async def _shadow_transaction(
+    engine: AsyncEngine, schema: str, shadow: str
+) -> AsyncIterator[AsyncConnection]:
+    """A transaction whose statements on `schema` go to the shadow tables."""
+    async with engine.begin() as conn:
+        # Shadow tables only: a crash before the swap drops them and the rebuild runs again,
+        # so a commit need not wait for its WAL flush.
+        await conn.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
+        yield await conn.execution_options(schema_translate_map={schema: shadow})
 
 
 async def _fetch_until(

@@ -2,15 +2,17 @@
 
 Ticket events are appended to the ticket's stored history; after each run the touched tickets
 are re-folded with the pure domain (one load, fold in memory, one write) into their view row and
-their timers. Unfired timers always follow the latest fold; fired ones are history. The timers'
-own events (`sla.*`) come back through the projection and mark their timer fired from what the
-event says, so a rebuild knows what already fired.
+their timers. A rebuild stores the histories as it replays and folds each ticket once, at the
+end (`refold_replayed`), with the inputs its last batch pinned. Unfired timers always follow
+the latest fold; fired ones are history. The timers' own events (`sla.*`) come back through the
+projection and mark their timer fired from what the event says, so a rebuild knows what already
+fired.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -19,6 +21,7 @@ from pydantic import BaseModel
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from helpdesk.shared.agreements import Agreement
 from helpdesk.shared.consumer import AnyEvent, Projection, UnitOfWork
 from helpdesk.shared.context import Context, system_actor
 from helpdesk.shared.contracts.accounts import (
@@ -83,6 +86,11 @@ projection = Projection(tables=projection_tables)
 ACTOR = system_actor("sla_timer")
 #: Timers claimed per partition and transaction; the loop comes back at once for the rest.
 FIRE_BATCH = 500
+#: The finisher a rebuild runs for the tickets whose fold it deferred.
+REFOLD = "sla.refold"
+#: What a ticket is folded under: its pinned agreement and whether its contact is a VIP; None
+#: while it has no agreement or no event yet (it is not folded then).
+FoldInputs = tuple[Agreement, bool]
 
 
 @projection.on(AccountOpened)
@@ -167,7 +175,9 @@ async def ticket_events(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
     )
     touched: set[UUID] = set()
     # Each touched ticket's history as the fold reads it: decoded once from its stored row,
-    # then extended with this batch's events as they are (not re-read from their JSON).
+    # then extended with this batch's events as they are (not re-read from their JSON). Not
+    # while replaying: the fold then runs once, at the end, from the stored history.
+    folding = uow.replay is None
     folded: dict[UUID, list[TicketEvent]] = {}
     for event in events:
         ticket_id = event.envelope.ticket_id
@@ -190,39 +200,77 @@ async def ticket_events(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
         elif isinstance(payload, TicketTriaged):
             row["priority"] = payload.priority
         if isinstance(payload, FOLDED):
-            if ticket_id not in folded:
-                folded[ticket_id] = decode_history(row["history"])
             row["history"] = [*row["history"], history_item(event.type, occurred, payload)]
-            folded[ticket_id].append(TicketEvent(occurred.astimezone(dt.UTC), payload))
+            if folding:
+                if ticket_id not in folded:
+                    folded[ticket_id] = decode_history(row["history"][:-1])
+                folded[ticket_id].append(TicketEvent(occurred.astimezone(dt.UTC), payload))
     changed = [rows[t] for t in sorted(touched)]
-    timers = await _refold(uow.conn, changed, folded)
-    await save_tickets(uow.conn, changed)
-    await _replace_unfired(uow.conn, [r["ticket_id"] for r in changed], timers)
+    inputs = await _fold_inputs(uow.conn, changed)
+    if uow.replay is not None:
+        uow.replay.defer(REFOLD, inputs)
+        await save_tickets(uow.conn, changed)
+        return
+    await _save_folded(uow.conn, changed, inputs, folded)
 
 
-async def _refold(
-    conn: AsyncConnection, rows: list[dict[str, Any]], folded: dict[UUID, list[TicketEvent]]
-) -> list[dict[str, Any]]:
-    """Fold each row as of its last event; update its derived columns; return its timers.
+@projection.after_replay(REFOLD)
+async def refold_replayed(uow: UnitOfWork, inputs: Mapping[UUID, FoldInputs | None]) -> None:
+    """Fold the tickets a replay touched, once each, with the inputs their last batch gave."""
+    rows = await load_tickets(uow.conn, inputs)
+    await _save_folded(uow.conn, [rows[t] for t in sorted(rows)], inputs, {})
 
-    `folded` holds the decoded history of the rows that have one in this batch already."""
+
+async def _fold_inputs(
+    conn: AsyncConnection, rows: list[dict[str, Any]]
+) -> dict[UUID, FoldInputs | None]:
+    """Each row's fold inputs as of now; pins the agreement version a row is folded under."""
     agreements = await agreements_for(
         conn, ((r["account_id"], r["agreement_version"]) for r in rows)
     )
     vips = await vip_contacts(conn, (r["contact_id"] for r in rows))
-    timer_rows: list[dict[str, Any]] = []
+    inputs: dict[UUID, FoldInputs | None] = {}
     for row in rows:
-        events = folded.get(row["ticket_id"]) or decode_history(row["history"])
-        row["status"] = ticket_status(events)
         found = agreements.get((row["account_id"], row["agreement_version"]))
         if found is None or row["last_occurred_at"] is None:
+            inputs[row["ticket_id"]] = None
             continue
         # Pinned from now on: a later agreement version does not move this ticket's targets.
         version, agreement = found
         row["agreement_version"] = version
-        sla = fold(
-            events, agreement, row["last_occurred_at"], vip_contact=row["contact_id"] in vips
-        )
+        inputs[row["ticket_id"]] = (agreement, row["contact_id"] in vips)
+    return inputs
+
+
+async def _save_folded(
+    conn: AsyncConnection,
+    rows: list[dict[str, Any]],
+    inputs: Mapping[UUID, FoldInputs | None],
+    folded: dict[UUID, list[TicketEvent]],
+) -> None:
+    """Fold the rows, write them back, and make their unfired timers the fold's."""
+    timers = _refold(rows, inputs, folded)
+    await save_tickets(conn, rows)
+    await _replace_unfired(conn, [r["ticket_id"] for r in rows], timers)
+
+
+def _refold(
+    rows: list[dict[str, Any]],
+    inputs: Mapping[UUID, FoldInputs | None],
+    folded: dict[UUID, list[TicketEvent]],
+) -> list[dict[str, Any]]:
+    """Fold each row as of its last event; update its derived columns; return its timers.
+
+    `folded` holds the decoded history of the rows that have one in this batch already."""
+    timer_rows: list[dict[str, Any]] = []
+    for row in rows:
+        events = folded.get(row["ticket_id"]) or decode_history(row["history"])
+        row["status"] = ticket_status(events)
+        given = inputs.get(row["ticket_id"])
+        if given is None:
+            continue
+        agreement, vip_contact = given
+        sla = fold(events, agreement, row["last_occurred_at"], vip_contact=vip_contact)
         row["effective_priority"] = sla.effective_priority
         row["vip"] = sla.vip
         row["clocks"] = [clock_view(c) for c in sla.clocks]
