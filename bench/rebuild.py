@@ -117,16 +117,7 @@ def ticket_life(
             step[1],
             TicketTriaged(priority="P2", previous_priority="P2", kind="incident", scope="in"),
         ),
-        (
-            step[2],
-            TicketCommented(
-                comment_id=uuid.uuid4(),
-                body="Looking into it now.",
-                public=True,
-                by_staff=True,
-                author="staff:bench",
-            ),
-        ),
+        (step[2], _staff_comment("Looking into it now.", public=True)),
         (
             step[3],
             TicketTimeLogged(
@@ -145,17 +136,17 @@ def ticket_life(
     comments = [
         (
             step[2] + timedelta(minutes=10 * (i + 1) / (extra_comments + 1)),
-            TicketCommented(
-                comment_id=uuid.uuid4(),
-                body="Still on it.",
-                public=False,
-                by_staff=True,
-                author="staff:bench",
-            ),
+            _staff_comment("Still on it.", public=False),
         )
         for i in range(extra_comments)
     ]
     return [*life[:3], *comments, *life[3:]]
+
+
+def _staff_comment(body: str, *, public: bool) -> TicketCommented:
+    return TicketCommented(
+        comment_id=uuid.uuid4(), body=body, public=public, by_staff=True, author="staff:bench"
+    )
 
 
 def wrap(

@@ -20,18 +20,28 @@ from services.intake.tests.integration._support import As
 from tests.support import ADMIN_TOKEN, InProcessService, fresh_stack_settings, in_process
 
 
-@pytest.fixture(scope="module")
-async def stack(infra: tuple[str, str]) -> Settings:
-    """Settings of this module's stack: its own topic and database."""
+async def new_stack(infra: tuple[str, str]) -> Settings:
+    """Settings of a stack of its own: a topic and a database."""
     bootstrap, database_url = infra
     return await fresh_stack_settings(bootstrap, database_url)
 
 
-@pytest.fixture(scope="module")
-async def intake(stack: Settings) -> AsyncIterator[InProcessService]:
+async def running_intake(stack: Settings) -> AsyncIterator[InProcessService]:
     """Intake in-process: accounts, agreements, keys and tickets go through its API."""
     async with in_process("intake", stack) as service:
         yield service
+
+
+def bootstrap_admin(intake: InProcessService) -> As:
+    """The bootstrap admin, on intake."""
+    return As(intake.http, ADMIN_TOKEN)
+
+
+# One stack per module; a package that shares one makes these fixtures at package scope from
+# the same functions (intake's and billing's conftest).
+stack = pytest.fixture(scope="module", name="stack")(new_stack)
+intake = pytest.fixture(scope="module", name="intake")(running_intake)
+admin = pytest.fixture(scope="module", name="admin")(bootstrap_admin)
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +49,6 @@ async def sla(stack: Settings, intake: InProcessService) -> AsyncIterator[InProc
     """The SLA timer in-process, next to intake."""
     async with in_process("sla_timer", stack) as service:
         yield service
-
-
-@pytest.fixture(scope="module")
-def admin(intake: InProcessService) -> As:
-    """The bootstrap admin, on intake."""
-    return As(intake.http, ADMIN_TOKEN)
 
 
 @pytest.fixture(scope="module")

@@ -14,14 +14,11 @@ import pytest
 from helpdesk.shared.settings import Settings
 from services.billing.tests.integration._support import Stack, grace_hours
 from services.intake.tests.integration._support import As
-from tests.support import ADMIN_TOKEN, fresh_stack_settings, in_process
+from tests.support import ADMIN_TOKEN, in_process
+from tests.support.stack import new_stack
 
-
-@pytest.fixture(scope="package")
-async def stack_settings(infra: tuple[str, str]) -> Settings:
-    """This package's topic and database."""
-    bootstrap, database_url = infra
-    return await fresh_stack_settings(bootstrap, database_url)
+#: This package's topic and database.
+stack_settings = pytest.fixture(scope="package", name="stack_settings")(new_stack)
 
 
 @pytest.fixture(scope="package")
