@@ -1,7 +1,9 @@
 """Rebuilding a projection from the stream, and retrying parked events.
 
 A rebuild replays the whole stream into shadow tables (schema `<schema>_rebuild`), committing
-per batch, so a failure midway leaves the live projection untouched. It then swaps: in one
+per batch, so a failure midway leaves the live projection untouched. Folds the projection's
+handlers deferred while replaying (`Projection.after_replay`) then run once per key, still into
+the shadow tables. It then swaps: in one
 transaction that takes the rebuild fence exclusively (live batches of running replicas wait on
 it), it applies what reached the stream meanwhile, moves the shadow tables into the service's
 schema in place of the live ones, copies the consumer's offsets and bumps its generation; a
