@@ -179,7 +179,7 @@ async def breach_lateness(bootstrap: str, topic: str) -> list[float]:
                     if dict(record.headers).get("type") != b"sla.breached":
                         continue
                     envelope = Envelope.from_bytes(record.value)
-                    payload = envelope.payload
+                    payload = envelope.document()
                     if payload["kind"] == "response" and payload["priority"] == "P1":
                         late = envelope.recorded_at - envelope.occurred_at
                         lateness[str(envelope.event_id)] = late.total_seconds()

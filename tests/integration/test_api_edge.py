@@ -98,7 +98,7 @@ async def _on_stream(
                     read += 1
                     envelope = Envelope.from_bytes(record.value)
                     if envelope.type == type_:
-                        payloads.append(envelope.payload)
+                        payloads.append(envelope.document())
     finally:
         await consumer.stop()
     return payloads

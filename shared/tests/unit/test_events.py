@@ -53,6 +53,42 @@ def test_golden_samples_round_trip_byte_for_byte(type_: str) -> None:
     assert json.loads(payload.model_dump_json()) == raw["payload"]
 
 
+@pytest.mark.parametrize("type_", registry.types())
+def test_decoding_with_the_type_known_gives_the_same_event_in_one_pass(type_: str) -> None:
+    raw = _golden(type_).read_bytes()
+    general, typed = decode(raw), decode(raw, 3, 42, type_=type_)
+    assert isinstance(typed.envelope.payload, BaseModel)  # the one-pass path was taken
+    assert typed.payload is typed.envelope.payload
+    assert typed.payload == general.payload
+    assert (typed.partition, typed.offset) == (3, 42)
+    assert typed.envelope.document() == general.envelope.payload
+    # A consumer that forwards the envelope (the notifier's webhook body) sends the same JSON.
+    assert json.loads(typed.envelope.to_bytes()) == json.loads(raw)
+    for field in Envelope.model_fields.keys() - {"payload"}:
+        assert getattr(typed.envelope, field) == getattr(general.envelope, field)
+
+
+def test_a_field_this_build_does_not_know_takes_the_tolerant_path_with_the_type_known() -> None:
+    raw = json.loads(_golden("account.updated").read_text())
+    raw["payload"]["colour"] = "blue"  # added by a producer deployed first
+    event = decode(json.dumps(raw).encode(), type_="account.updated")
+    assert event.payload == AccountUpdated.model_validate(
+        {k: v for k, v in raw["payload"].items() if k != "colour"}
+    )
+    assert event.envelope.document()["colour"] == "blue"  # the wire form is kept as it came
+
+
+def test_a_newer_version_or_a_wrong_type_header_is_not_decoded_by_the_one_pass_path() -> None:
+    raw = json.loads(_golden("account.updated").read_text())
+    newer = json.dumps({**raw, "version": 2}).encode()
+    with pytest.raises(UnknownEventTypeError):
+        decode(newer, type_="account.updated")
+    # The body decides the type: a header naming another type only misses the fast path.
+    event = decode(json.dumps(raw).encode(), type_="ticket.opened")
+    assert isinstance(event.payload, AccountUpdated)
+    assert decode(json.dumps(raw).encode(), type_="no.such.type").type == "account.updated"
+
+
 def test_headers_carry_type_version_event_id_and_ticket_sequence() -> None:
     envelope = Envelope.model_validate(json.loads(_golden("ticket.resolved").read_text()))
     headers = dict(envelope.headers())
@@ -113,7 +149,7 @@ def test_a_consumer_ignores_an_optional_field_it_does_not_know_yet() -> None:
         recorded_at=datetime.now(UTC),
         correlation_id="c",
     )
-    newer = envelope.model_copy(update={"payload": {**envelope.payload, "colour": "blue"}})
+    newer = envelope.model_copy(update={"payload": {**envelope.document(), "colour": "blue"}})
     decoded = registry.decode_payload(newer)
     assert decoded == AccountUpdated.model_validate(envelope.payload)
     with pytest.raises(ValidationError):

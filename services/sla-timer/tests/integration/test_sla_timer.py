@@ -36,7 +36,7 @@ pytestmark = pytest.mark.integration
 
 
 async def _events_of(settings: Settings, ticket_id: str) -> list[Envelope]:
-    return [e for e in await sla_events(settings) if e.payload["ticket_id"] == ticket_id]
+    return [e for e in await sla_events(settings) if e.document()["ticket_id"] == ticket_id]
 
 
 async def sla_events(settings: Settings, type_prefix: str = "sla.") -> list[Envelope]:
@@ -96,16 +96,16 @@ async def test_worked_examples_and_an_imported_breach_fires_once_at_its_deadline
         found = [
             e
             for e in await sla_events(stack, "sla.breached")
-            if e.payload["ticket_id"] == ticket["id"]
+            if e.document()["ticket_id"] == ticket["id"]
         ]
         return found if len(found) == 2 else []
 
-    fired = {e.payload["kind"]: e for e in await wait_for(breaches, timeout=30)}
+    fired = {e.document()["kind"]: e for e in await wait_for(breaches, timeout=30)}
     for kind, hours in (("response", 2), ("resolution", 4)):
         event = fired[kind]
         assert event.occurred_at == tuesday + timedelta(hours=hours)
-        assert instant(event.payload["breached_at"]) == event.occurred_at
-        assert event.payload["priority"] == "P2"
+        assert instant(event.document()["breached_at"]) == event.occurred_at
+        assert event.document()["priority"] == "P2"
     # Exactly once: the projection recorded both as fired, and nothing else fires for them.
     async with sla.runtime.engine.connect() as conn:
         rows = list(
@@ -185,13 +185,13 @@ async def test_unanswered_follow_ups_close_the_ticket(
     assert state.get("close_reason", "no_response") == "no_response"
     mine = await _events_of(stack, ticket["id"])
     reminders = sorted(
-        (e.payload["reminder"], e.occurred_at) for e in mine if e.type == "sla.follow_up_due"
+        (e.document()["reminder"], e.occurred_at) for e in mine if e.type == "sla.follow_up_due"
     )
     assert reminders == [(1, asked + timedelta(minutes=1)), (2, asked + timedelta(minutes=2))]
     requests = [e for e in mine if e.type == "sla.auto_close_requested"]
     assert len(requests) == 1
     assert requests[0].occurred_at == asked + timedelta(minutes=3)
-    assert requests[0].payload["ticket_seq"] == 2
+    assert requests[0].document()["ticket_seq"] == 2
 
 
 async def test_queue_reports_what_if_and_tenancy(
@@ -404,7 +404,7 @@ async def test_a_live_deadline_fires_within_a_second(
         return [
             e
             for e in await sla_events(stack, "sla.breached")
-            if e.payload["ticket_id"] == ticket["id"] and e.payload["kind"] == "response"
+            if e.document()["ticket_id"] == ticket["id"] and e.document()["kind"] == "response"
         ]
 
     [event] = await wait_for(breached, timeout=30, interval=0.2)

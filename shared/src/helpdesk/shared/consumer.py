@@ -286,19 +286,41 @@ async def claim(conn: AsyncConnection, tables: RuntimeTables, ids: Sequence[UUID
     if not ids:
         return set()
     processed = tables.processed_events
-    # Core, not text: a rebuild runs it with its schema translated to the shadow tables.
-    rows = await conn.execute(
-        pg_insert(processed)
-        .from_select(["event_id"], sa.select(_unnest(_in_order(ids), _UUIDS)))
-        .on_conflict_do_nothing()
-        .returning(processed.c.event_id)
-    )
+    rows = await conn.execute(_claim_statement(tables, _in_order(ids), processed.c.event_id))
     return set(rows.scalars())
+
+
+async def claim_keys(conn: AsyncConnection, tables: RuntimeTables, keys: Sequence[str]) -> set[str]:
+    """`claim` for event ids in their canonical text form (as Kafka headers carry them).
+
+    A batch reads thousands of ids from headers; parsing each into a `UUID` cost more than the
+    claim itself, and PostgreSQL parses and prints the text form in C.
+    """
+    if not keys:
+        return set()
+    returned = sa.cast(tables.processed_events.c.event_id, sa.Text)
+    rows = await conn.execute(_claim_statement(tables, sorted(set(keys)), returned))
+    return set(rows.scalars())
+
+
+def _claim_statement(tables: RuntimeTables, ordered: Sequence[UUID | str], returned: Any) -> Any:
+    processed = tables.processed_events
+    # Core, not text: a rebuild runs it with its schema translated to the shadow tables.
+    return (
+        pg_insert(processed)
+        .from_select(["event_id"], sa.select(_unnest(ordered, _UUIDS)))
+        .on_conflict_do_nothing()
+        .returning(returned)
+    )
 
 
 def _in_order(ids: Iterable[UUID]) -> list[UUID]:
     """Distinct ids in one global order, so concurrent transactions lock rows in the same order
-    (sorted by their integer: a key is computed once per id, `<` would run per comparison)."""
+    (sorted by their integer: a key is computed once per id, `<` would run per comparison).
+
+    The canonical text forms of the same ids sort in the same order, so `claim_keys` and the
+    per-ticket rows keyed by text take their locks in it too.
+    """
     return sorted(set(ids), key=_UUID_INT)
 
 
@@ -314,31 +336,38 @@ def _unnest(values: Sequence[Any], type_: Any) -> Any:
 
 
 class _Meta(NamedTuple):
-    """What the runtime reads from a record's headers, parsed once per record."""
+    """What the runtime reads from a record's headers, parsed once per record.
+
+    Ids stay in the canonical text form `Envelope.headers` writes (lowercase, hyphenated):
+    PostgreSQL takes them as uuid, and a batch keeps no `UUID` objects it does not need.
+    """
 
     type: str | None
-    event_id: UUID
-    ticket_id: UUID | None
+    event_id: str
+    ticket_id: str | None
     seq: int | None
 
 
 def _meta(record: Record) -> _Meta:
-    headers = {key: value for key, value in record.headers or ()}
+    headers = dict(record.headers or ())
     type_, ticket, seq = headers.get("type"), headers.get("ticket_id"), headers.get("seq")
     return _Meta(
         type_.decode() if type_ is not None else None,
-        UUID(headers["event_id"].decode()),
-        UUID(ticket.decode()) if ticket is not None else None,
+        headers["event_id"].decode().lower(),
+        ticket.decode().lower() if ticket is not None else None,
         int(seq) if seq is not None else None,
     )
 
 
 @dataclass
 class _Sequences:
-    """Per-ticket seq bookkeeping for one batch: read once, checked in memory, written once."""
+    """Per-ticket seq bookkeeping for one batch: read once, checked in memory, written once.
 
-    last: dict[UUID, int] = field(default_factory=dict)
-    changed: set[UUID] = field(default_factory=set)
+    Keyed by the ticket id's canonical text form, as `_Meta` carries it.
+    """
+
+    last: dict[str, int] = field(default_factory=dict)
+    changed: set[str] = field(default_factory=set)
 
 
 class SequenceGapError(Exception):
@@ -394,14 +423,15 @@ class BatchApplier:
         records = [(r, _meta(r)) for partition in sorted(batches) for r in batches[partition]]
         uow = UnitOfWork(conn, self.tables, self.projection, self.metrics, replay=self.replay)
         sequences = await self.load_sequences(
-            conn, (m.ticket_id for _, m in records if m.ticket_id)
+            conn, {m.ticket_id for _, m in records if m.ticket_id}
         )
-        handled = [m.event_id for _, m in records if self.handles_type(m.type)]
-        fresh = set() if careful else await claim(conn, self.tables, handled)
+        handles = {m.type: self.handles_type(m.type) for _, m in records}
+        handled = [m.event_id for _, m in records if handles[m.type]]
+        fresh = set() if careful else await claim_keys(conn, self.tables, handled)
         applied: list[AnyEvent] = []
         reactable: list[AnyEvent] = []
         for record, meta in records:
-            if not self.handles_type(meta.type):
+            if not handles[meta.type]:
                 self._observe(sequences, meta, handled=False)
                 continue
             if careful:
@@ -412,13 +442,17 @@ class BatchApplier:
                 # A copy of an event applied before still takes its place in the sequence.
                 self._observe(sequences, meta, handled=False)
                 if self._reacts_to(meta):
-                    reactable.append(decode(record.value or b"", record.partition, record.offset))
+                    reactable.append(
+                        decode(
+                            record.value or b"", record.partition, record.offset, type_=meta.type
+                        )
+                    )
                 continue
             fresh.discard(meta.event_id)  # a second copy in this same batch is a duplicate too
             if not self._observe(sequences, meta, handled=True):
                 await self._hold(conn, record, meta, sequences)
                 continue
-            event = decode(record.value or b"", record.partition, record.offset)
+            event = decode(record.value or b"", record.partition, record.offset, type_=meta.type)
             applied.append(event)
             reactable.append(event)
         if not careful:
@@ -438,14 +472,18 @@ class BatchApplier:
         conn = uow.conn
         try:
             async with conn.begin_nested():
-                if not await claim(conn, self.tables, [meta.event_id]):
+                if not await claim_keys(conn, self.tables, [meta.event_id]):
                     self.metrics.duplicates_skipped.inc()
                     self._observe(sequences, meta, handled=False)
                     if self.reactions is not None and self._reacts_to(meta):
-                        copy = decode(record.value or b"", record.partition, record.offset)
+                        copy = decode(
+                            record.value or b"", record.partition, record.offset, type_=meta.type
+                        )
                         await self.reactions.dispatch(uow, [copy])
                     return []
-                event = decode(record.value or b"", record.partition, record.offset)
+                event = decode(
+                    record.value or b"", record.partition, record.offset, type_=meta.type
+                )
                 seen = dict(sequences.last), set(sequences.changed)
                 if not self._observe(sequences, meta, handled=True):
                     raise SequenceGapError
@@ -467,18 +505,19 @@ class BatchApplier:
 
     # -- sequences -----------------------------------------------------------------------------
 
-    async def load_sequences(self, conn: AsyncConnection, tickets: Iterable[UUID]) -> _Sequences:
-        """Lock and read the last applied seq of `tickets`."""
-        ids = _in_order(tickets)
+    async def load_sequences(self, conn: AsyncConnection, tickets: Iterable[str]) -> _Sequences:
+        """Lock and read the last applied seq of `tickets` (ids in canonical text form)."""
+        ids = sorted(set(tickets))
         if not ids:
             return _Sequences()
         table = self.tables.ticket_sequence
         rows = await conn.execute(
-            sa.select(table.c.ticket_id, table.c.last_seq)
+            sa.select(sa.cast(table.c.ticket_id, sa.Text), table.c.last_seq)
             .where(table.c.ticket_id == sa.any_(sa.bindparam("ids", ids, type_=_UUIDS)))
+            .order_by(table.c.ticket_id)
             .with_for_update()
         )
-        return _Sequences({row.ticket_id: row.last_seq for row in rows})
+        return _Sequences({ticket: last for ticket, last in rows})
 
     def _observe(self, sequences: _Sequences, meta: _Meta, *, handled: bool) -> bool:
         """Check one record's place in its ticket's sequence; False: hold it (a gap).
@@ -489,20 +528,19 @@ class BatchApplier:
         ticket_id, seq = meta.ticket_id, meta.seq
         if ticket_id is None or seq is None:
             return True
-        ticket = str(ticket_id)
         expected = sequences.last.get(ticket_id, 0) + 1
         if seq > expected:
             self.metrics.sequence_gaps.inc()
             log.error(
                 "ticket event out of sequence",
-                extra={"ticket_id": ticket, "seq": seq, "expected": expected, "held": handled},
+                extra={"ticket_id": ticket_id, "seq": seq, "expected": expected, "held": handled},
             )
             if handled:
                 return False  # held until the gap fills
         if handled and seq < expected:
             # Already applied under another id: a bug upstream, applied and alerted.
             self.metrics.sequence_gaps.inc()
-            log.error("ticket event repeats a seq", extra={"ticket_id": ticket, "seq": seq})
+            log.error("ticket event repeats a seq", extra={"ticket_id": ticket_id, "seq": seq})
         sequences.last[ticket_id] = max(seq, expected - 1)
         sequences.changed.add(ticket_id)
         return True
@@ -512,7 +550,7 @@ class BatchApplier:
         if not sequences.changed:
             return
         table = self.tables.ticket_sequence
-        changed = _in_order(sequences.changed)
+        changed = sorted(sequences.changed)
         stmt = pg_insert(table).from_select(
             ["ticket_id", "last_seq"],
             sa.select(
@@ -572,7 +610,12 @@ class BatchApplier:
         parked = self.tables.parked_events
         rows = (
             await uow.conn.execute(
-                sa.select(parked.c.event_id, parked.c.ticket_id, parked.c.seq, parked.c.value)
+                sa.select(
+                    parked.c.event_id,
+                    sa.cast(parked.c.ticket_id, sa.Text).label("ticket_id"),
+                    parked.c.seq,
+                    parked.c.value,
+                )
                 .where(
                     parked.c.reason == "held",
                     parked.c.ticket_id

@@ -301,11 +301,10 @@ async def retry_parked(
                         await reactions.dispatch(uow, [event])
                 await conn.execute(parked.delete().where(parked.c.event_id == row.event_id))
                 if row.ticket_id is not None and row.seq is not None:
-                    sequences = await applier.load_sequences(conn, [row.ticket_id])
-                    sequences.last[row.ticket_id] = max(
-                        row.seq, sequences.last.get(row.ticket_id, 0)
-                    )
-                    sequences.changed.add(row.ticket_id)
+                    ticket = str(row.ticket_id)
+                    sequences = await applier.load_sequences(conn, [ticket])
+                    sequences.last[ticket] = max(row.seq, sequences.last.get(ticket, 0))
+                    sequences.changed.add(ticket)
                     await applier.release_held(uow, sequences)
                     await applier.save_sequences(conn, sequences)
             applied += 1

@@ -292,7 +292,7 @@ def _exists_at(row: Any, at: datetime) -> bool:
 
 def _deliveries_of(event: AnyEvent, subs: _Subscribers) -> list[dict[str, Any]]:
     envelope = event.envelope
-    facts = EventFacts(event.type, envelope.account_id, envelope.payload)
+    facts = EventFacts(event.type, envelope.account_id, envelope.document())
     wanted = [
         sub
         for sub, rule in subs.candidates(envelope.account_id)
@@ -350,7 +350,7 @@ def _mails_of(event: AnyEvent, ticket: TicketFacts | None) -> list[dict[str, Any
         account_id=envelope.account_id,
         occurred_at=envelope.occurred_at,
         actor_type=envelope.actor.type,
-        payload=envelope.payload,
+        payload=envelope.document(),
     )
     rows: list[dict[str, Any]] = [
         {
