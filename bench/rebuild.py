@@ -10,6 +10,12 @@ seq 1..5). Then:
 (c) the SLA timer's rebuild of long-lived tickets (twenty events over four days, interleaved),
     in batches small enough that one ticket's events land in many of them.
 
+Two floors say where a rebuild's time goes and bound what any service can reach:
+(d) the drain of (a) plus the runtime's decode of every record (a batch's events kept, as the
+    runtime keeps them): no rebuild can be faster;
+(e) a rebuild by the runtime of a projection whose handlers do nothing: claims, sequences,
+    offsets, decode and per-batch transactions, the cost every service pays before its own.
+
 Target (issue 7): every rebuild at 25 % or more of the raw drain rate. Figures only.
 """
 
@@ -19,6 +25,7 @@ import asyncio
 import gc
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -28,6 +35,7 @@ from sqlalchemy.engine import make_url
 import helpdesk.shared.contracts  # noqa: F401 - registers every event type
 from bench.outbox_relay import PARTITIONS, Rate, _drop_database
 from helpdesk.shared.agreements import get_preset
+from helpdesk.shared.consumer import AnyEvent, Projection, Record, UnitOfWork
 from helpdesk.shared.contracts.accounts import AccountOpened, AgreementSet
 from helpdesk.shared.contracts.tickets import (
     TicketCommented,
@@ -36,8 +44,11 @@ from helpdesk.shared.contracts.tickets import (
     TicketTimeLogged,
     TicketTriaged,
 )
-from helpdesk.shared.events import Actor, Envelope, new_envelope
+from helpdesk.shared.db import create_engine
+from helpdesk.shared.events import Actor, Envelope, decode, new_envelope, registry
 from helpdesk.shared.kafka import ensure_topic, reliable_producer
+from helpdesk.shared.metrics import Metrics
+from helpdesk.shared.rebuild import rebuild
 from helpdesk.shared.service import ServiceRuntime, ServiceSpec, tune_garbage_collection
 from helpdesk.shared.settings import Settings
 from tests.support import SPECS, fresh_stack_settings
@@ -185,8 +196,9 @@ async def produce(bootstrap: str, topic: str, envelopes: list[Envelope]) -> None
         await producer.stop()
 
 
-async def raw_drain(bootstrap: str, topic: str) -> Rate:
-    """(a) getmany over every partition to the end, records counted, nothing decoded."""
+async def raw_drain(bootstrap: str, topic: str, *, decoding: bool = False) -> Rate:
+    """(a) getmany over every partition to the end, records counted, nothing decoded; (d) with
+    `decoding`, each batch's records decoded as the runtime decodes them."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         enable_auto_commit=False,
@@ -205,9 +217,49 @@ async def raw_drain(bootstrap: str, topic: str) -> Rate:
         while read < total:
             batches = await consumer.getmany(timeout_ms=500, max_records=5000)
             read += sum(len(records) for records in batches.values())
+            if decoding:
+                events = [_decoded(r) for records in batches.values() for r in records]
+                del events
         return Rate(read, time.perf_counter() - started)
     finally:
         await consumer.stop()
+
+
+def _decoded(record: Record) -> AnyEvent:
+    type_ = dict(record.headers)["type"].decode()
+    return decode(record.value or b"", record.partition, record.offset, type_=type_)
+
+
+def idle_projection() -> Projection:
+    """(e) A projection that takes every event type and writes nothing."""
+    projection = Projection()
+
+    async def ignore(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
+        """Nothing: what remains is the runtime's own cost."""
+
+    projection.on_batch(*(registry.spec(type_).model for type_ in registry.types()))(ignore)
+    return projection
+
+
+async def runtime_floor(bootstrap: str, database_url: str, topic: str) -> Rate:
+    """(e) The runtime's rebuild of `idle_projection()` into a fresh database."""
+    settings = await fresh_stack_settings(bootstrap, database_url)
+    engine = create_engine(settings.database_url)
+    try:
+        started = time.perf_counter()
+        read = await rebuild(
+            "floor",
+            engine=engine,
+            bootstrap=bootstrap,
+            topic=topic,
+            tables=SPECS["notifier"]().tables,
+            projection=idle_projection(),
+            metrics=Metrics("floor"),
+        )
+        return Rate(read, time.perf_counter() - started)
+    finally:
+        await engine.dispose()
+        await _drop_database(database_url, make_url(settings.database_url).database or "")
 
 
 async def rebuild_rate(spec: ServiceSpec, settings: Settings) -> Rate:
@@ -238,6 +290,10 @@ async def run(bootstrap: str, database_url: str, events: int = DEFAULT_EVENTS) -
     for name in SPECS:
         rate = await _rebuild_on(bootstrap, database_url, name, topic)
         print(f"  (b) {name:<9} rebuild: {_against(rate, raw)}")
+    decoded = await raw_drain(bootstrap, topic, decoding=True)
+    print(f"  (d) floor, drain + decode:      {_against(decoded, raw)}")
+    idle = await runtime_floor(bootstrap, database_url, topic)
+    print(f"  (e) floor, idle projection:     {_against(idle, raw)}")
     # (c) Long-lived tickets: in a stream of years a ticket's life spans many batches, which
     # batches of 1 000 over this shorter history reproduce. The SLA timer is the service that
     # re-derives a ticket from its whole history; a rebuild folds each ticket once at its end.
