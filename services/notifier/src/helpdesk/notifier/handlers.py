@@ -129,10 +129,11 @@ async def foreign_events(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
             changed.add(touched)
         else:
             await _remember_facts(conn, event)
-        scheduled.update((row["delivery_id"], row) for row in _deliveries_of(event, subs))
+        document = event.envelope.document()  # the payload's JSON: filters and mail rules read it
+        scheduled.update((row["delivery_id"], row) for row in _deliveries_of(event, document, subs))
         ticket = rows.get(event.envelope.ticket_id) if event.envelope.ticket_id else None
         facts = _ticket_facts(ticket) if ticket is not None else None
-        queued.update((row["mail_id"], row) for row in _mails_of(event, facts))
+        queued.update((row["mail_id"], row) for row in _mails_of(event, document, facts))
     # The batch's tickets, as its events left them, in one statement.
     await bulk_upsert(
         conn,
@@ -290,9 +291,11 @@ def _exists_at(row: Any, at: datetime) -> bool:
     return row.created_at <= at and (row.deleted_at is None or at < row.deleted_at)
 
 
-def _deliveries_of(event: AnyEvent, subs: _Subscribers) -> list[dict[str, Any]]:
+def _deliveries_of(
+    event: AnyEvent, document: dict[str, Any], subs: _Subscribers
+) -> list[dict[str, Any]]:
     envelope = event.envelope
-    facts = EventFacts(event.type, envelope.account_id, envelope.document())
+    facts = EventFacts(event.type, envelope.account_id, document)
     wanted = [
         sub
         for sub, rule in subs.candidates(envelope.account_id)
@@ -342,7 +345,9 @@ async def _upsert_scheduled(conn: AsyncConnection, rows: list[dict[str, Any]]) -
     )
 
 
-def _mails_of(event: AnyEvent, ticket: TicketFacts | None) -> list[dict[str, Any]]:
+def _mails_of(
+    event: AnyEvent, document: dict[str, Any], ticket: TicketFacts | None
+) -> list[dict[str, Any]]:
     envelope = event.envelope
     mail_event = MailEvent(
         event_id=envelope.event_id,
@@ -350,7 +355,7 @@ def _mails_of(event: AnyEvent, ticket: TicketFacts | None) -> list[dict[str, Any
         account_id=envelope.account_id,
         occurred_at=envelope.occurred_at,
         actor_type=envelope.actor.type,
-        payload=envelope.document(),
+        payload=document,
     )
     rows: list[dict[str, Any]] = [
         {
