@@ -29,6 +29,7 @@ from helpdesk.shared.contracts.sla import AutoCloseRequested
 from helpdesk.shared.contracts.tickets import TicketOpened
 from helpdesk.shared.db import runtime_tables, table_digest
 from helpdesk.shared.events import Event, derive_event_id
+from helpdesk.shared.kafka import reliable_producer
 from helpdesk.shared.live import LiveContext, OwnershipLostError
 from helpdesk.shared.outbox import OutboxRelay, append
 from helpdesk.shared.service import ServiceRuntime, ServiceSpec
@@ -319,6 +320,51 @@ async def test_a_poison_event_is_parked_the_partition_goes_on_and_it_can_be_retr
     assert (applied, failing) == (1, 0)
     assert rows_after == 4  # the retried event, then the one held behind it
     assert parked_after == 0
+
+
+async def test_a_record_with_unreadable_headers_is_parked_and_its_partition_goes_on(
+    settings: Settings,
+) -> None:
+    """A record another producer wrote (a console producer, a bad tool) must not stop the
+    partition: before, one header that was not a uuid failed every retry of the batch."""
+    echo = echo_service(fresh_name())
+    await create_schema(settings, echo)
+    account = uuid.uuid4()
+    bad = [ticket_opened(account, number=n) for n in (1, 2, 3)]
+    good = ticket_opened(account, number=4)
+    type_ = ("type", b"ticket.opened")
+    headers: list[list[tuple[str, bytes]]] = [
+        [type_, ("event_id", b"not-a-uuid")],
+        [type_],  # no event id at all
+        [type_, ("event_id", str(bad[2].event_id).encode()), ("seq", b"first")],
+        [],  # no headers: no service handles it, it is passed over
+    ]
+    producer = reliable_producer(settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        key = str(account).encode()
+        for envelope, sent in zip([*bad, bad[0]], headers, strict=True):
+            await producer.send_and_wait(settings.topic, envelope.to_bytes(), key=key, headers=sent)
+    finally:
+        await producer.stop()
+    await publish(settings.kafka_bootstrap, settings.topic, [good])  # same account: same partition
+    parked = echo.spec.tables.parked_events
+    async with running(echo, settings) as replica:
+
+        async def good_applied() -> bool:
+            return await count_rows(replica, echo.rows, event_id=good.event_id) == 1
+
+        await wait_for(good_applied, timeout=30)
+        async with replica.engine.connect() as conn:
+            errors = await conn.execute(sa.select(parked.c.error).order_by(parked.c.offset))
+            errors_seen = list(errors.scalars())
+        # The bodies are sound: once parked, the events apply from them.
+        applied, failing = await replica.retry_parked()
+        opened = await count_rows(replica, echo.rows, kind="opened")
+    assert len(errors_seen) == 3
+    assert all(error.startswith("unreadable headers: header ") for error in errors_seen)
+    assert (applied, failing) == (3, 0)
+    assert opened == 4
 
 
 async def _parked(runtime: ServiceRuntime, table: sa.Table, count: int) -> bool:

@@ -25,6 +25,7 @@ import collections
 import contextlib
 import logging
 import operator
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from helpdesk.shared.context import Clock, utc_now
 from helpdesk.shared.db import RuntimeTables
-from helpdesk.shared.events import Event, decode, registry
+from helpdesk.shared.events import Event, decode, derive_event_id, registry
 from helpdesk.shared.logs import correlation_id
 from helpdesk.shared.metrics import Metrics
 from helpdesk.shared.outbox import append
@@ -340,23 +341,51 @@ class _Meta(NamedTuple):
 
     Ids stay in the canonical text form `Envelope.headers` writes (lowercase, hyphenated):
     PostgreSQL takes them as uuid, and a batch keeps no `UUID` objects it does not need.
+    Headers that cannot be read (a record some other producer wrote) leave `unreadable` set,
+    and the record is parked rather than stopping its partition.
     """
 
     type: str | None
     event_id: str
     ticket_id: str | None
     seq: int | None
+    unreadable: str | None = None
+
+
+_UUID_TEXT = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def _meta(record: Record) -> _Meta:
     headers = dict(record.headers or ())
     type_, ticket, seq = headers.get("type"), headers.get("ticket_id"), headers.get("seq")
-    return _Meta(
-        type_.decode() if type_ is not None else None,
-        headers["event_id"].decode().lower(),
-        ticket.decode().lower() if ticket is not None else None,
-        int(seq) if seq is not None else None,
-    )
+    try:
+        name = type_.decode() if type_ is not None else None
+    except UnicodeDecodeError:
+        name = None  # no handler takes it
+    try:
+        return _Meta(
+            name,
+            _uuid_text(headers.get("event_id"), "event_id"),
+            _uuid_text(ticket, "ticket_id") if ticket is not None else None,
+            _seq(seq) if seq is not None else None,
+        )
+    except ValueError as exc:
+        return _Meta(name, "", None, None, unreadable=str(exc))
+
+
+def _uuid_text(raw: bytes | None, header: str) -> str:
+    """A header's uuid as canonical text; ValueError when it is missing or not a uuid (checked
+    here, so that PostgreSQL never fails a whole batch on one record's id)."""
+    text = (raw or b"").lower()
+    if _UUID_TEXT.fullmatch(text) is None:
+        raise ValueError(f"header {header} is not a uuid: {raw!r:.60}")
+    return text.decode()
+
+
+def _seq(raw: bytes) -> int:
+    if not raw.isdigit():
+        raise ValueError(f"header seq is not a number: {raw!r:.60}")
+    return int(raw)
 
 
 @dataclass
@@ -426,13 +455,16 @@ class BatchApplier:
             conn, {m.ticket_id for _, m in records if m.ticket_id}
         )
         handles = {m.type: self.handles_type(m.type) for _, m in records}
-        handled = [m.event_id for _, m in records if handles[m.type]]
+        handled = [m.event_id for _, m in records if handles[m.type] and not m.unreadable]
         fresh = set() if careful else await claim_keys(conn, self.tables, handled)
         applied: list[AnyEvent] = []
         reactable: list[AnyEvent] = []
         for record, meta in records:
             if not handles[meta.type]:
                 self._observe(sequences, meta, handled=False)
+                continue
+            if meta.unreadable:
+                await self._park(conn, record, "failed", f"unreadable headers: {meta.unreadable}")
                 continue
             if careful:
                 applied += await self._apply_carefully(uow, sequences, record, meta)
@@ -570,10 +602,12 @@ class BatchApplier:
     async def _park(self, conn: AsyncConnection, record: Record, reason: str, error: str) -> None:
         meta = _meta(record)
         parked = self.tables.parked_events
+        # A record without a readable id is parked under one derived from its place.
+        place = f"{record.topic}/{record.partition}/{record.offset}"
         await conn.execute(
             pg_insert(parked)
             .values(
-                event_id=meta.event_id,
+                event_id=meta.event_id or derive_event_id(place, "unreadable"),
                 consumer=self.consumer_name,
                 partition=record.partition,
                 offset=record.offset,

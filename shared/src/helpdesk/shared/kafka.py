@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiokafka import AIOKafkaProducer
@@ -52,8 +53,23 @@ async def ensure_topic(
             log.info("created topic", extra={"topic": topic, "partitions": partitions})
         except TopicAlreadyExistsError:
             pass
+        await _until_described(admin, topic)
     finally:
         await admin.close()
+
+
+async def _until_described(admin: AIOKafkaAdminClient, topic: str, timeout: float = 30.0) -> None:
+    """Wait until the broker describes a just-created topic: the controller answers the create
+    before every broker's metadata has it, and a describe in between says it does not exist."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        described = await admin.describe_topics([topic])
+        if described and described[0].get("error_code", 0) == 0 and described[0]["partitions"]:
+            return
+        if loop.time() >= deadline:
+            raise RuntimeError(f"topic {topic} was created but is not described after {timeout} s")
+        await asyncio.sleep(0.05)  # polling the broker's metadata, bounded by the deadline
 
 
 def reliable_producer(bootstrap: str, **overrides: object) -> AIOKafkaProducer:
