@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -41,7 +43,9 @@ async def test_ticket_reaches_all_consumers_within_a_second(
             assert created.headers["etag"] == '"1"'
             assert ticket["number"].startswith("HD-")
         started = time.monotonic()
-        period = ticket["reported_at"][:7]
+        # Billing months are the account's local months (around midnight UTC, not the UTC one).
+        reported = datetime.fromisoformat(ticket["reported_at"])
+        period = reported.astimezone(ZoneInfo("Europe/Amsterdam")).strftime("%Y-%m")
         checks = {
             "sla_timer": f"/v1/tickets/{ticket['id']}/sla",
             "billing": f"/v1/accounts/{account['id']}/usage?period={period}",
@@ -50,8 +54,15 @@ async def test_ticket_reaches_all_consumers_within_a_second(
         for name, path in checks.items():
             async with services[name].client() as client:
 
-                async def visible(client: httpx.AsyncClient = client, path: str = path) -> bool:
-                    return (await client.get(path)).status_code == 200
+                async def visible(
+                    client: httpx.AsyncClient = client, path: str = path, name: str = name
+                ) -> bool:
+                    response = await client.get(path)
+                    if response.status_code != 200:
+                        return False
+                    # The usage report exists once the account does; the ticket is in it once
+                    # billing applied it.
+                    return name != "billing" or response.json()["tickets_opened"] == 1
 
                 await wait_for(visible, timeout=1.0, interval=0.01)
         elapsed = time.monotonic() - started
