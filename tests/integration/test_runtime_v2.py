@@ -367,6 +367,39 @@ async def test_a_record_with_unreadable_headers_is_parked_and_its_partition_goes
     assert opened == 4
 
 
+async def test_a_retried_record_with_unreadable_headers_releases_its_ticket_s_later_events(
+    settings: Settings,
+) -> None:
+    """A record parked for its headers is stored without its ticket or seq. Before, its retry
+    applied it but left the ticket's sequence where it was, so the ticket's next event stayed
+    held for good; and it claimed the parked row's id, not the event's own."""
+    echo = echo_service(fresh_name())
+    await create_schema(settings, echo)
+    account, ticket = uuid.uuid4(), uuid.uuid4()
+    first = ticket_opened(account, ticket_id=ticket, number=1)
+    second = ticket_opened(account, ticket_id=ticket, seq=2, number=2)  # held behind the first
+    garbled = [(k, b"garbled" if k == "event_id" else v) for k, v in first.headers()]
+    producer = reliable_producer(settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        key = str(account).encode()
+        await producer.send_and_wait(settings.topic, first.to_bytes(), key=key, headers=garbled)
+    finally:
+        await producer.stop()
+    await publish(settings.kafka_bootstrap, settings.topic, [second])
+    tables = echo.spec.tables
+    async with running(echo, settings) as replica:
+        await wait_for(lambda: _parked(replica, tables.parked_events, 2), timeout=30)
+        applied, failing = await replica.retry_parked()
+        opened = await count_rows(replica, echo.rows, kind="opened")
+        parked_after = await count_rows(replica, tables.parked_events)
+        claimed = await count_rows(replica, tables.processed_events, event_id=first.event_id)
+    assert (applied, failing) == (1, 0)
+    assert opened == 2  # the retried event, then the one held behind it
+    assert parked_after == 0
+    assert claimed == 1
+
+
 async def _parked(runtime: ServiceRuntime, table: sa.Table, count: int) -> bool:
     return await count_rows(runtime, table) == count
 

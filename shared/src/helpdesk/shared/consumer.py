@@ -623,7 +623,9 @@ class BatchApplier:
         if reason == "failed":
             self.metrics.handler_errors.labels(meta.type or "?").inc()
             log.error(
-                "event parked: its handler failed",
+                "event parked: its headers cannot be read"
+                if meta.unreadable
+                else "event parked: its handler failed",
                 extra={"event_id": str(meta.event_id), "error": error[:500]},
             )
 

@@ -284,7 +284,7 @@ async def retry_parked(
     async with engine.connect() as conn:
         rows = (
             await conn.execute(
-                sa.select(parked.c.event_id, parked.c.ticket_id, parked.c.seq, parked.c.value)
+                sa.select(parked.c.event_id, parked.c.value)
                 .where(parked.c.consumer == name, parked.c.reason == "failed")
                 .order_by(parked.c.partition, parked.c.offset)
             )
@@ -294,16 +294,19 @@ async def retry_parked(
         try:
             async with engine.begin() as conn:
                 uow = UnitOfWork(conn, tables, projection, metrics)
-                if await claim(conn, tables, [row.event_id]):
-                    event = decode(row.value)
+                event = decode(row.value)
+                # The body, not the parked row, names the event: a record parked for unreadable
+                # headers is stored under an id derived from its place, without ticket or seq.
+                envelope = event.envelope
+                if await claim(conn, tables, [envelope.event_id]):
                     await projection.dispatch(uow, [event])
                     if reactions is not None:
                         await reactions.dispatch(uow, [event])
                 await conn.execute(parked.delete().where(parked.c.event_id == row.event_id))
-                if row.ticket_id is not None and row.seq is not None:
-                    ticket = str(row.ticket_id)
+                if envelope.ticket_id is not None and envelope.seq is not None:
+                    ticket = str(envelope.ticket_id)
                     sequences = await applier.load_sequences(conn, [ticket])
-                    sequences.last[ticket] = max(row.seq, sequences.last.get(ticket, 0))
+                    sequences.last[ticket] = max(envelope.seq, sequences.last.get(ticket, 0))
                     sequences.changed.add(ticket)
                     await applier.release_held(uow, sequences)
                     await applier.save_sequences(conn, sequences)
