@@ -106,7 +106,7 @@ async def relay_publish(
     Returns the insert rate, the relay rate and how many publish_once() calls it took.
     """
     spec = sla_timer_spec()
-    await migrate(url, spec.schema, spec.migrations)
+    await migrate(url, spec.metadata, spec.migrations)
     engine = create_engine(url)
     try:
         started = time.perf_counter()

@@ -27,14 +27,21 @@ from helpdesk.shared.consumer import Projection, Reactions, UnitOfWork, take_own
 from helpdesk.shared.context import Context, system_actor, utc_now
 from helpdesk.shared.contracts.sla import AutoCloseRequested
 from helpdesk.shared.contracts.tickets import TicketOpened
-from helpdesk.shared.db import runtime_tables, table_digest
+from helpdesk.shared.db import (
+    SchemaDriftError,
+    create_engine,
+    is_migrated,
+    migrate,
+    runtime_tables,
+    table_digest,
+)
 from helpdesk.shared.events import Event, derive_event_id
 from helpdesk.shared.kafka import reliable_producer
 from helpdesk.shared.live import LiveContext, OwnershipLostError
 from helpdesk.shared.outbox import OutboxRelay, append
 from helpdesk.shared.service import ServiceRuntime, ServiceSpec
 from helpdesk.shared.settings import Settings
-from tests.support import in_process, publish, ticket_opened, wait_for
+from tests.support import SPECS, fresh_database, in_process, publish, ticket_opened, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -459,6 +466,30 @@ async def test_a_service_refuses_a_topic_with_another_partition_count(settings: 
             await runtime.start()
     finally:
         await runtime.engine.dispose()
+
+
+async def test_migrate_refuses_a_schema_an_earlier_build_created(settings: Settings) -> None:
+    """Until release 1 a baseline migration changes in place (ADR 0001). Before, `make up` on a
+    database an earlier build created found it at head, started the notifier on a table without
+    `cycle`, and every event it applied was parked."""
+    url = await fresh_database(settings.database_url)
+    notifier = SPECS["notifier"]()
+    await migrate(url, notifier.metadata, notifier.migrations)
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:  # what the earlier build's baseline created
+            await conn.execute(sa.text("ALTER TABLE notifier.tickets DROP COLUMN cycle"))
+            await conn.execute(sa.text("ALTER TABLE notifier.tickets ADD COLUMN legacy int"))
+        with pytest.raises(SchemaDriftError) as refused:
+            await migrate(url, notifier.metadata, notifier.migrations)
+        async with engine.connect() as conn:
+            migrated = await is_migrated(conn, notifier.metadata, notifier.migrations)
+    finally:
+        await engine.dispose()
+    message = str(refused.value)
+    assert "tickets.cycle is missing; tickets.legacy is unknown" in message
+    assert "rm -rf .state/dev" in message
+    assert migrated is False  # /readyz says so too
 
 
 # -- deterministic ids and the fenced relay ---------------------------------------------------

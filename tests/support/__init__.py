@@ -78,7 +78,7 @@ async def fresh_stack_settings(bootstrap: str, base_url: str, partitions: int = 
     await ensure_topic(bootstrap, topic, partitions)
     for spec in SPECS.values():
         built = spec()
-        await migrate(url, built.schema, built.migrations)
+        await migrate(url, built.metadata, built.migrations)
     return Settings(
         kafka_bootstrap=bootstrap,
         topic=topic,

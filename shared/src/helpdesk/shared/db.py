@@ -249,8 +249,19 @@ def _alembic_config(url: str, schema: str, script_location: Path) -> Config:
     return config
 
 
-async def migrate(url: str, schema: str, script_location: Path) -> None:
-    """Apply the service's Alembic migrations up to head (version table in its own schema)."""
+class SchemaDriftError(RuntimeError):
+    """A schema at the migrations' head whose tables differ from this build's metadata."""
+
+
+async def migrate(url: str, metadata: sa.MetaData, script_location: Path) -> None:
+    """Apply the service's Alembic migrations up to head (version table in its own schema).
+
+    Then compare the tables with `metadata` and raise `SchemaDriftError` if they differ, naming
+    each difference: until release 1 a baseline migration changes in place (docs/adr/0001), so a
+    database an earlier build created is at head without this build's columns, and a service
+    started on it would fail on its first insert.
+    """
+    schema = _schema_of(metadata)
     config = _alembic_config(url, schema, script_location)
     engine = create_async_engine(url)
     try:
@@ -263,20 +274,58 @@ async def migrate(url: str, schema: str, script_location: Path) -> None:
                 command.upgrade(config, "head")
 
             await conn.run_sync(upgrade)
+            drift = await schema_drift(conn, metadata)
     finally:
         await engine.dispose()
+    if drift:
+        raise SchemaDriftError(
+            f"schema {schema} differs from this build's tables: {'; '.join(drift)}. An earlier"
+            " build created it, and until release 1 a baseline migration changes in place"
+            " (docs/adr/0001). Recreate the database: for the local stack,"
+            " `make down && rm -rf .state/dev`, then `make up`."
+        )
 
 
-async def is_migrated(conn: AsyncConnection, schema: str, script_location: Path) -> bool:
-    """Whether the schema's Alembic version is the scripts' head."""
+def _schema_of(metadata: sa.MetaData) -> str:
+    if metadata.schema is None:
+        raise ValueError("a service's metadata names its schema")
+    return metadata.schema
+
+
+async def schema_drift(conn: AsyncConnection, metadata: sa.MetaData) -> list[str]:
+    """How the database's tables differ from `metadata`: missing tables, missing or unknown
+    columns. Types and indexes are not compared; a column the code does not know is reported
+    because it may be NOT NULL, which fails every insert the code makes."""
+
+    def compare(sync_conn: sa.Connection) -> list[str]:
+        inspector = sa.inspect(sync_conn)
+        schema = _schema_of(metadata)
+        present = set(inspector.get_table_names(schema=schema))
+        drift = []
+        for table in metadata.sorted_tables:
+            if table.name not in present:
+                drift.append(f"table {table.name} is missing")
+                continue
+            found = {column["name"] for column in inspector.get_columns(table.name, schema)}
+            wanted = set(table.columns.keys())
+            drift += [f"{table.name}.{name} is missing" for name in sorted(wanted - found)]
+            drift += [f"{table.name}.{name} is unknown" for name in sorted(found - wanted)]
+        return drift
+
+    return await conn.run_sync(compare)
+
+
+async def is_migrated(conn: AsyncConnection, metadata: sa.MetaData, script_location: Path) -> bool:
+    """Whether the schema's Alembic version is the scripts' head and its tables are the code's."""
     from alembic.script import ScriptDirectory
 
+    schema = _schema_of(metadata)
     head = ScriptDirectory(str(script_location)).get_current_head()
     try:
         current = await conn.scalar(sa.text(f'SELECT version_num FROM "{schema}".alembic_version'))
     except sa.exc.DBAPIError:
         return False
-    return bool(current == head)
+    return bool(current == head) and not await schema_drift(conn, metadata)
 
 
 def run_migrations_online(context: Any) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -32,7 +33,13 @@ from helpdesk.shared.consumer import (
     check_partition_count,
 )
 from helpdesk.shared.context import Clock, utc_now
-from helpdesk.shared.db import RuntimeTables, create_engine, is_migrated, migrate
+from helpdesk.shared.db import (
+    RuntimeTables,
+    SchemaDriftError,
+    create_engine,
+    is_migrated,
+    migrate,
+)
 from helpdesk.shared.idempotency import IdempotencyKeys, command_transaction
 from helpdesk.shared.kafka import topic_partitions
 from helpdesk.shared.live import LiveLoop, LiveLoops
@@ -197,7 +204,9 @@ class ServiceRuntime:
                 table = self.spec.tables.parked_events
                 parked = int(await conn.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
                 if not self._migrated:
-                    self._migrated = await is_migrated(conn, self.spec.schema, self.spec.migrations)
+                    self._migrated = await is_migrated(
+                        conn, self.spec.metadata, self.spec.migrations
+                    )
         except Exception:
             database = False
         self.metrics.parked_events.set(parked)
@@ -309,7 +318,11 @@ def run_cli(spec_factory: Callable[[], ServiceSpec], argv: Sequence[str] | None 
     configure_logging(spec.name, settings.log_level)
     tune_garbage_collection()
     if args.command == "migrate":
-        asyncio.run(migrate(settings.database_url, spec.schema, spec.migrations))
+        try:
+            asyncio.run(migrate(settings.database_url, spec.metadata, spec.migrations))
+        except SchemaDriftError as exc:
+            print(f"{spec.name}: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
         print(f"{spec.name}: migrated schema {spec.schema}")
     elif args.command == "rebuild":
         asyncio.run(_rebuild(spec, settings))
