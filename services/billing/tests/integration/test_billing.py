@@ -290,5 +290,7 @@ async def test_tenancy_and_bad_periods(stack: Stack) -> None:
     assert ok(await allowed.get(f"/v1/invoices/{invoices[0]['id']}"))["id"] == invoices[0]["id"]
     for bad in ("0000-01", "9999-12", "2026-13", "2026-1", "x"):
         assert problem_fields(await allowed.get(url, period=bad)) == ["period"], bad
+    assert problem_fields(await allowed.get(url)) == ["period"]  # required, as OpenAPI says
     review = f"/v1/accounts/{account['id']}/budget-review"
     assert problem_fields(await allowed.get(review, quarter="2026-Q5")) == ["quarter"]
+    assert problem_fields(await allowed.get(review)) == ["quarter"]

@@ -64,24 +64,22 @@ def _invalid(field: str, reason: str) -> Problem:
     )
 
 
-def _period(value: str | None, field: str = "period") -> str:
+def _period(value: str, field: str = "period") -> str:
     """A valid "YYYY-MM" period, or a 422 problem naming `field`."""
-    match = _PERIOD.match(value or "")
+    match = _PERIOD.match(value)
     if match is None:
         raise _invalid(field, "must be a month written YYYY-MM (01 to 12)")
     if int(match[1]) not in _YEARS:
         raise _invalid(field, f"year must be between {_YEARS.start} and {_YEARS.stop - 1}")
-    assert value is not None
     return value
 
 
-def _quarter(value: str | None) -> str:
-    match = _QUARTER.match(value or "")
+def _quarter(value: str) -> str:
+    match = _QUARTER.match(value)
     if match is None:
         raise _invalid("quarter", "must be a quarter written YYYY-Qn (n from 1 to 4)")
     if int(match[1]) not in _YEARS:
         raise _invalid("quarter", f"year must be between {_YEARS.start} and {_YEARS.stop - 1}")
-    assert value is not None
     return value
 
 
@@ -144,7 +142,7 @@ def _usage_view(usage: Usage) -> dict[str, Any]:
 
 @router.get("/accounts/{account_id}/usage")
 async def usage(
-    account_id: UUID, runtime: Runtime, caller: Caller, period: str | None = None
+    account_id: UUID, runtime: Runtime, caller: Caller, period: str
 ) -> dict[str, Any]:
     """An account's usage in one month (its local calendar month), priced as it would bill."""
     period = _period(period)
@@ -340,7 +338,7 @@ async def get_invoice(invoice_id: UUID, runtime: Runtime, caller: Caller) -> dic
 
 @router.get("/accounts/{account_id}/budget-review")
 async def budget_review(
-    account_id: UUID, runtime: Runtime, caller: Caller, quarter: str | None = None
+    account_id: UUID, runtime: Runtime, caller: Caller, quarter: str
 ) -> dict[str, Any]:
     """A quarter's use against the budget its fees bought (seed 004's quarterly review)."""
     quarter = _quarter(quarter)
