@@ -141,9 +141,7 @@ def _usage_view(usage: Usage) -> dict[str, Any]:
 
 
 @router.get("/accounts/{account_id}/usage")
-async def usage(
-    account_id: UUID, runtime: Runtime, caller: Caller, period: str
-) -> dict[str, Any]:
+async def usage(account_id: UUID, runtime: Runtime, caller: Caller, period: str) -> dict[str, Any]:
     """An account's usage in one month (its local calendar month), priced as it would bill."""
     period = _period(period)
     async with runtime.engine.connect() as conn:
