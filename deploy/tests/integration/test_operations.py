@@ -161,14 +161,17 @@ def _drive(intake: httpx.Client, notifier: httpx.Client, receiver: str) -> None:
             worked_at=_iso(last_month + timedelta(minutes=30)),
         )
         command(old, "resolve", last_month + timedelta(hours=2), resolution="fix", summary="ok")
-        current = ticket(preset, "P3", now - timedelta(hours=2))
+        # This month's work lies in this month (the accounts' zone is UTC) even in its first
+        # hours: two hours back would be last month's, and the month's minutes would show 0.
+        reported = max(now - timedelta(hours=2), month_start)
+        current = ticket(preset, "P3", reported)
         command(
             current,
             "time-entries",
-            now - timedelta(hours=1),
+            reported + (now - reported) / 2,
             minutes=75,
             work_type="remote",
-            worked_at=_iso(now - timedelta(hours=1, minutes=30)),
+            worked_at=_iso(reported + (now - reported) / 4),
         )
 
 
