@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from helpdesk.shared.events import Event, derive_event_id
 from helpdesk.shared.kafka import reliable_producer
 from helpdesk.shared.live import LiveContext, OwnershipLostError
 from helpdesk.shared.outbox import OutboxRelay, append
-from helpdesk.shared.service import ServiceRuntime, ServiceSpec
+from helpdesk.shared.service import ServiceRuntime, ServiceSpec, StopTimeoutError
 from helpdesk.shared.settings import Settings
 from tests.support import SPECS, fresh_database, in_process, publish, ticket_opened, wait_for
 
@@ -490,6 +491,38 @@ async def test_migrate_refuses_a_schema_an_earlier_build_created(settings: Setti
     assert "tickets.cycle is missing; tickets.legacy is unknown" in message
     assert "rm -rf .state/dev" in message
     assert migrated is False  # /readyz says so too
+
+
+async def test_a_stop_ends_even_if_a_task_ignores_its_cancellation(settings: Settings) -> None:
+    """Before, stop() awaited each cancelled task for as long as it took: one that swallowed its
+    cancellation (cpython gh-86296 once made a live loop do so) kept the replica from ever
+    stopping. Now stop() closes everything else and names the task, with its stack."""
+    echo = echo_service(fresh_name())
+    await create_schema(settings, echo)
+    running, released = asyncio.Event(), asyncio.Event()
+
+    async def stubborn() -> None:
+        running.set()
+        while not released.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await released.wait()
+
+    spec = dataclasses.replace(echo.spec, tasks=lambda runtime: [stubborn])
+    runtime = ServiceRuntime(spec, settings.model_copy(update={"stop_timeout_seconds": 0.5}))
+    await runtime.start()
+    try:
+        async with asyncio.timeout(30):
+            await running.wait()
+        # In a task of its own: the old stop() also swallowed a cancellation aimed at its caller.
+        stopping = asyncio.create_task(runtime.stop())
+        await asyncio.wait([stopping], timeout=60)
+    finally:
+        released.set()
+    assert stopping.done(), "stop() did not return"
+    with pytest.raises(StopTimeoutError) as stopped:
+        stopping.result()
+    assert "task0:" in str(stopped.value)
+    assert "in stubborn" in str(stopped.value)  # the stack of the task that did not end
 
 
 # -- deterministic ids and the fenced relay ---------------------------------------------------

@@ -860,9 +860,10 @@ class ConsumerRuntime(ConsumerRebalanceListener):  # type: ignore[misc]
             max_poll_records=self._max_records,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
-        await self._consumer.start()
-        self._consumer.subscribe([self._topic], listener=self)
         try:
+            # Inside the try: a stop (or a failure) while it connects still closes it.
+            await self._consumer.start()
+            self._consumer.subscribe([self._topic], listener=self)
             while True:
                 await self._position_new_partitions()
                 batches = await self._consumer.getmany(

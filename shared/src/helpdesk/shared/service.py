@@ -12,10 +12,11 @@ import contextlib
 import gc
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -82,6 +83,34 @@ class ServiceSpec:
         """The service's PostgreSQL schema."""
         assert self.metadata.schema is not None
         return self.metadata.schema
+
+
+class StopTimeoutError(RuntimeError):
+    """Tasks that did not end after their cancellation; the replica stopped without them."""
+
+    def __init__(self, service: str, tasks: Iterable[asyncio.Task[None]]) -> None:
+        stacks = [
+            f"{task.get_name()}:\n" + "\n".join(_awaiting(task))
+            for task in sorted(tasks, key=lambda t: t.get_name())
+        ]
+        super().__init__(
+            f"{service} stopped without tasks that ignored their cancellation:\n"
+            + "\n".join(stacks)
+        )
+
+
+def _awaiting(task: asyncio.Task[None]) -> list[str]:
+    # Where the task waits, outermost first: `Task.print_stack` shows only the outermost frame
+    # of a suspended coroutine, and the culprit is where the chain of awaits ends.
+    lines = []
+    awaited: Any = task.get_coro()
+    while awaited is not None:
+        frame = getattr(awaited, "cr_frame", None)
+        if frame is not None:
+            code = frame.f_code
+            lines.append(f'  File "{code.co_filename}", line {frame.f_lineno}, in {code.co_name}')
+        awaited = getattr(awaited, "cr_await", None)
+    return lines
 
 
 class ServiceRuntime:
@@ -157,17 +186,26 @@ class ServiceRuntime:
             self._tasks.append(asyncio.create_task(_supervised(run, name), name=name))
 
     async def stop(self) -> None:
-        """Cancel every task (the consumer leaves its group) and close connections."""
-        for task in self._tasks:
+        """Cancel every task (the consumer leaves its group) and close connections.
+
+        A task still running `stop_timeout_seconds` after its cancellation is left behind, and
+        `StopTimeoutError` names it with its stack once everything else is closed. Waiting on
+        would never end (a cancellation swallowed somewhere, as cpython gh-86296 once did
+        here), and ending without it loses nothing: what a task acknowledges or sends is
+        claimed in PostgreSQL first, so a restarted replica takes up the rest.
+        """
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        stuck: set[asyncio.Task[None]] = set()
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=self.settings.stop_timeout_seconds)
         for close in reversed(self._on_stop):
             await close()
         await self.relay.stop()
         await self.engine.dispose()
+        if stuck:
+            raise StopTimeoutError(self.spec.name, stuck)
 
     def on_stop(self, close: Callable[[], Awaitable[None]]) -> None:
         """Run `close` at stop(), once the tasks have ended (e.g. a live loop's HTTP pool)."""

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     dedup_retention_hours: float = 168.0
     outbox_batch_size: int = 1000
     outbox_poll_ms: int = 100
+    # How long a replica's stop waits for its cancelled tasks before it ends without them.
+    stop_timeout_seconds: float = 10.0
     # Idempotency-Key answers are kept this long; a claim whose request has run longer than
     # the lease is taken to be abandoned (its process died) and may be claimed again.
     idempotency_retention_hours: float = 24.0
