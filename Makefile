@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen
 SERVICES := intake sla-timer billing notifier
 
-.PHONY: help bootstrap up up-background down status lint format test test-unit test-integration test-e2e bench ops-report $(addprefix rebuild-,$(SERVICES)) $(addprefix retry-parked-,$(SERVICES))
+.PHONY: help bootstrap up up-background down status lint format test test-unit test-integration test-e2e bench ops-report $(addprefix rebuild-,$(SERVICES)) $(addprefix retry-parked-,$(SERVICES)) $(addprefix dead-letters-,$(SERVICES))
 
 help: ## list the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
@@ -57,6 +57,9 @@ test-integration: bootstrap
 
 test-e2e: bootstrap
 	$(RUN) pytest -m e2e
+
+$(addprefix dead-letters-,$(SERVICES)): dead-letters-%: bootstrap ## list a service's outbox rows that can never be published
+	$(RUN) python -m helpdesk.deploy dead-letters $(subst -,_,$*)
 
 bench: bootstrap ## throughput figures against a baseline measured in the same run
 	$(RUN) python -m bench

@@ -218,17 +218,26 @@ class ServiceProcess:
     async def wait_ready(self, timeout: float = 60.0) -> None:
         """Wait until /readyz answers 200 (migrated, connected, caught up)."""
 
+        last = "no answer"
+
         async def ready() -> bool:
+            nonlocal last
             assert self.process is not None
             if self.process.poll() is not None:
                 raise AssertionError(f"{self.name} exited: {self._log.read_text()[-2000:]}")
             try:
                 async with httpx.AsyncClient() as client:
-                    return (await client.get(f"{self.url}/readyz")).status_code == 200
-            except httpx.TransportError:
+                    answer = await client.get(f"{self.url}/readyz")
+            except httpx.TransportError as exc:
+                last = repr(exc)
                 return False
+            last = answer.text
+            return answer.status_code == 200
 
-        await wait_for(ready, timeout=timeout, interval=0.1)
+        try:
+            await wait_for(ready, timeout=timeout, interval=0.1)
+        except AssertionError as exc:
+            raise AssertionError(f"{self.name} is not ready: {last}") from exc
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, no goodbye to the consumer group."""

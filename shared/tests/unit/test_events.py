@@ -156,6 +156,45 @@ def test_a_consumer_ignores_an_optional_field_it_does_not_know_yet() -> None:
         AccountUpdated.model_validate(newer.payload)  # a producer stays strict
 
 
+FUTURE = {"x_future": {"added": "by a newer producer"}}
+
+
+def _with_future_fields(model: Any, dumped: Any) -> Any:
+    """`dumped` (the JSON of `model`) with a field no build knows added to every object that is
+    a model, at every level (maps keyed by data, like calendars by name, keep their keys)."""
+    if isinstance(model, BaseModel):
+        out = dict(dumped)
+        for name, field in type(model).model_fields.items():
+            key = field.alias or name
+            if key in out:
+                out[key] = _with_future_fields(getattr(model, name), out[key])
+        return out | FUTURE
+    if isinstance(model, list | tuple) and isinstance(dumped, list):
+        return [_with_future_fields(item, raw) for item, raw in zip(model, dumped, strict=True)]
+    if isinstance(model, dict) and isinstance(dumped, dict):
+        return {k: _with_future_fields(model[k], v) if k in model else v for k, v in dumped.items()}
+    return dumped
+
+
+@pytest.mark.parametrize("type_", registry.types())
+def test_a_consumer_reads_a_future_event_with_new_fields_at_every_level(type_: str) -> None:
+    """Tolerant reading stopped at the payload's top level: a new field in the envelope, the
+    actor, an invoice line or an agreement's calendar parked the event. A v1 consumer now reads
+    what it knows of such an event, at every level."""
+    raw = json.loads(_golden(type_).read_text())
+    expected = decode(json.dumps(raw).encode())
+    future = raw | FUTURE
+    future["actor"] = raw["actor"] | FUTURE
+    future["payload"] = _with_future_fields(expected.payload, raw["payload"])
+    for type_known in (None, type_):
+        decoded = decode(json.dumps(future).encode(), type_=type_known)
+        assert decoded.envelope.actor == expected.envelope.actor
+        assert decoded.envelope.event_id == expected.envelope.event_id
+        assert decoded.payload == expected.payload
+    with pytest.raises(ValidationError):
+        Envelope.model_validate(future)  # a producer stays strict
+
+
 def test_a_derived_event_id_is_the_uuid5_of_its_cause_and_purpose() -> None:
     # Ids already on the stream were derived with uuid5(); the faster spelling must not move them.
     namespace = uuid.uuid5(uuid.NAMESPACE_URL, "https://helpdesk.local/event-id")

@@ -84,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (
         ("rebuild", "replay the stream into one service's projection (it keeps running)"),
         ("retry-parked", "apply one service's parked events again after a fix"),
+        ("dead-letters", "list one service's outbox rows that can never be published"),
     ):
         command = commands.add_parser(name, help=text)
         command.add_argument("service", choices=[spec.name for spec in SERVICES])
@@ -99,11 +100,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: What `python -m helpdesk.<service>` runs against the local stack for an operator.
+SERVICE_COMMANDS = frozenset({"rebuild", "retry-parked", "dead-letters"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m helpdesk.deploy`; returns the process exit code."""
     args = _parser().parse_args(argv)
     try:
-        if args.command in {"up", "down", "status", "rebuild", "retry-parked"}:
+        if args.command in {"up", "down", "status", *SERVICE_COMMANDS}:
             stack = Stack(
                 args.state_dir or dev_state_dir(),
                 kafka_port=DEV_KAFKA_PORT,
@@ -116,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "down":
                 stack.down()
                 return 0
-            if args.command in {"rebuild", "retry-parked"}:
+            if args.command in SERVICE_COMMANDS:
                 stack.service_command(args.service, args.command)
                 return 0
             lines, all_up = stack.status_lines()

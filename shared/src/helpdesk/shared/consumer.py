@@ -44,9 +44,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from helpdesk.shared.context import Clock, utc_now
 from helpdesk.shared.db import RuntimeTables
 from helpdesk.shared.events import Event, decode, derive_event_id, registry
+from helpdesk.shared.failures import TRANSIENT_ATTEMPTS, is_transient
 from helpdesk.shared.logs import correlation_id
 from helpdesk.shared.metrics import Metrics
-from helpdesk.shared.outbox import append
+from helpdesk.shared.outbox import PartitionCountError, append
 
 log = logging.getLogger(__name__)
 
@@ -403,6 +404,11 @@ class SequenceGapError(Exception):
     """A ticket event arrived before its predecessor; it is held until the gap fills."""
 
 
+class TransientFailureError(Exception):
+    """A handler failed in a way a later attempt may not (`helpdesk.shared.failures`): the
+    transaction is given up and retried with backoff instead of parking the event."""
+
+
 class BatchApplier:
     """Applies fetched records to a projection in the caller's transaction."""
 
@@ -423,6 +429,8 @@ class BatchApplier:
         self.metrics = metrics
         #: Set by a rebuild for its replay: the units of work carry it to the handlers.
         self.replay: Replay | None = None
+        #: Transient failures per record (partition, offset), until it applies or is parked.
+        self._attempts: collections.Counter[tuple[int, int]] = collections.Counter()
 
     def handles_type(self, type_: str | None) -> bool:
         """Whether any projection handler or reaction takes events of `type_`."""
@@ -532,24 +540,44 @@ class BatchApplier:
             await self._hold(conn, record, meta, sequences)
             return []
         except Exception as exc:
+            self._give_up_or_retry((record.partition, record.offset), exc)
             await self._park(conn, record, "failed", f"{type(exc).__name__}: {exc}")
             return []
+
+    def _give_up_or_retry(self, key: tuple[int, int], exc: Exception) -> None:
+        """Re-raise a transient failure (the caller's transaction is retried with backoff)
+        until it has failed TRANSIENT_ATTEMPTS times; then, or for any other failure, return:
+        the caller parks the event."""
+        if is_transient(exc):
+            self._attempts[key] += 1
+            if self._attempts[key] < TRANSIENT_ATTEMPTS:
+                raise TransientFailureError(str(exc)) from exc
+        self._attempts.pop(key, None)
 
     # -- sequences -----------------------------------------------------------------------------
 
     async def load_sequences(self, conn: AsyncConnection, tickets: Iterable[str]) -> _Sequences:
-        """Lock and read the last applied seq of `tickets` (ids in canonical text form)."""
+        """Lock and read the last applied seq of `tickets` (ids in canonical text form).
+
+        A ticket without a row gets one (seq 0), so that its row is locked too: whoever applies
+        a ticket's events (a live batch, retry-parked, a release) holds its row until commit,
+        and a gap closed by one is seen by the next (a batch that held seq 2 while a retry
+        applied seq 1 would otherwise leave seq 2 held with nothing to release it).
+        """
         ids = sorted(set(tickets))
         if not ids:
             return _Sequences()
         table = self.tables.ticket_sequence
-        rows = await conn.execute(
-            sa.select(sa.cast(table.c.ticket_id, sa.Text), table.c.last_seq)
-            .where(table.c.ticket_id == sa.any_(sa.bindparam("ids", ids, type_=_UUIDS)))
-            .order_by(table.c.ticket_id)
-            .with_for_update()
+        stmt = pg_insert(table).from_select(
+            ["ticket_id", "last_seq"],
+            sa.select(_unnest(ids, _UUIDS), _unnest([0] * len(ids), pg.ARRAY(sa.Integer))),
         )
-        return _Sequences({ticket: last for ticket, last in rows})
+        rows = await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[table.c.ticket_id], set_={"last_seq": table.c.last_seq}
+            ).returning(sa.cast(table.c.ticket_id, sa.Text), table.c.last_seq)
+        )
+        return _Sequences({ticket: last for ticket, last in rows if last})
 
     def _observe(self, sequences: _Sequences, meta: _Meta, *, handled: bool) -> bool:
         """Check one record's place in its ticket's sequence; False: hold it (a gap).
@@ -633,8 +661,7 @@ class BatchApplier:
         self, conn: AsyncConnection, record: Record, meta: _Meta, sequences: _Sequences
     ) -> None:
         # Not applied, so not processed: the release applies it from the parked row.
-        processed = self.tables.processed_events
-        await conn.execute(processed.delete().where(processed.c.event_id == meta.event_id))
+        await self._unclaim(conn, meta.event_id)
         assert meta.ticket_id is not None  # only a ticket event is ever held
         expected = sequences.last.get(meta.ticket_id, 0) + 1
         await self._park(conn, record, "held", f"waiting for seq {expected}")
@@ -650,6 +677,7 @@ class BatchApplier:
                     parked.c.event_id,
                     sa.cast(parked.c.ticket_id, sa.Text).label("ticket_id"),
                     parked.c.seq,
+                    parked.c.type,
                     parked.c.value,
                 )
                 .where(
@@ -664,16 +692,83 @@ class BatchApplier:
         for row in rows:
             if row.seq != sequences.last.get(row.ticket_id, 0) + 1:
                 continue
-            if await claim(uow.conn, self.tables, [row.event_id]):
-                event = decode(row.value)
-                await self.projection.dispatch(uow, [event])
-                if self.reactions is not None:
-                    await self.reactions.dispatch(uow, [event])
+            try:
+                async with uow.conn.begin_nested():
+                    event = decode(row.value)
+                    fresh = bool(await claim(uow.conn, self.tables, [row.event_id]))
+                    if fresh:
+                        await self.projection.dispatch(uow, [event])
+                    if self.reactions is not None:
+                        await self.reactions.dispatch(uow, [event])
+            except Exception as exc:
+                # Parked like any failing event: its successors stay held behind it.
+                self._give_up_or_retry((-1, hash(row.event_id)), exc)
+                await self._fail_parked(uow.conn, row.event_id, row.type, exc)
+                continue
+            if fresh:
                 released.append(event)
             sequences.last[row.ticket_id] = row.seq
             await uow.conn.execute(parked.delete().where(parked.c.event_id == row.event_id))
             log.info("held event released", extra={"event_id": str(row.event_id)})
         return released
+
+    async def _fail_parked(
+        self, conn: AsyncConnection, event_id: UUID, type_: str, exc: Exception
+    ) -> None:
+        """Mark a parked row as failed (a held event whose handler failed on release)."""
+        parked = self.tables.parked_events
+        error = f"{type(exc).__name__}: {exc}"
+        await conn.execute(
+            parked.update()
+            .where(parked.c.event_id == event_id)
+            .values(reason="failed", error=error[:2000])
+        )
+        self.metrics.handler_errors.labels(type_).inc()
+        log.error(
+            "event parked: its handler failed",
+            extra={"event_id": str(event_id), "error": error[:500]},
+        )
+
+    async def apply_own(self, conn: AsyncConnection, values: Sequence[bytes]) -> list[str]:
+        """Apply events this service decided and has not yet published (its outbox), as if they
+        came from the stream: claimed by id, in each ticket's sequence, no reactions, no offsets.
+
+        A rebuild's swap folds them in, so that the swapped-in projection is not older than what
+        the service already acted on; their copies from Kafka are then dropped by id. An event
+        that would open a sequence gap is left for the stream to bring.
+        """
+        events = [decode(value) for value in values]
+        metas = [
+            _Meta(
+                e.type,
+                str(e.envelope.event_id),
+                str(e.envelope.ticket_id) if e.envelope.ticket_id else None,
+                e.envelope.seq,
+            )
+            for e in events
+        ]
+        uow = UnitOfWork(conn, self.tables, self.projection, self.metrics)
+        sequences = await self.load_sequences(conn, {m.ticket_id for m in metas if m.ticket_id})
+        fresh = await claim_keys(
+            conn, self.tables, [m.event_id for m in metas if self.projection.handles(m.type)]
+        )
+        applied: list[AnyEvent] = []
+        for event, meta in zip(events, metas, strict=True):
+            handled = meta.event_id in fresh
+            fresh.discard(meta.event_id)
+            if not self._observe(sequences, meta, handled=handled):
+                await self._unclaim(conn, meta.event_id)
+                continue
+            if handled:
+                applied.append(event)
+        await self.projection.dispatch(uow, applied)
+        applied += await self.release_held(uow, sequences)
+        await self.save_sequences(conn, sequences)
+        return [event.type for event in applied]
+
+    async def _unclaim(self, conn: AsyncConnection, event_id: str) -> None:
+        processed = self.tables.processed_events
+        await conn.execute(processed.delete().where(processed.c.event_id == event_id))
 
     # -- offsets ---------------------------------------------------------------------------------
 
@@ -771,6 +866,11 @@ class ConsumerRuntime(ConsumerRebalanceListener):  # type: ignore[misc]
         self._pruned_at = 0.0
         self._changed = asyncio.Condition()
         self._listeners: list[Callable[[bool], None]] = []
+        #: Per owned partition, the offset of the next record to apply.
+        self._positions: dict[int, int] = {}
+        self._failures = 0
+        #: The topic's partition count this service's stored state assumes (set at start).
+        self.partitions: int | None = None
 
     # -- what other parts of the service ask ------------------------------------------------
 
@@ -781,8 +881,18 @@ class ConsumerRuntime(ConsumerRebalanceListener):  # type: ignore[misc]
 
     @property
     def caught_up(self) -> frozenset[int]:
-        """Owned partitions whose projection has reached the head of the stream at least once."""
-        return frozenset(self._ever_caught_up & self._assigned)
+        """Owned partitions whose projection was at the head of the stream when last measured."""
+        return frozenset(p for p in self._assigned if self._lag(p) == 0)
+
+    def _lag(self, partition: int, ends: Mapping[int, int] | None = None) -> int | None:
+        """Records between what was applied and the head (None: not positioned yet)."""
+        position = self._positions.get(partition)
+        if position is None or partition not in self._positioned:
+            return None
+        head = (ends or self._ends).get(partition, 0)
+        if self._consumer is not None:
+            head = max(head, self._consumer.highwater(TopicPartition(self._topic, partition)) or 0)
+        return max(0, head - position)
 
     def ownerships(self) -> dict[int, Ownership]:
         """Owned, positioned partitions with their epochs and watermarks (for live loops)."""
@@ -792,9 +902,26 @@ class ConsumerRuntime(ConsumerRebalanceListener):  # type: ignore[misc]
             if p in self._epochs and p in self._watermarks
         }
 
-    def is_caught_up(self) -> bool:
-        """Whether the consumer has joined its group and every owned partition caught up."""
-        return self._joined and self._assigned <= self._ever_caught_up
+    def is_caught_up(self, tolerance: int = 0) -> bool:
+        """Whether the consumer has joined its group and every owned partition is at most
+        `tolerance` records behind its head, as last measured (after every fetch)."""
+        return self._joined and all(
+            (lag := self._lag(p)) is not None and lag <= tolerance for p in self._assigned
+        )
+
+    async def caught_up_now(self, tolerance: int = 0) -> bool:
+        """`is_caught_up`, measured against the partitions' heads now (readiness asks this: a
+        replica busy with a long batch has not measured its lag since the burst arrived)."""
+        if self._consumer is None or not self._joined:
+            return False
+        owned = sorted(self._assigned)
+        if owned:
+            with contextlib.suppress(Exception):
+                ends = await self._consumer.end_offsets(
+                    [TopicPartition(self._topic, p) for p in owned]
+                )
+                self._ends.update({tp.partition: offset for tp, offset in ends.items()})
+        return self.is_caught_up(tolerance)
 
     async def wait_caught_up(self) -> None:
         """Wait until `is_caught_up()` (callers bound it with `asyncio.timeout`)."""
@@ -822,6 +949,7 @@ class ConsumerRuntime(ConsumerRebalanceListener):  # type: ignore[misc]
     def _forget(self, partition: int) -> None:
         self._assigned.discard(partition)
         self._positioned.discard(partition)
+        self._positions.pop(partition, None)
         self._epochs.pop(partition, None)
         self._watermarks.pop(partition, None)
         self._ever_caught_up.discard(partition)
@@ -901,15 +1029,23 @@ class ConsumerRuntime(ConsumerRebalanceListener):  # type: ignore[misc]
                 except RebuiltError:
                     self._reposition_all()
                     return
-                except Exception:
-                    log.exception("batch failed again; it is retried from the stored offsets")
+                except Exception as exc:
+                    # A transient failure (or the database gone): the same records again from
+                    # the stored offsets, after a backoff that grows while it lasts.
+                    self._failures += 1
+                    log.warning(
+                        "batch failed again; it is retried from the stored offsets",
+                        extra={"error": f"{type(exc).__name__}: {exc}"[:500]},
+                    )
                     for partition, records in batches.items():
                         self._consumer.seek(
                             TopicPartition(self._topic, partition), records[0].offset
                         )
-                    await asyncio.sleep(1.0)
+                    await asyncio.sleep(min(5.0, 0.1 * 2**self._failures))
                     return
+            self._failures = 0
             for partition, records in batches.items():
+                self._positions[partition] = records[-1].offset + 1
                 self._last_applied_at[partition] = datetime.fromtimestamp(
                     records[-1].timestamp / 1000, UTC
                 )
@@ -939,6 +1075,8 @@ class ConsumerRuntime(ConsumerRebalanceListener):  # type: ignore[misc]
             new = self._assigned - self._positioned
             if not new:
                 return
+            if self.partitions is not None and max(new) >= self.partitions:
+                raise PartitionCountError(self._topic, max(new) + 1, self.partitions)
             async with self._engine.begin() as conn:
                 self._generation = await fenced_generation(
                     conn, self._tables, self.name, exclusive=False
@@ -951,6 +1089,7 @@ class ConsumerRuntime(ConsumerRebalanceListener):  # type: ignore[misc]
                     self._consumer.seek(tp, stored[partition])
                 else:
                     await self._consumer.seek_to_beginning(tp)
+                self._positions[partition] = await self._consumer.position(tp)
                 self._ever_caught_up.discard(partition)
             self._epochs.update(epochs)
             self._positioned |= new
@@ -963,6 +1102,7 @@ class ConsumerRuntime(ConsumerRebalanceListener):  # type: ignore[misc]
         watermark again, and a live loop waits until the projection is current past a deadline.
         """
         assert self._consumer is not None
+        was_caught_up = self.is_caught_up()
         now = time.monotonic()
         partitions = sorted(self._positioned & self._assigned)
         if now - self._ends_checked >= 1.0 or not self._ever_caught_up >= set(partitions):
@@ -971,11 +1111,13 @@ class ConsumerRuntime(ConsumerRebalanceListener):  # type: ignore[misc]
                 ends = await self._consumer.end_offsets(tps)
                 self._ends = {tp.partition: off for tp, off in ends.items()}
             self._ends_checked = now
+            await self._check_generation()
         changed = False
         at = self._clock()
         for partition in partitions:
             tp = TopicPartition(self._topic, partition)
             position = await self._consumer.position(tp)
+            self._positions[partition] = position
             head = max(self._ends.get(partition, 0), self._consumer.highwater(tp) or 0)
             lag = max(0, head - position)
             self._metrics.consumer_lag.labels(str(partition)).set(lag)
@@ -987,9 +1129,24 @@ class ConsumerRuntime(ConsumerRebalanceListener):  # type: ignore[misc]
             else:
                 fallback = datetime.min.replace(tzinfo=UTC)
                 self._watermarks[partition] = self._last_applied_at.get(partition, fallback)
-        if changed:
+        if changed or self.is_caught_up() != was_caught_up:
             await self._notify()
         self._signal(changed=False)
+
+    async def _check_generation(self) -> None:
+        """Reposition when a rebuild swapped the projection in, even with no record to apply:
+        the live loops then act on the rebuilt state from a new ownership epoch."""
+        if self._generation is None:
+            return
+        state = self._tables.consumer_state
+        with contextlib.suppress(Exception):
+            async with self._engine.connect() as conn:
+                generation = await conn.scalar(
+                    sa.select(state.c.generation).where(state.c.consumer == self.name)
+                )
+            if generation is not None and generation != self._generation:
+                async with self._busy:
+                    self._reposition_all()
 
     async def _prune_dedup_marks(self) -> None:
         now = time.monotonic()
@@ -997,13 +1154,13 @@ class ConsumerRuntime(ConsumerRebalanceListener):  # type: ignore[misc]
             return
         self._pruned_at = now
         processed = self._tables.processed_events
-        cutoff = self._clock().timestamp() - self._dedup_retention_hours * 3600
+        # By the database's clock, which stamped the marks: the service's clock may be injected
+        # (tests, replays) or jump, and a jump past the retention would prune every mark.
+        retention = sa.func.make_interval(0, 0, 0, 0, 0, 0, self._dedup_retention_hours * 3600)
         with contextlib.suppress(Exception):
             async with self._engine.begin() as conn:
                 await conn.execute(
-                    processed.delete().where(
-                        processed.c.processed_at < datetime.fromtimestamp(cutoff, UTC)
-                    )
+                    processed.delete().where(processed.c.processed_at < sa.func.now() - retention)
                 )
 
     def _signal(self, *, changed: bool) -> None:

@@ -130,6 +130,20 @@ class RuntimeTables:
             sa.Column("headers", pg.JSONB, nullable=False),
             sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
         )
+        # Outbox rows that can never be published (larger than the topic takes, or not
+        # encodable), moved aside so the rows behind them flow; listed for an operator.
+        self.dead_letters = sa.Table(
+            "outbox_dead_letters",
+            metadata,
+            sa.Column("event_id", pg.UUID(as_uuid=True), primary_key=True),
+            sa.Column("type", sa.Text, nullable=False),
+            sa.Column("key", sa.LargeBinary, nullable=False),
+            sa.Column("value", sa.LargeBinary, nullable=False),
+            sa.Column("headers", pg.JSONB, nullable=False),
+            sa.Column("reason", sa.Text, nullable=False),
+            sa.Column("created_at", sa.DateTime(timezone=True), nullable=True),
+            sa.Column("dead_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
+        )
         self.consumer_offsets = sa.Table(
             "consumer_offsets",
             metadata,

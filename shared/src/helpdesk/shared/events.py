@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, Literal, TypeVar
+from types import UnionType
+from typing import Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from pydantic import (
@@ -92,8 +93,9 @@ class Envelope(BaseModel):
 
     @classmethod
     def from_bytes(cls, value: bytes) -> Envelope:
-        """Parse a Kafka record value."""
-        return cls.model_validate_json(value)
+        """Parse a Kafka record value, ignoring envelope and actor fields this build does not
+        know (a newer producer may add some; producers stay strict)."""
+        return cls.model_validate(known_fields_only(cls, json.loads(value)))
 
 
 P = TypeVar("P", bound=BaseModel)
@@ -108,7 +110,6 @@ class EventSpec:
     version: int
     model: type[BaseModel]
     upcasters: dict[int, Upcaster]  # from_version -> payload at from_version + 1
-    fields: frozenset[str] = frozenset()  # the model's field names, read once
 
 
 class UnknownEventTypeError(LookupError):
@@ -129,7 +130,7 @@ class EventRegistry:
         def decorate(model: type[P]) -> type[P]:
             if type_ in self._specs:
                 raise ValueError(f"event type {type_} registered twice")
-            self._specs[type_] = EventSpec(type_, version, model, {}, frozenset(model.model_fields))
+            self._specs[type_] = EventSpec(type_, version, model, {})
             self._by_model[model] = type_
             return model
 
@@ -199,13 +200,59 @@ class EventRegistry:
         for version in range(envelope.version, spec.version):
             payload = spec.upcasters[version](dict(payload))
         # Tolerant reader: a field this build does not know (a producer deployed first added an
-        # optional one) is ignored here; producers stay strict (`extra="forbid"`, golden samples).
-        if not spec.fields.issuperset(payload):
-            payload = {k: v for k, v in payload.items() if k in spec.fields}
-        return spec.model.model_validate(payload)
+        # optional one), at any level of the payload, is ignored here; producers stay strict
+        # (`extra="forbid"`, golden samples).
+        return spec.model.model_validate(known_fields_only(spec.model, payload))
 
 
 registry = EventRegistry()
+
+
+def known_fields_only(model: type[BaseModel], data: Any) -> Any:
+    """`data` without the keys that `model`, and every model nested in its fields, do not know.
+
+    The tolerant reader of every consumer: models forbid unknown fields so that producers are
+    strict, and a consumer reads what it knows of a newer producer's event at every level (an
+    invoice line, an agreement's calendar, the actor), not only the payload's top level.
+    """
+    if not isinstance(data, dict):
+        return data
+    fields = {field.alias or name: field for name, field in model.model_fields.items()}
+    return {
+        key: _known_in(fields[key].annotation, value)
+        for key, value in data.items()
+        if key in fields
+    }
+
+
+def _known_in(annotation: Any, value: Any) -> Any:
+    """`value` pruned by the models its field's `annotation` names (in lists, dicts, unions)."""
+    if annotation is BaseModel:
+        return value  # any model: nothing to prune by
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return known_fields_only(annotation, value)
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _known_in(args[0], value)
+    if isinstance(value, list) and origin in (list, tuple, set, frozenset, Sequence):
+        return [_known_in(args[0] if args else Any, item) for item in value]
+    if isinstance(value, dict) and origin in (dict, Mapping) and len(args) == 2:
+        return {key: _known_in(args[1], item) for key, item in value.items()}
+    if origin in (Union, UnionType) and isinstance(value, dict):
+        if any(get_origin(arm) in (dict, Mapping) or arm is Any for arm in args):
+            return value  # a free-form map is one of the choices: keep all it holds
+        # The first model of the union that takes what it knows of the value.
+        for arm in args:
+            if isinstance(arm, type) and issubclass(arm, BaseModel):
+                pruned = known_fields_only(arm, value)
+                try:
+                    arm.model_validate(pruned)
+                except ValidationError:
+                    continue
+                return pruned
+            if get_origin(arm) is Annotated:
+                return _known_in(arm, value)
+    return value
 
 
 P_co = TypeVar("P_co", bound=BaseModel, covariant=True)

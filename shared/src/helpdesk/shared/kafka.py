@@ -7,9 +7,14 @@ import logging
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 log = logging.getLogger(__name__)
+
+#: What one Kafka message may hold: the topic's `max.message.bytes` and the relay producer's
+#: `max_request_size` are both set to it, and checked against each other at start.
+MESSAGE_MAX_BYTES = 1024 * 1024
 
 
 async def ensure_topic(
@@ -41,6 +46,8 @@ async def ensure_topic(
                         replication_factor=replication_factor,
                         topic_configs={
                             "retention.ms": "-1",
+                            # Said explicitly: the relay's producer sends up to this much.
+                            "max.message.bytes": str(MESSAGE_MAX_BYTES),
                             "min.insync.replicas": str(min_insync_replicas),
                         },
                     )
@@ -101,3 +108,25 @@ async def topic_partitions(bootstrap: str, topic: str) -> list[int]:
     if not described or described[0].get("error_code", 0) != 0:
         raise RuntimeError(f"topic {topic} does not exist")
     return sorted(p["partition"] for p in described[0]["partitions"])
+
+
+async def check_message_size(bootstrap: str, topic: str) -> None:
+    """Refuse to start when the topic takes smaller messages than the relay may send: a row
+    between the two limits would be refused by the broker on every retry."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": None})]
+        )
+    finally:
+        await admin.close()
+    for response in responses:
+        for resource in response.resources:
+            for entry in resource[4]:
+                if entry[0] == "max.message.bytes" and int(entry[1]) < MESSAGE_MAX_BYTES:
+                    raise RuntimeError(
+                        f"topic {topic} takes messages of at most {entry[1]} bytes, but the "
+                        f"outbox relay sends up to {MESSAGE_MAX_BYTES}: set the topic's "
+                        f"max.message.bytes to {MESSAGE_MAX_BYTES} or more"
+                    )

@@ -26,7 +26,13 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from helpdesk.shared.consumer import ConsumerRuntime, Ownership, Projection, UnitOfWork
+from helpdesk.shared.consumer import (
+    ConsumerRuntime,
+    Ownership,
+    Projection,
+    UnitOfWork,
+    fence_key,
+)
 from helpdesk.shared.context import Clock
 from helpdesk.shared.db import RuntimeTables
 from helpdesk.shared.metrics import Metrics
@@ -67,6 +73,12 @@ class LiveContext:
         wanted = sorted(set(partitions))
         owners = self.tables.partition_owners
         async with self.engine.begin() as conn:
+            # The rebuild fence, shared: a rebuild's swap never interleaves with a side effect
+            # being recorded (it would swap in a state without it).
+            await conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock_shared(:k)"),
+                {"k": fence_key(self.tables.schema)},
+            )
             rows = await conn.execute(
                 sa.select(owners.c.partition, owners.c.epoch)
                 .where(

@@ -86,6 +86,11 @@ class Metrics:
             "Events written to the outbox and not yet published.",
             registry=self.registry,
         )
+        self.relay_failing = Gauge(
+            "helpdesk_outbox_relay_failing",
+            "1 while this replica's outbox relay fails to publish (it retries with backoff).",
+            registry=self.registry,
+        )
         self.duplicates_skipped = Counter(
             "helpdesk_duplicate_events",
             "Redelivered events skipped because their event_id was already applied.",
@@ -174,14 +179,17 @@ class RuntimeStateCollector(StateCollector):
         outbox: sa.Table,
         parked: sa.Table,
         metrics: Metrics,
+        dead_letters: sa.Table,
     ) -> None:
         super().__init__(engine, clock)
         self._outbox = outbox
         self._parked = parked
         self._metrics = metrics
+        self._dead_letters = dead_letters
 
     async def measure(self, conn: AsyncConnection, now: datetime) -> list[Metric]:
-        """Age of the oldest unpublished event; parked events by reason (also the gauge)."""
+        """Age of the oldest unpublished event; parked events by reason (also the gauge); dead
+        letters of the outbox."""
         oldest = await conn.scalar(sa.select(sa.func.min(self._outbox.c.created_at)))
         age = GaugeMetricFamily(
             "helpdesk_outbox_oldest_age_seconds",
@@ -201,7 +209,13 @@ class RuntimeStateCollector(StateCollector):
             parked.add_metric([reason], count)
         # The runtime's own gauge is otherwise only set when /readyz is asked.
         self._metrics.parked_events.set(sum(by_reason.values()))
-        return [age, parked]
+        letters = await conn.scalar(sa.select(sa.func.count()).select_from(self._dead_letters))
+        dead = GaugeMetricFamily(
+            "helpdesk_outbox_dead_letters",
+            "Outbox rows that can never be published (too large, not encodable), moved aside.",
+        )
+        dead.add_metric([], int(letters or 0))
+        return [age, parked, dead]
 
 
 def register_all(registry: CollectorRegistry, collectors: Sequence[Collector]) -> None:

@@ -42,10 +42,16 @@ from helpdesk.shared.db import (
     migrate,
 )
 from helpdesk.shared.idempotency import IdempotencyKeys, command_transaction
-from helpdesk.shared.kafka import topic_partitions
+from helpdesk.shared.kafka import check_message_size, topic_partitions
 from helpdesk.shared.live import LiveLoop, LiveLoops
 from helpdesk.shared.logs import configure_logging
 from helpdesk.shared.metrics import Metrics, RuntimeStateCollector, register_all
+from helpdesk.shared.operations import (
+    DeadLetter,
+    count_parked,
+    list_dead_letters,
+    operations_router,
+)
 from helpdesk.shared.outbox import OutboxRelay
 from helpdesk.shared.rebuild import rebuild, retry_parked
 from helpdesk.shared.settings import Settings
@@ -165,7 +171,12 @@ class ServiceRuntime:
             max_idle=settings.live_loop_max_idle_ms / 1000,
         )
         runtime_state = RuntimeStateCollector(
-            self.engine, clock, spec.tables.outbox, spec.tables.parked_events, self.metrics
+            self.engine,
+            clock,
+            spec.tables.outbox,
+            spec.tables.parked_events,
+            self.metrics,
+            spec.tables.dead_letters,
         )
         register_all(self.metrics.registry, [runtime_state, *spec.metrics(self)])
         self._tasks: list[asyncio.Task[None]] = []
@@ -175,6 +186,8 @@ class ServiceRuntime:
         """Check the topic, then start the relay, the consumer, live loops and own tasks."""
         partitions = await topic_partitions(self.settings.kafka_bootstrap, self.settings.topic)
         await check_partition_count(self.engine, self.spec.tables, self.spec.name, len(partitions))
+        await check_message_size(self.settings.kafka_bootstrap, self.settings.topic)
+        self.relay.partitions = self.consumer.partitions = len(partitions)
         await self.relay.start()
         runners: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("relay", self.relay.run),
@@ -234,7 +247,9 @@ class ServiceRuntime:
         return UnitOfWork(conn, self.spec.tables, self.projection, self.metrics)
 
     async def readiness(self) -> dict[str, bool]:
-        """migrated, database reachable, consumer joined and caught up, nothing parked."""
+        """migrated, database reachable, consumer joined and caught up now (each owned
+        partition within `ready_max_lag` records of its head), nothing parked, and the outbox
+        relay publishing (not failing for longer than its `stuck_after`)."""
         database = True
         parked = 0
         try:
@@ -248,11 +263,15 @@ class ServiceRuntime:
         except Exception:
             database = False
         self.metrics.parked_events.set(parked)
+        relay_failure = self.relay.failure()
+        if relay_failure is not None:
+            log.warning("not ready: the outbox relay fails", extra={"error": relay_failure})
         return {
             "migrated": self._migrated,
             "database": database,
-            "caught_up": self.consumer.is_caught_up(),
+            "caught_up": await self.consumer.caught_up_now(self.settings.ready_max_lag),
             "no_parked_events": parked == 0,
+            "relay_publishing": relay_failure is None,
         }
 
     def app(self) -> FastAPI:
@@ -286,7 +305,7 @@ class ServiceRuntime:
             lifespan=lifespan,
             middleware=[idempotency.middleware],
         )
-        for router in self.spec.routers:
+        for router in [*self.spec.routers, operations_router()]:
             # One shared set of problem+json error answers in every service's OpenAPI document.
             app.include_router(router, responses=ERROR_RESPONSES)
         app.state.runtime = self
@@ -303,9 +322,15 @@ class ServiceRuntime:
             tables=self.spec.tables,
             projection=self.projection,
             metrics=self.metrics,
+            reactions=self.reactions,
             max_records=self.settings.consumer_max_records,
             first=self.spec.rebuild_first,
         )
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The outbox rows that could never be published, newest first."""
+        async with self.engine.connect() as conn:
+            return await list_dead_letters(conn, self.spec.tables, limit)
 
     async def retry_parked(self) -> tuple[int, int]:
         """Apply parked events again after a fix: (applied, still failing)."""
@@ -349,7 +374,9 @@ def tune_garbage_collection() -> None:
 def run_cli(spec_factory: Callable[[], ServiceSpec], argv: Sequence[str] | None = None) -> None:
     """`python -m helpdesk.<service> serve|migrate|rebuild|retry-parked`."""
     parser = argparse.ArgumentParser(prog=f"python -m helpdesk.{spec_factory().name}")
-    parser.add_argument("command", choices=["serve", "migrate", "rebuild", "retry-parked"])
+    parser.add_argument(
+        "command", choices=["serve", "migrate", "rebuild", "retry-parked", "dead-letters"]
+    )
     args = parser.parse_args(argv)
     settings = Settings()
     spec = spec_factory()
@@ -366,6 +393,8 @@ def run_cli(spec_factory: Callable[[], ServiceSpec], argv: Sequence[str] | None 
         asyncio.run(_rebuild(spec, settings))
     elif args.command == "retry-parked":
         asyncio.run(_retry_parked(spec, settings))
+    elif args.command == "dead-letters":
+        asyncio.run(_print_dead_letters(spec, settings))
     else:
         runtime = ServiceRuntime(spec, settings)
         config = uvicorn.Config(
@@ -382,9 +411,28 @@ async def _rebuild(spec: ServiceSpec, settings: Settings) -> None:
     runtime = ServiceRuntime(spec, settings)
     try:
         read = await runtime.rebuild()
-        print(f"{spec.name}: rebuilt from {read} events")
+        async with runtime.engine.connect() as conn:
+            parked = await count_parked(conn, spec.tables)
+        print(
+            f"{spec.name}: rebuilt from {read} events; {parked} parked "
+            "(list them in parked_events; `retry-parked` after a fix)"
+        )
     finally:
         await runtime.engine.dispose()
+
+
+async def _print_dead_letters(spec: ServiceSpec, settings: Settings) -> None:
+    runtime = ServiceRuntime(spec, settings)
+    try:
+        letters = await runtime.dead_letters(limit=1000)
+    finally:
+        await runtime.engine.dispose()
+    for letter in letters:
+        print(
+            f"{letter.dead_at.isoformat()} {letter.event_id} {letter.type} "
+            f"{letter.size_bytes} bytes: {letter.reason}"
+        )
+    print(f"{spec.name}: {len(letters)} dead letters")
 
 
 async def _retry_parked(spec: ServiceSpec, settings: Settings) -> None:

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     live_loop_max_idle_ms: int = 5000
     # processed_events rows older than this are pruned (a republished copy comes within seconds).
     dedup_retention_hours: float = 168.0
+    # /readyz says caught up while every owned partition is at most this many records behind.
+    ready_max_lag: int = 100
     outbox_batch_size: int = 1000
     outbox_poll_ms: int = 100
     # How long a replica's stop waits for its cancelled tasks before it ends without them.
