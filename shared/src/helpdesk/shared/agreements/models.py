@@ -346,6 +346,18 @@ def country_holidays(
     return {date: tuple(found.get_list(date)) for date in sorted(found) if date.year == year}
 
 
+def known_country(country: str) -> str:
+    """`country` if the holidays library knows it as an ISO 3166-1 alpha-2 code, else an error."""
+    if country not in _supported_countries():
+        raise PydanticCustomError(
+            "unknown_country",
+            "'{country}' is not an ISO 3166-1 alpha-2 country code the holidays library "
+            "knows (e.g. US, GB, DE)",
+            {"country": country},
+        )
+    return country
+
+
 class Calendar(ContractModel):
     """A business calendar: IANA time zone, weekly opening intervals and holidays.
 
@@ -379,14 +391,7 @@ class Calendar(ContractModel):
     @field_validator("country")
     @classmethod
     def _known_country(cls, country: str | None) -> str | None:
-        if country is not None and country not in _supported_countries():
-            raise PydanticCustomError(
-                "unknown_country",
-                "'{country}' is not an ISO 3166-1 alpha-2 country code the holidays library "
-                "knows (e.g. US, GB, DE)",
-                {"country": country},
-            )
-        return country
+        return None if country is None else known_country(country)
 
     @model_validator(mode="after")
     def _known_subdivision(self) -> Self:
