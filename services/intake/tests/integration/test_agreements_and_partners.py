@@ -42,6 +42,16 @@ async def test_five_presets_are_listed(admin: As) -> None:
     assert sorted(p["name"] for p in presets) == sorted(PRESETS)
     assert sorted(p["seed"] for p in presets) == ["000", "001", "002", "003", "004"]
     assert all(p["agreement"]["calendars"] for p in presets)
+    by_seed = {p["seed"]: p for p in presets}
+    # Seed 004 states no response times; only seed 003 closes unanswered tickets.
+    assert {t["response_minutes"] for t in by_seed["004"]["agreement"]["targets"].values()} == {
+        None
+    }
+    assert "no targets" in by_seed["004"]["description"]
+    for seed, listed in by_seed.items():
+        has_follow_ups = listed["agreement"]["follow_up"] is not None
+        assert has_follow_ups == (seed == "003"), seed
+        assert has_follow_ups or "no follow-ups" in listed["description"], seed
 
 
 async def test_each_preset_applies_and_every_change_is_a_new_version(admin: As) -> None:
