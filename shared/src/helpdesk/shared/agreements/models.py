@@ -1,8 +1,8 @@
-"""Pydantic models of the agreement contract (DESIGN.md, "Shapes", agreement).
+"""Pydantic models of the agreement contract.
 
 Intake validates a PUT body against `Agreement` and stores it in an `agreement.*` event; the SLA
 timer, billing and the notifier read it back from that event. The models are therefore the wire
-contract: field names follow DESIGN.md, money is integer cents, durations are integer minutes and
+contract: field names are the API's, money is integer cents, durations are integer minutes and
 every datetime carries an offset. Everything here is pure: no I/O and no clock reads (ZoneInfo
 reads the time-zone database once per key and caches it, which is data, not state).
 
@@ -18,6 +18,7 @@ import functools
 import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -343,7 +344,9 @@ def country_holidays(
     found = _holidays_library().country_holidays(
         country, subdiv=subdivision, years=year, observed=True
     )
-    return {date: tuple(found.get_list(date)) for date in sorted(found) if date.year == year}
+    return MappingProxyType(
+        {date: tuple(found.get_list(date)) for date in sorted(found) if date.year == year}
+    )
 
 
 def known_country(country: str) -> str:
@@ -701,7 +704,7 @@ def _all_work_types() -> list[WorkType]:
 
 
 class FairUse(ContractModel):
-    """Fair-use caps. Exceeding one raises an event; time is never dropped (POLICIES.md)."""
+    """Fair-use caps. Exceeding one raises an event; time is never dropped."""
 
     per_day_minutes: PositiveMinutes | None = None
     per_ticket_minutes: PositiveMinutes | None = None

@@ -1,4 +1,4 @@
-"""The agreement presets: one modelled on each of the five seed policies in shared/seeds/.
+"""The agreement presets: one modelled on each of the five seed policies (docs/policies.md).
 
 A preset is a starting point, not a product tier: an account picks one and overrides what its
 contract says differently (`resolve_agreement`). Where a seed is silent the preset still has to
