@@ -177,6 +177,21 @@ async def test_managed_budget_p4_across_new_years_day_and_a_weekend(
     assert [c["kind"] for c in view["clocks"]] == ["response"]
 
 
+async def test_managed_budget_states_no_response_times_so_nothing_is_due(
+    sla: InProcessService, admin: As, importer: As
+) -> None:
+    """Seed 004: 'Restoring services as quickly as feasible following an IT interruption is the
+    goal of all incident response' -- no response time. A P1 incident reported in March and
+    never answered has no clock: nothing due, warned or breached."""
+    account = await new_account(admin, {"preset": "managed_budget"})
+    reported = datetime(2026, 3, 2, 10, 0, tzinfo=NEW_YORK)  # Monday 2 March, 10:00 EST
+    ticket = await new_ticket(importer, account["id"], priority="P1", reported_at=iso(reported))
+    view = await wait_for(
+        sla_view(sla, admin, ticket["id"], lambda v: v["effective_priority"] == "P1")
+    )
+    assert view["clocks"] == []
+
+
 async def test_business_hours_across_the_spring_forward_in_amsterdam(
     sla: InProcessService, admin: As, importer: As
 ) -> None:
