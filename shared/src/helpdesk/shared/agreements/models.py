@@ -471,11 +471,10 @@ class Calendar(ContractModel):
             found = country_holidays(self.country, self.subdivision, date.year).get(date, ())
             names += [name for name in found if name not in removed]
         for holiday in self.holidays:
-            on_date = (
-                holiday.date == date
-                if isinstance(holiday, OneOffHoliday)
-                else (holiday.occurs_on(date))
-            )
+            if isinstance(holiday, OneOffHoliday):
+                on_date = holiday.date == date
+            else:
+                on_date = holiday.occurs_on(date)
             if on_date:
                 names.append(holiday.name or "Holiday")
         return names
