@@ -134,6 +134,8 @@ def test_four_tier_24x7_follows_seed_003() -> None:
         "operational": 99.0,
         "voice": 99.99,
     }
+    assert agreement.follow_up is not None
+    assert agreement.follow_up.after_minutes == [1440, 2880, 4320]
     assert agreement.follow_up.max_unanswered == 3
     assert agreement.warning_share == 0.75
 
@@ -283,6 +285,112 @@ def test_managed_budget_follows_seed_004() -> None:
         "managed_budget", {"plan": {"flat_fees": {"solution_design": 250000}}}
     )
     assert with_fees.plan.flat_fees == {"solution_design": 250000}
+
+
+def test_managed_budget_promises_no_response_times_and_keeps_business_hours() -> None:
+    """Seed 004 names no response time ('Restoring services as quickly as feasible ... is the
+    goal'): no targets. Its business hours stay, for 'After-hours incident response'."""
+    preset = _preset("managed_budget")
+    agreement = preset.agreement
+    for _, target in agreement.targets.items():
+        assert (target.response_minutes, target.resolution_minutes) == (None, None)
+        assert target.calendar == "business_hours"
+    assert agreement.calendars["business_hours"].intervals_on("mon") == [(540, 1020)]
+    assert "no targets" in preset.description
+    # A contract that names response times sets them.
+    named = resolve_agreement("managed_budget", {"targets": {"P1": {"response_minutes": 60}}})
+    assert named.target("P1").response_minutes == 60
+
+
+@pytest.mark.parametrize("name", PRESET_NAMES)
+def test_only_seed_003_closes_unanswered_tickets(name: str) -> None:
+    """Seed 003 § 4.2.2: 'We will close a ticket if you do not respond to repeated inquires
+    (3+)'. No other seed describes closing unanswered tickets: their presets send no
+    reminders and close nothing, and their descriptions say so."""
+    preset = _preset(name)
+    if preset.seed == "003":
+        assert preset.agreement.follow_up is not None
+        assert preset.agreement.follow_up.max_unanswered == 3
+    else:
+        assert preset.agreement.follow_up is None
+        assert "no follow-ups and no automatic close" in preset.description
+
+
+@pytest.mark.parametrize("name", ["partner_reseller", "small_business_remote", "managed_budget"])
+def test_business_hours_presets_close_on_the_accounts_public_holidays(name: str) -> None:
+    """Seed 002: '... and excluding holidays'. The presets' business hours close on the
+    public holidays of the account's country (US by default), observed days included."""
+    calendar = _preset(name).agreement.calendars["business_hours"]
+    assert (calendar.country, calendar.subdivision, calendar.holidays) == ("US", None, [])
+    assert calendar.holiday_names(dt.date(2026, 11, 26)) == ["Thanksgiving Day"]
+    # 4 July 2026 is a Saturday, observed on Friday 3 July.
+    assert calendar.is_holiday(dt.date(2026, 7, 3))
+    assert not calendar.is_holiday(dt.date(2026, 7, 6))
+    assert not calendar.is_24x7
+    # The account's country replaces the US holidays; an explicit country in the body wins.
+    local = resolve_agreement(name, {}, local_country="GB").calendars["business_hours"]
+    assert local.country == "GB"
+    assert not local.is_holiday(dt.date(2026, 11, 26))
+    assert local.is_holiday(dt.date(2026, 12, 28))  # Boxing Day (Sat 26) observed Monday
+    chosen = resolve_agreement(
+        name, {"calendars": {"business_hours": {"country": "DE"}}}, local_country="GB"
+    )
+    assert chosen.calendars["business_hours"].country == "DE"
+
+
+def test_holidays_between_lists_what_the_calendar_resolved_to() -> None:
+    calendar = resolve_agreement(
+        "small_business_remote",
+        {
+            "calendars": {
+                "business_hours": {
+                    "subdivision": "NY",
+                    "holidays": [{"date": "2026-12-24", "name": "Christmas Eve"}],
+                    "removed_holidays": [{"name": "Columbus Day"}, {"date": "2026-11-11"}],
+                }
+            }
+        },
+    ).calendars["business_hours"]
+    days = dict(calendar.holidays_between(dt.date(2026, 10, 1), dt.date(2026, 12, 31)))
+    assert days == {
+        dt.date(2026, 11, 3): "Election Day",
+        dt.date(2026, 11, 26): "Thanksgiving Day",
+        dt.date(2026, 12, 24): "Christmas Eve",
+        dt.date(2026, 12, 25): "Christmas Day",
+    }
+
+
+@pytest.mark.parametrize(
+    ("calendar", "field"),
+    [
+        ({"country": "XX"}, "calendars.office.country"),
+        ({"country": "us"}, "calendars.office.country"),
+        ({"subdivision": "NY"}, "calendars.office.subdivision"),
+        ({"country": "US", "subdivision": "ZZ"}, "calendars.office.subdivision"),
+        ({"removed_holidays": [{}]}, "calendars.office.removed_holidays.0.date"),
+        (
+            {"removed_holidays": [{"date": "2026-11-11", "name": "Veterans Day"}]},
+            "calendars.office.removed_holidays.0.date",
+        ),
+    ],
+)
+def test_a_calendars_country_and_removals_are_checked(calendar: dict[str, Any], field: str) -> None:
+    body = _minimal()
+    body["calendars"]["office"].update(calendar)
+    assert _fields(None, body) == [field]
+
+
+def test_the_end_user_support_plan_moves_end_users_into_scope() -> None:
+    """Seed 001: 'Unless signed up for a LogicCloud IT partner end-user support plan, any
+    end-customer calls ... will be directed back to the partner.'"""
+    without = _preset("partner_reseller").agreement
+    assert without.partner_rules is not None
+    assert not without.partner_rules.end_user_support_plan
+    assert without.scope_catalogue.scope_of("end_user_support") == "unsupported"
+    plan = resolve_agreement("partner_reseller", {"partner_rules": {"end_user_support_plan": True}})
+    for category in ("end_user_support", "end_user_devices", "end_user_portals"):
+        assert plan.scope_catalogue.scope_of(category) == "in"
+    assert plan.scope_catalogue.unsupported == []
 
 
 # --- refusals, each with its field path -------------------------------------------------------
@@ -652,8 +760,8 @@ def test_minimal_custom_agreement_gets_defaults() -> None:
     agreement = resolve_agreement(None, _minimal())
     assert agreement.preset is None
     assert agreement.warning_share == 0.75
-    assert agreement.follow_up.after_minutes == [1440, 2880, 4320]
-    assert agreement.follow_up.max_unanswered == 3
+    # No follow-ups unless asked for: only seed 003 closes unanswered tickets.
+    assert agreement.follow_up is None
     assert agreement.fair_use is None
     assert agreement.plan.increment_minutes == 15
     calendar = agreement.calendars["office"]
@@ -728,6 +836,7 @@ def test_overrides_replace_lists() -> None:
         "managed_budget",
         {"follow_up": {"after_minutes": [720, 1440, 2160]}, "plan": {"excluded_kinds": []}},
     )
+    assert agreement.follow_up is not None
     assert agreement.follow_up.after_minutes == [720, 1440, 2160]
     assert agreement.plan.excluded_kinds == []
     # A replaced list is validated as a whole: two reminders cannot carry max_unanswered 3.

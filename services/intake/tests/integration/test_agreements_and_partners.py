@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -40,6 +42,16 @@ async def test_five_presets_are_listed(admin: As) -> None:
     assert sorted(p["name"] for p in presets) == sorted(PRESETS)
     assert sorted(p["seed"] for p in presets) == ["000", "001", "002", "003", "004"]
     assert all(p["agreement"]["calendars"] for p in presets)
+    by_seed = {p["seed"]: p for p in presets}
+    # Seed 004 states no response times; only seed 003 closes unanswered tickets.
+    assert {t["response_minutes"] for t in by_seed["004"]["agreement"]["targets"].values()} == {
+        None
+    }
+    assert "no targets" in by_seed["004"]["description"]
+    for seed, listed in by_seed.items():
+        has_follow_ups = listed["agreement"]["follow_up"] is not None
+        assert has_follow_ups == (seed == "003"), seed
+        assert has_follow_ups or "no follow-ups" in listed["description"], seed
 
 
 async def test_each_preset_applies_and_every_change_is_a_new_version(admin: As) -> None:
@@ -71,6 +83,51 @@ async def test_an_override_merges_into_the_preset(admin: As) -> None:
     assert got["targets"]["P2"] == base["targets"]["P2"]
     assert got["plan"] == base["plan"]
     assert ok(await admin.get(url))["targets"]["P1"]["response_minutes"] == 30
+
+
+def _holiday_days(agreement: dict[str, Any], calendar: str) -> dict[str, str]:
+    return {d["date"]: d["name"] for d in agreement["resolved_holidays"][calendar]["days"]}
+
+
+async def test_the_agreement_shows_the_holidays_its_calendars_resolved_to(admin: As) -> None:
+    """Seed 002: 'Operating hours: M-F 8:30 AM to 5:30 PM ... and excluding holidays'. The
+    account names no country: the preset closes on US public holidays (observed days
+    included), and GET shows them for this year and next so the provider can check."""
+    account = await new_account(admin, agreement={"preset": "small_business_remote"})
+    assert account["country"] is None
+    got = ok(await admin.get(f"/v1/accounts/{account['id']}/agreement"))
+    year = datetime.now(ZoneInfo("America/New_York")).year
+    business = got["resolved_holidays"]["business_hours"]
+    assert (business["from"], business["to"]) == (f"{year}-01-01", f"{year + 1}-12-31")
+    days = _holiday_days(got, "business_hours")
+    thanksgiving = [d for d, n in days.items() if n == "Thanksgiving Day"]
+    assert [d[:4] for d in thanksgiving] == [str(year), str(year + 1)]
+    assert all(d.startswith((str(year), str(year + 1))) for d in days)
+    assert got["resolved_holidays"]["24x7"]["days"] == []
+
+
+async def test_the_accounts_country_chooses_the_presets_holidays(admin: As) -> None:
+    account = await new_account(admin, timezone="Europe/London", country="GB")
+    assert account["country"] == "GB"
+    url = f"/v1/accounts/{account['id']}/agreement"
+    put = ok(await admin.put(url, {"preset": "partner_reseller"}))
+    assert put["calendars"]["business_hours"]["country"] == "GB"
+    assert ok(await admin.get(url)) == put
+    names = set(_holiday_days(put, "business_hours").values())
+    assert "Thanksgiving Day" not in names
+    assert any(n.startswith("Boxing Day") for n in names)
+    # A country moves the presets set from then on; an unknown one is refused at its field.
+    moved = ok(await admin.patch(f"/v1/accounts/{account['id']}", {"country": "DE"}))
+    assert moved["country"] == "DE"
+    assert (
+        ok(await admin.put(url, {"preset": "partner_reseller"}))["calendars"]["business_hours"][
+            "country"
+        ]
+        == "DE"
+    )
+    refused = await admin.patch(f"/v1/accounts/{account['id']}", {"country": "XX"})
+    assert problem_fields(refused) == ["country"]
+    assert ok(await admin.get(f"/v1/accounts/{account['id']}"))["country"] == "DE"
 
 
 async def test_partner_preset_requires_its_fields_on_open(admin: As) -> None:

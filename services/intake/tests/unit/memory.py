@@ -193,12 +193,18 @@ class MemoryUnitOfWork:
                         payload.timezone,
                         payload.status,
                         None,
+                        country=payload.country,
                     )
             case AccountUpdated():
                 others = (a for a in state.accounts.values() if a.id != payload.account_id)
                 if any(a.name == payload.name for a in others):
                     raise Conflict("A concurrent request took the same unique value.")
-                self._change(payload.account_id, name=payload.name, timezone=payload.timezone)
+                self._change(
+                    payload.account_id,
+                    name=payload.name,
+                    timezone=payload.timezone,
+                    country=payload.country,
+                )
             case AccountStatusChanged():
                 self._change(payload.account_id, status=payload.status)
             case AgreementSet():

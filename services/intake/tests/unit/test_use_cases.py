@@ -47,11 +47,13 @@ IMPORT = Principal(key_id="import-key", role="import")
 
 
 class World:
-    """An intake in memory with one account (a preset agreement) and one contact."""
+    """An intake in memory with one account (a preset agreement, with `overrides`) and one
+    contact."""
 
-    def __init__(self, preset: str = "four_tier_24x7") -> None:
+    def __init__(self, preset: str = "four_tier_24x7", **overrides: Any) -> None:
         self.intake = MemoryIntake()
         self.preset = preset
+        self.overrides = overrides
         self.account_id: UUID
         self.contact: Principal
 
@@ -59,7 +61,8 @@ class World:
         async with self.intake.unit_of_work() as uow:
             ctx = command_context(ADMIN, None, T0)
             account = await accounts.create_account(uow, ADMIN, AccountCreate(name="Acme"), ctx)
-            await accounts.set_agreement(uow, ADMIN, account.id, {"preset": self.preset}, ctx)
+            body = {"preset": self.preset, **self.overrides}
+            await accounts.set_agreement(uow, ADMIN, account.id, body, ctx)
             added = await people.add_contact(
                 uow, ADMIN, account.id, ContactCreate(name="Ann", email="ann@example.com"), ctx
             )
@@ -265,8 +268,8 @@ async def test_a_live_command_never_lies_before_the_last_event(world: World) -> 
     assert world.intake.published[-1].envelope.occurred_at == T0 + timedelta(minutes=5)
 
 
-async def test_partner_flags_lead_to_a_warning(world: World) -> None:
-    partner_world = await World("partner_reseller").setup()
+async def flag_partner_tickets(partner_world: World, count: int) -> None:
+    """Open, resolve, confirm and flag partner-resolvable `count` tickets."""
     body = {
         name: "x"
         for name in (
@@ -278,17 +281,35 @@ async def test_partner_flags_lead_to_a_warning(world: World) -> None:
             "error_messages",
         )
     }
-    for _ in range(5):  # the preset's threshold in its window
+    for _ in range(count):
         ticket = await partner_world.open(fields=body)
         await partner_world.run(ticket.id, Resolve(resolution="fix", summary="done"))
         await partner_world.run(ticket.id, Confirm(), partner_world.contact)
         await partner_world.run(ticket.id, PartnerResolvable())
+
+
+async def test_partner_flags_lead_to_a_warning(world: World) -> None:
+    partner_world = await World("partner_reseller").setup()
+    await flag_partner_tickets(partner_world, 5)  # the preset's threshold in its window
     assert "account.partner_warning_issued" in partner_world.intake.types()
     closed = await world.open()
     await world.run(closed.id, Resolve(resolution="fix", summary="done"))
     await world.run(closed.id, Confirm(), world.contact)
     with pytest.raises(Conflict, match="no partner rules"):
         await world.run(closed.id, PartnerResolvable())
+
+
+async def test_a_partner_with_the_end_user_support_plan_is_exempt_from_the_rule() -> None:
+    """Seed 001: 'Partners not signed up for a LogicCloud IT partner end-user support plan with
+    excessive escalations ... will receive a warning ... and then ... reverted to a full price
+    account'. Signed up, twice the threshold of flags brings neither."""
+    plan = {"partner_rules": {"end_user_support_plan": True}}
+    partner_world = await World("partner_reseller", **plan).setup()
+    await flag_partner_tickets(partner_world, 10)
+    types = partner_world.intake.types()
+    assert types.count("ticket.flagged_partner_resolvable") == 10
+    assert "account.partner_warning_issued" not in types
+    assert "account.partner_margin_revoked" not in types
 
 
 # -- e-mail and the SLA timer -----------------------------------------------------------------

@@ -92,10 +92,10 @@ async def test_partner_reseller_business_days_engineering_tier_and_vendor_pause(
     sla: InProcessService, admin: As, importer: As
 ) -> None:
     # Seed 001: every priority 24 business hours (1440 min) on business_hours, Mon–Fri
-    # 09:00–17:00 America/New_York (8 h a day, so three business days); holidays 1 Jan, 4 Jul,
-    # 25 Dec. Escalation to engineering: its own 72 business hours (nine business days) on the
+    # 09:00–17:00 America/New_York (8 h a day, so three business days); US public holidays.
+    # Escalation to engineering: its own 72 business hours (nine business days) on the
     # same calendar; escalation to a vendor pauses every clock until the vendor hands it back.
-    # May 2026 is on EDT (UTC−4) throughout and holds none of those holidays.
+    # May 2026 is on EDT (UTC−4) throughout; its only holiday, Memorial Day, is Monday 25 May.
     account = await new_account(admin, {"preset": "partner_reseller"})
     reported = datetime(2026, 5, 8, 16, 0, tzinfo=NEW_YORK)  # Friday 8 May, 16:00 EDT
     required_on_open = {
@@ -160,10 +160,11 @@ async def test_partner_reseller_business_days_engineering_tier_and_vendor_pause(
 async def test_managed_budget_p4_across_new_years_day_and_a_weekend(
     sla: InProcessService, admin: As, importer: As
 ) -> None:
-    # Seed 004 (defaults chosen in the preset): business_hours Mon–Fri 09:00–17:00
-    # America/New_York with 1 Jan, 4 Jul and 25 Dec closed; response P1 1 h, P2 4 h, P3 8 h,
-    # P4 16 business hours; no resolution targets.
-    account = await new_account(admin, {"preset": "managed_budget"})
+    # Seed 004 states no response times, so the preset has none; this contract names P4 16
+    # business hours on the preset's business_hours, Mon–Fri 09:00–17:00 America/New_York
+    # closed on US public holidays; no resolution targets.
+    agreement = {"preset": "managed_budget", "targets": {"P4": {"response_minutes": 16 * 60}}}
+    account = await new_account(admin, agreement)
     # Wednesday 31 December 2025, 15:00 EST (UTC−5).
     reported = datetime(2025, 12, 31, 15, 0, tzinfo=NEW_YORK)
     ticket = await new_ticket(importer, account["id"], priority="P4", reported_at=iso(reported))
@@ -174,6 +175,21 @@ async def test_managed_budget_p4_across_new_years_day_and_a_weekend(
     assert clock(view, "response")["target_minutes"] == 16 * 60
     # "As quickly as feasible" is no guarantee: no resolution clock at all.
     assert [c["kind"] for c in view["clocks"]] == ["response"]
+
+
+async def test_managed_budget_states_no_response_times_so_nothing_is_due(
+    sla: InProcessService, admin: As, importer: As
+) -> None:
+    """Seed 004: 'Restoring services as quickly as feasible following an IT interruption is the
+    goal of all incident response' -- no response time. A P1 incident reported in March and
+    never answered has no clock: nothing due, warned or breached."""
+    account = await new_account(admin, {"preset": "managed_budget"})
+    reported = datetime(2026, 3, 2, 10, 0, tzinfo=NEW_YORK)  # Monday 2 March, 10:00 EST
+    ticket = await new_ticket(importer, account["id"], priority="P1", reported_at=iso(reported))
+    view = await wait_for(
+        sla_view(sla, admin, ticket["id"], lambda v: v["effective_priority"] == "P1")
+    )
+    assert view["clocks"] == []
 
 
 async def test_business_hours_across_the_spring_forward_in_amsterdam(

@@ -7,7 +7,7 @@ services costs seconds, and each test isolates itself with accounts of its own.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from helpdesk.shared.agreements import country_holidays
 from helpdesk.shared.db import table_digest
 from helpdesk.shared.events import Envelope
 from helpdesk.shared.rebuild import rebuild
@@ -70,6 +71,11 @@ def clock(view: dict[str, Any], kind: str, cycle: int = 1) -> dict[str, Any]:
     return next(c for c in view["clocks"] if c["kind"] == kind and c["cycle"] == cycle)
 
 
+def us_holiday(day: date) -> bool:
+    """Whether `day` is a US public holiday (or its observed day), as the presets close."""
+    return bool(country_holidays("US", None, day.year).get(day))
+
+
 def last_weekday(weekday: int, before: datetime) -> datetime:
     """Midnight UTC of the latest `weekday` (0 = Monday) at least 14 days before `before`."""
     day = (before - timedelta(days=14)).date()
@@ -118,10 +124,12 @@ async def test_worked_examples_and_an_imported_breach_fires_once_at_its_deadline
     assert all(r.fired_at == r.due_at for r in rows if r.action == "breach")
 
     # small_business_remote: Mon–Fri 08:30–17:30 America/New_York; urgent reported Friday
-    # 17:10 local is due Monday 09:10 local.
+    # 17:10 local is due Monday 09:10 local (a week whose Friday and Monday are no US holiday).
     office = await new_account(admin, {"preset": "small_business_remote"})
     new_york = ZoneInfo("America/New_York")
     friday = last_weekday(4, datetime.now(UTC)).date()
+    while us_holiday(friday) or us_holiday(friday + timedelta(days=3)):
+        friday -= timedelta(days=7)
     reported = datetime(friday.year, friday.month, friday.day, 17, 10, tzinfo=new_york)
     urgent = await new_ticket(importer, office["id"], priority="P1", reported_at=iso(reported))
     view = await wait_for(sla_view(sla, admin, urgent["id"]))

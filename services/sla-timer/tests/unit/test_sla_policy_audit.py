@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from helpdesk.shared.agreements import Priority, resolve_agreement
+from helpdesk.shared.agreements import Agreement, Priority, resolve_agreement
 from helpdesk.shared.contracts.tickets import (
     TicketClosed,
     TicketEscalated,
@@ -176,6 +176,75 @@ def test_002_timestamps_in_another_zone_than_the_calendar() -> None:
     assert (response.elapsed_minutes, response.remaining_minutes) == (50, 10)
 
 
+def _urgent_due(agreement: Agreement, reported: dt.datetime) -> dt.datetime | None:
+    sla = fold_ticket([(reported, opened(reported, "P1"))], agreement, reported)
+    return clock(sla, ClockKind.RESPONSE).due_at
+
+
+def test_002_thanksgiving_is_closed() -> None:
+    """Seed 002: 'Operating hours: M-F 8:30 AM to 5:30 PM ... and excluding holidays'.
+
+    Urgent (1 h) reported Wednesday 25 November 2026 at 17:00 EST, the day before Thanksgiving:
+    17:00-17:30 = 30 min; Thursday 26 (Thanksgiving) closed; Friday 27 08:30 + 30 min = 09:00
+    EST = 14:00 UTC."""
+    due = _urgent_due(preset("small_business_remote"), at_ny(2026, 11, 25, 17, 0))
+    assert due == dt.datetime(2026, 11, 27, 14, 0, tzinfo=UTC)
+
+
+def test_002_a_saturday_holiday_is_observed_on_the_friday() -> None:
+    """Seed 002: '... excluding holidays'. 4 July 2026 is a Saturday; the US observes it on
+    Friday 3 July. Urgent reported Thursday 2 July 17:00 EDT: 30 min Thursday; Friday 3 July
+    (observed), Saturday, Sunday closed; Monday 6 July 08:30 + 30 min = 09:00 EDT = 13:00 UTC."""
+    agreement = preset("small_business_remote")
+    assert agreement.calendars["business_hours"].holiday_names(dt.date(2026, 7, 3)) == [
+        "Independence Day (observed)"
+    ]
+    due = _urgent_due(agreement, at_ny(2026, 7, 2, 17, 0))
+    assert due == dt.datetime(2026, 7, 6, 13, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("reported", "due"),
+    [
+        # Added one-off: Christmas Eve, Thursday 24 December 2026. Wed 23 Dec 17:00 EST: 30 min;
+        # Thu 24 (added) and Fri 25 (Christmas) closed; Mon 28 09:00 EST = 14:00 UTC.
+        (at_ny(2026, 12, 23, 17, 0), dt.datetime(2026, 12, 28, 14, 0, tzinfo=UTC)),
+        # Removed by name: Columbus Day, Monday 12 October 2026, is open. Fri 9 Oct 17:00 EDT:
+        # 30 min; Mon 12 08:30 + 30 min = 09:00 EDT = 13:00 UTC (Tuesday 13:00 UTC if closed).
+        (at_ny(2026, 10, 9, 17, 0), dt.datetime(2026, 10, 12, 13, 0, tzinfo=UTC)),
+        # Removed by date: Veterans Day, Wednesday 11 November 2026, is open. Tue 10 Nov 17:00
+        # EST: 30 min; Wed 11 08:30 + 30 min = 09:00 EST = 14:00 UTC.
+        (at_ny(2026, 11, 10, 17, 0), dt.datetime(2026, 11, 11, 14, 0, tzinfo=UTC)),
+        # Subdivision NY adds Lincoln's Birthday, Thursday 12 February 2026. Wed 11 Feb 17:00
+        # EST: 30 min; Thu 12 closed; Fri 13 09:00 EST = 14:00 UTC.
+        (at_ny(2026, 2, 11, 17, 0), dt.datetime(2026, 2, 13, 14, 0, tzinfo=UTC)),
+    ],
+)
+def test_002_an_office_adds_and_removes_holidays(reported: dt.datetime, due: dt.datetime) -> None:
+    """Seed 002: '... excluding holidays': which holidays is the office's to say. It closes on
+    Christmas Eve, opens on Columbus Day and Veterans Day, and keeps New York's holidays."""
+    agreement = resolve_agreement(
+        "small_business_remote",
+        {
+            "calendars": {
+                "business_hours": {
+                    "subdivision": "NY",
+                    "holidays": [{"date": "2026-12-24", "name": "Christmas Eve"}],
+                    "removed_holidays": [{"name": "Columbus Day"}, {"date": "2026-11-11"}],
+                }
+            }
+        },
+    )
+    assert _urgent_due(agreement, reported) == due
+
+
+def test_002_without_the_removal_columbus_day_is_closed() -> None:
+    """The counterpart of the removal above: the preset closes on Columbus Day, Monday 12
+    October 2026 (a US public holiday): Fri 9 Oct 17:00 EDT -> Tuesday 13 Oct 09:00 EDT."""
+    due = _urgent_due(preset("small_business_remote"), at_ny(2026, 10, 9, 17, 0))
+    assert due == dt.datetime(2026, 10, 13, 13, 0, tzinfo=UTC)
+
+
 # --- seed 000 / 003: 24x7 is real elapsed time, whatever the zone -----------------------------
 
 
@@ -268,13 +337,28 @@ def test_003_customer_pause_spanning_the_end_of_an_office_day() -> None:
 # --- priority changes ---------------------------------------------------------------------------
 
 
+def test_004_states_no_response_targets_so_no_clock_runs() -> None:
+    """Seed 004: 'Restoring services as quickly as feasible following an IT interruption is the
+    goal of all incident response' -- a goal, not a response time. The preset has no targets:
+    no clock runs, so nothing is ever due, warned or breached (and nothing is mailed)."""
+    reported = at_ny(2026, 6, 1, 9, 0)
+    events = [(reported, opened(reported, "P1")), (reported + 3 * DAY, reply())]
+    for as_of in (reported, reported + 2 * DAY, reported + 4 * DAY):
+        sla = fold_ticket(events, preset("managed_budget"), as_of)
+        assert sla.clocks == ()
+
+
 def test_004_upgrade_after_triage_recomputes_from_reported_at_on_business_hours() -> None:
-    # Preset 004: Mon-Fri 09:00-17:00 NY; P4 16 business hours, P2 4 business hours.
+    # Preset 004 with the response targets a contract names (the seed states none):
+    # Mon-Fri 09:00-17:00 NY; P4 16 business hours, P2 4 business hours.
     # Reported Fri 29 May 2026 16:00 EDT as P4: Fri 1 h, Mon 8 h, Tue 09:00 + 7 h = 16:00 EDT.
     # Triaged to P2 on Monday 09:30: 4 h from Friday 16:00 = Fri 1 h + Mon 3 h = Mon 12:00 EDT;
     # counted so far 60 + 30 = 90 min, 150 left.
     reported = at_ny(2026, 5, 29, 16, 0)
-    agreement = preset("managed_budget")
+    agreement = resolve_agreement(
+        "managed_budget",
+        {"targets": {"P2": {"response_minutes": 4 * 60}, "P4": {"response_minutes": 16 * 60}}},
+    )
     first = fold_ticket([(reported, opened(reported, "P4"))], agreement, reported)
     assert clock(first, ClockKind.RESPONSE).due_at == at_ny(2026, 6, 2, 16, 0)
     triage_at = at_ny(2026, 6, 1, 9, 30)

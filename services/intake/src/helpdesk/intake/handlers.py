@@ -69,6 +69,7 @@ async def account_opened(uow: UnitOfWork, event: Event[AccountOpened]) -> None:
             number=opened.number,
             name=opened.name,
             timezone=opened.timezone,
+            country=opened.country,
             status=opened.status,
         )
         .on_conflict_do_nothing()
@@ -77,12 +78,12 @@ async def account_opened(uow: UnitOfWork, event: Event[AccountOpened]) -> None:
 
 @projection.on(AccountUpdated)
 async def account_updated(uow: UnitOfWork, event: Event[AccountUpdated]) -> None:
-    """New name or time zone."""
+    """New name, time zone or country."""
     updated = event.payload
     await uow.conn.execute(
         accounts.update()
         .where(accounts.c.id == updated.account_id)
-        .values(name=updated.name, timezone=updated.timezone)
+        .values(name=updated.name, timezone=updated.timezone, country=updated.country)
     )
 
 

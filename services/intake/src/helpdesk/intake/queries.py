@@ -7,7 +7,7 @@ Read-only, on a connection outside any command; tenancy is applied here as in th
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -18,6 +18,7 @@ from helpdesk.intake.adapters.tables import accounts, agreements, contacts, staf
 from helpdesk.intake.adapters.tables import tickets as ticket_rows
 from helpdesk.intake.domain import partner
 from helpdesk.intake.domain.tickets import audience_history, audience_view
+from helpdesk.shared.agreements import Agreement
 from helpdesk.shared.auth import Principal
 from helpdesk.shared.contracts.common import Priority, TicketStatus
 from helpdesk.shared.errors import Forbidden, InvalidField, NotFound
@@ -31,6 +32,7 @@ def account_view(account: Any, at: datetime) -> dict[str, Any]:
         "number": account.number,
         "name": account.name,
         "timezone": account.timezone,
+        "country": account.country,
         "status": account.status,
         "agreement_version": account.agreement_version,
         "partner": standing.view(at),
@@ -55,10 +57,29 @@ async def account_list(conn: AsyncConnection, principal: Principal) -> list[Any]
     return list(await conn.execute(query))
 
 
+def agreement_view(agreement: Agreement, version: int, at: datetime) -> dict[str, Any]:
+    """An agreement as the API shows it: the document, its version, and per calendar the
+    holidays it resolved to from 1 January of the current year (at `at`, in the calendar's
+    zone) to 31 December of the next, so a provider can check them against its own list."""
+    holidays: dict[str, dict[str, Any]] = {}
+    for name, calendar in agreement.calendars.items():
+        year = at.astimezone(calendar.zone).year
+        first, last = date(year, 1, 1), date(year + 1, 12, 31)
+        holidays[name] = {
+            "from": first.isoformat(),
+            "to": last.isoformat(),
+            "days": [
+                {"date": day.isoformat(), "name": names}
+                for day, names in calendar.holidays_between(first, last)
+            ],
+        }
+    return {**agreement.model_dump(mode="json"), "version": version, "resolved_holidays": holidays}
+
+
 async def agreement(
-    conn: AsyncConnection, principal: Principal, account_id: UUID
+    conn: AsyncConnection, principal: Principal, account_id: UUID, at: datetime
 ) -> dict[str, Any]:
-    """The account's current agreement with its version."""
+    """The account's current agreement with its version and resolved holidays at `at`."""
     await account(conn, principal, account_id)
     row = (
         await conn.execute(
@@ -70,7 +91,7 @@ async def agreement(
     ).first()
     if row is None:
         raise NotFound("The account has no agreement yet.")
-    return {**row.agreement, "version": row.version}
+    return agreement_view(Agreement.model_validate(row.agreement), row.version, at)
 
 
 async def contact_list(

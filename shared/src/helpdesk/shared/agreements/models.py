@@ -1,8 +1,8 @@
-"""Pydantic models of the agreement contract (DESIGN.md, "Shapes", agreement).
+"""Pydantic models of the agreement contract.
 
 Intake validates a PUT body against `Agreement` and stores it in an `agreement.*` event; the SLA
 timer, billing and the notifier read it back from that event. The models are therefore the wire
-contract: field names follow DESIGN.md, money is integer cents, durations are integer minutes and
+contract: field names are the API's, money is integer cents, durations are integer minutes and
 every datetime carries an offset. Everything here is pure: no I/O and no clock reads (ZoneInfo
 reads the time-zone database once per key and caches it, which is data, not state).
 
@@ -17,7 +17,8 @@ import datetime as dt
 import functools
 import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, available_timezones
 
@@ -247,6 +248,27 @@ def _holiday_tag(value: Any) -> str:
     return "one_off_holiday"
 
 
+class RemovedHoliday(ContractModel):
+    """A day the calendar stays open although it is a holiday: one `date`, or every holiday of
+    the calendar's country called `name` (e.g. "Columbus Day", as `resolved_holidays` spells
+    it). Exactly one of the two."""
+
+    date: dt.date | None = None
+    name: Label | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Self:
+        if (self.date is None) == (self.name is None):
+            _fail(
+                "RemovedHoliday",
+                ("date",),
+                "date_or_name",
+                "name either a date or a holiday name to remove, not both or neither",
+                None,
+            )
+        return self
+
+
 #: Union tags pydantic puts into error locations; `agreement_errors` hides them from clients.
 UNION_TAGS: frozenset[str] = frozenset({"one_off_holiday", "yearly_holiday"})
 
@@ -291,22 +313,111 @@ def known_time_zone(timezone: str) -> str:
     return timezone
 
 
+def _holidays_library() -> Any:
+    # Imported on first use: it takes half a second, and only calendars naming a country need it.
+    import holidays
+
+    return holidays
+
+
+@functools.cache
+def _supported_countries() -> Mapping[str, frozenset[str]]:
+    """ISO 3166-1 alpha-2 codes the holidays library knows, each with its subdivision codes."""
+    return {
+        code: frozenset(subdivisions)
+        for code, subdivisions in _holidays_library().list_supported_countries().items()
+        if len(code) == 2
+    }
+
+
+@functools.lru_cache(maxsize=1024)
+def country_holidays(
+    country: str, subdivision: str | None, year: int
+) -> Mapping[dt.date, tuple[str, ...]]:
+    """The public holidays of `country` (and `subdivision`) in `year`, each date with its
+    names, observed days included as the library observes them (US: a Saturday holiday is
+    observed on the Friday before, a Sunday one on the Monday after).
+
+    Pure and deterministic for a given version of the `holidays` library (pinned in uv.lock):
+    its rules are data, like the tz database. Cached per (country, subdivision, year).
+    """
+    found = _holidays_library().country_holidays(
+        country, subdiv=subdivision, years=year, observed=True
+    )
+    return MappingProxyType(
+        {date: tuple(found.get_list(date)) for date in sorted(found) if date.year == year}
+    )
+
+
+def known_country(country: str) -> str:
+    """`country` if the holidays library knows it as an ISO 3166-1 alpha-2 code, else an error."""
+    if country not in _supported_countries():
+        raise PydanticCustomError(
+            "unknown_country",
+            "'{country}' is not an ISO 3166-1 alpha-2 country code the holidays library "
+            "knows (e.g. US, GB, DE)",
+            {"country": country},
+        )
+    return country
+
+
 class Calendar(ContractModel):
     """A business calendar: IANA time zone, weekly opening intervals and holidays.
 
     A 24×7 calendar is weekly 00:00–24:00 on every day. Adjacent intervals (09:00–12:00 and
     12:00–17:00) are allowed and mean continuous opening; overlapping ones are refused because
     they would make "how much business time lies between A and B" ambiguous.
+
+    Holidays are the public holidays of `country` (and `subdivision`) as the maintained
+    `holidays` library has them, observed days included, plus the dates in `holidays`, less
+    `removed_holidays` (a removal wins over both). Without a country only `holidays` count.
     """
 
     timezone: Annotated[str, Field(min_length=1, max_length=64, examples=["Europe/Amsterdam"])]
     weekly: Annotated[list[WeeklyInterval], Field(max_length=7 * 48)]
+    #: ISO 3166-1 alpha-2 code whose public holidays close the calendar (None: no country's).
+    country: Annotated[str, Field(examples=["US"])] | None = None
+    #: The country's subdivision (ISO 3166-2 suffix, e.g. "NY"), adding its own holidays.
+    subdivision: Annotated[str, Field(max_length=16, examples=["NY"])] | None = None
+    #: Days closed on top of the country's holidays.
     holidays: Annotated[list[Holiday], Field(max_length=2000)] = Field(default_factory=list)
+    #: Holidays the calendar stays open on after all.
+    removed_holidays: Annotated[list[RemovedHoliday], Field(max_length=2000)] = Field(
+        default_factory=list
+    )
 
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, timezone: str) -> str:
         return known_time_zone(timezone)
+
+    @field_validator("country")
+    @classmethod
+    def _known_country(cls, country: str | None) -> str | None:
+        return None if country is None else known_country(country)
+
+    @model_validator(mode="after")
+    def _known_subdivision(self) -> Self:
+        if self.subdivision is None:
+            return self
+        if self.country is None:
+            _fail(
+                "Calendar",
+                ("subdivision",),
+                "country_required",
+                "a subdivision needs a country",
+                self.subdivision,
+            )
+        elif self.subdivision not in _supported_countries()[self.country]:
+            known = ", ".join(sorted(_supported_countries()[self.country])) or "none"
+            _fail(
+                "Calendar",
+                ("subdivision",),
+                "unknown_subdivision",
+                f"'{self.subdivision}' is not a subdivision of {self.country} (known: {known})",
+                self.subdivision,
+            )
+        return self
 
     @field_validator("weekly")
     @classmethod
@@ -346,18 +457,48 @@ class Calendar(ContractModel):
 
     def is_holiday(self, date: dt.date) -> bool:
         """Whether `date` (a local date of this calendar) is a holiday."""
+        return bool(self.holiday_names(date))
+
+    def holiday_names(self, date: dt.date) -> list[str]:
+        """Names of the holidays that close the calendar on `date` (empty: not a holiday).
+
+        An added holiday without a name is called "Holiday"."""
+        if any(removed.date == date for removed in self.removed_holidays):
+            return []
+        names: list[str] = []
+        if self.country is not None:
+            removed = {r.name for r in self.removed_holidays if r.name is not None}
+            found = country_holidays(self.country, self.subdivision, date.year).get(date, ())
+            names += [name for name in found if name not in removed]
         for holiday in self.holidays:
             if isinstance(holiday, OneOffHoliday):
-                if holiday.date == date:
-                    return True
-            elif holiday.occurs_on(date):
-                return True
-        return False
+                on_date = holiday.date == date
+            else:
+                on_date = holiday.occurs_on(date)
+            if on_date:
+                names.append(holiday.name or "Holiday")
+        return names
+
+    def holidays_between(self, first: dt.date, last: dt.date) -> list[tuple[dt.date, str]]:
+        """Every holiday from `first` to `last` inclusive, in date order, as (date, names
+        joined with "; "): what the calendar resolved to, for a provider to check."""
+        days: list[tuple[dt.date, str]] = []
+        date = first
+        while date <= last:
+            names = self.holiday_names(date)
+            if names:
+                days.append((date, "; ".join(dict.fromkeys(names))))
+            date += dt.timedelta(days=1)
+        return days
 
     @property
     def is_24x7(self) -> bool:
         """Open around the clock every day of the year (no holidays)."""
-        return not self.holidays and all(self.intervals_on(day) == [(0, 1440)] for day in WEEKDAYS)
+        return (
+            not self.holidays
+            and self.country is None
+            and all(self.intervals_on(day) == [(0, 1440)] for day in WEEKDAYS)
+        )
 
 
 # --- SLA targets ------------------------------------------------------------------------------
@@ -368,11 +509,13 @@ class Target(ContractModel):
 
     `resolution_minutes` is the escalation threshold of seed 003 (management is told on breach).
     `null` means "no resolution target" (seed 000: "does not guarantee resolution times"): the
-    SLA timer then runs only the response clock.
+    SLA timer then runs only the response clock. A null `response_minutes` likewise means no
+    response target (seed 004 states none): no clock runs, so nothing is due, warned or
+    breached; the ticket's own history still tells when it was answered.
     """
 
     label: Label | None = None
-    response_minutes: PositiveMinutes
+    response_minutes: PositiveMinutes | None = None
     resolution_minutes: PositiveMinutes | None = None
     calendar: CalendarName
     #: Optional "next reply" target: after each customer reply, the next public staff reply is
@@ -473,17 +616,20 @@ class FollowUp(ContractModel):
                 )
         return offsets
 
-    @field_validator("max_unanswered")
-    @classmethod
-    def _scheduled(cls, value: int, info: ValidationInfo) -> int:
-        offsets = info.data.get("after_minutes")
-        if offsets is not None and value > len(offsets):
-            raise PydanticCustomError(
+    @model_validator(mode="after")
+    def _scheduled(self) -> Self:
+        # A model validator, not a field one: the default max_unanswered (3) must be checked
+        # against a shorter schedule too.
+        if self.max_unanswered > len(self.after_minutes):
+            _fail(
+                "FollowUp",
+                ("max_unanswered",),
                 "too_few_follow_ups",
-                "max_unanswered ({value}) exceeds the {count} scheduled follow-ups",
-                {"value": value, "count": len(offsets)},
+                f"max_unanswered ({self.max_unanswered}) exceeds the {len(self.after_minutes)} "
+                "scheduled follow-ups",
+                self.max_unanswered,
             )
-        return value
+        return self
 
 
 class AllowanceTopUp(ContractModel):
@@ -557,7 +703,7 @@ def _all_work_types() -> list[WorkType]:
 
 
 class FairUse(ContractModel):
-    """Fair-use caps. Exceeding one raises an event; time is never dropped (POLICIES.md)."""
+    """Fair-use caps. Exceeding one raises an event; time is never dropped."""
 
     per_day_minutes: PositiveMinutes | None = None
     per_ticket_minutes: PositiveMinutes | None = None
@@ -682,6 +828,10 @@ class PartnerRules(ContractModel):
     #: "not less than 6 months thereafter": 184 days covers the longest six calendar months
     #: (July to December); 183 would restore a day early then.
     margin_restore_days: Annotated[int, Field(strict=True, ge=0, le=3660)] = 184
+    #: "Unless signed up for a LogicCloud IT partner end-user support plan": a partner with the
+    #: plan has end-user support in scope (`resolve_agreement` moves `END_USER_CATEGORIES` from
+    #: unsupported to in_scope) and is exempt from the excessive-escalation rule.
+    end_user_support_plan: Annotated[bool, Field(strict=True)] = False
 
 
 # --- the agreement ----------------------------------------------------------------------------
@@ -707,7 +857,9 @@ class Agreement(ContractModel):
     calendars: Annotated[dict[CalendarName, Calendar], Field(min_length=1, max_length=32)]
     targets: Targets
     warning_share: Annotated[float, Field(strict=True, gt=0, lt=1)] = 0.75
-    follow_up: FollowUp = Field(default_factory=FollowUp)
+    #: Reminders and the close after unanswered ones; None (the default): no reminders and no
+    #: automatic close. Only seed 003 describes closing unanswered tickets.
+    follow_up: FollowUp | None = None
     plan: Plan
     fair_use: FairUse | None = None
     scope_catalogue: ScopeCatalogue = Field(default_factory=ScopeCatalogue)

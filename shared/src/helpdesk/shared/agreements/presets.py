@@ -1,4 +1,4 @@
-"""The agreement presets: one modelled on each of the five seed policies in shared/seeds/.
+"""The agreement presets: one modelled on each of the five seed policies (docs/policies.md).
 
 A preset is a starting point, not a product tier: an account picks one and overrides what its
 contract says differently (`resolve_agreement`). Where a seed is silent the preset still has to
@@ -9,12 +9,14 @@ are defaults chosen here. Defaults used across presets:
   would be billed without anyone agreeing to it), and time and materials are charged at $150/h
   in 15-minute increments, the only rate and increment any seed publishes (seed 000);
 - business hours are the account's local hours: they take the account's time zone when it has
-  one, else America/New_York (every seed provider is in the US), with New Year's Day,
-  Independence Day and Christmas Day as yearly holidays; an agreement body overrides
-  `calendars.<name>.timezone` and adds its own holidays;
-- follow-ups: three reminders a day apart, then close `no_response` (seed 003 § 4.2.2);
-- where a seed has no resolution commitment, `resolution_minutes` is null: the product does not
-  invent a promise the provider did not make.
+  one, else America/New_York (every seed provider is in the US), and the public holidays of the
+  account's country (US when it has none) as the `holidays` library resolves them, observed days
+  included; an agreement body overrides `calendars.<name>.timezone`, `country` and
+  `subdivision`, adds dates with `holidays` and keeps dates open with `removed_holidays`;
+- follow-ups (reminders, then close `no_response`) only where the seed describes them (seed 003
+  § 4.2.2); every other preset has none, and an account adds `follow_up` to have them;
+- where a seed has no response or resolution commitment, the target is null: the product does
+  not invent a promise the provider did not make.
 """
 
 from __future__ import annotations
@@ -41,13 +43,16 @@ from helpdesk.shared.agreements.models import (
     Targets,
     Weekday,
     WeeklyInterval,
-    YearlyHoliday,
 )
 
 HOUR = 60
 #: The only published rate among the seeds (seed 000 Hourly, $150/hour), in cents.
 DEFAULT_HOURLY_RATE_CENTS = 15_000
 DEFAULT_BUSINESS_TIMEZONE = "America/New_York"
+#: Whose public holidays a preset's business hours observe when the account names no country.
+DEFAULT_COUNTRY = "US"
+#: Seed 001's end-user categories: unsupported, unless the partner has the end-user support plan.
+END_USER_CATEGORIES = ("end_user_support", "end_user_devices", "end_user_portals")
 
 
 class PlanVariant(ContractModel):
@@ -101,26 +106,20 @@ def _around_the_clock() -> Calendar:
     return Calendar(timezone="UTC", weekly=_open(WEEKDAYS, "00:00", "24:00"))
 
 
-def _us_fixed_holidays() -> list[YearlyHoliday]:
-    return [
-        YearlyHoliday(month=1, day=1, name="New Year's Day"),
-        YearlyHoliday(month=7, day=4, name="Independence Day"),
-        YearlyHoliday(month=12, day=25, name="Christmas Day"),
-    ]
-
-
 def _business_hours(start: str, end: str) -> Calendar:
     return Calendar(
         timezone=DEFAULT_BUSINESS_TIMEZONE,
         weekly=_open(WEEKDAYS[:5], start, end),
-        holidays=list(_us_fixed_holidays()),
+        country=DEFAULT_COUNTRY,
     )
 
 
-def _target(label: str, response_h: float, resolution_h: float | None, calendar: str) -> Target:
+def _target(
+    label: str, response_h: float | None, resolution_h: float | None, calendar: str
+) -> Target:
     return Target(
         label=label,
-        response_minutes=round(response_h * HOUR),
+        response_minutes=None if response_h is None else round(response_h * HOUR),
         resolution_minutes=None if resolution_h is None else round(resolution_h * HOUR),
         calendar=calendar,
     )
@@ -146,7 +145,9 @@ def _four_tier_24x7() -> Preset:
             "§ 5.1 Up-time: Network 99.99 %, Cloud 99 %, Operational 99 %, Business Voice/SIP "
             "99.99 % -> availability_targets network, cloud, operational, voice; § 5.2: "
             "scheduled maintenance is excluded (add maintenance_windows per event). "
-            "§ 4.2.2: closes after 'repeated inquiries (3+)' -> three follow-ups a day apart. "
+            "§ 4.2.2: 'We will close a ticket if you do not respond to repeated inquires (3+)' "
+            "-> three follow-ups a day apart, then the ticket closes no_response (the only "
+            "preset with follow-ups). No holidays: the 24×7 calendar never closes. "
             "§ 3.2 'number of affected users' -> affected_users required on open. "
             "§ 4.3.1/4.3.2 inclusions and exclusions -> scope catalogue (exclusions are "
             "unsupported). Contact roles and visibility (§ 1.3, 1.4) live on contacts, not "
@@ -276,7 +277,10 @@ def _cloud_platform() -> Preset:
             "'12 hours' -> P2, Minimum '40 hours' -> P3; the seed has three severities, so P4 "
             "is Minimum too. 'Conexlink does not guarantee resolution times' -> no resolution "
             "targets (resolution_minutes null). 'We Support' tables -> in_scope; 'MyCloudIT "
-            "Support Packages' -> out_of_scope (charged); 'We Do Not Support' -> unsupported."
+            "Support Packages' -> out_of_scope (charged); 'We Do Not Support' -> unsupported. "
+            "'365 days per year' -> no holidays. The seed says nothing about closing "
+            "unanswered tickets -> no follow-ups and no automatic close (add follow_up to have "
+            "them)."
         ),
         plan_variants=plans,
         default_plan_variant="starter",
@@ -339,7 +343,10 @@ def _partner_reseller() -> Preset:
             "1440-minute response target on the business_hours calendar, Mon-Fri 09:00-17:00 "
             "(the seed names no hours: an 8-hour day is chosen, so 24 business hours are three "
             "business days), America/New_York until the account overrides "
-            "calendars.business_hours.timezone. No resolution commitment -> none. 'Tickets "
+            "calendars.business_hours.timezone, closed on the public holidays of the account's "
+            "country (US when it names none) with the holidays library's observed days "
+            "(Thanksgiving is closed; a Saturday holiday is observed on the Friday). No "
+            "resolution commitment -> none. 'Tickets "
             "that must be forward to Engineering, are allotted a 72 business hour response "
             "time' -> escalation_targets.engineering 4320 business minutes (nine business "
             "days). 'Tickets that require the involvement with the end vendor ... are subject "
@@ -353,8 +360,11 @@ def _partner_reseller() -> Preset:
             "more within 30 days are excessive (the seed gives no number), one warning, margin "
             "restored 184 days after they stop. Scope: partner billing and provider-level "
             "outages or malfunctions; end-user support is the partner's unless it has an "
-            "end-user support plan. Partner support carries no charge in the seed: plan "
-            "'managed' in USD with no fee."
+            "end-user support plan: partner_rules.end_user_support_plan true moves "
+            "end_user_support, end_user_devices and end_user_portals into scope and exempts "
+            "the partner from the excessive-escalation rule. Partner support carries no charge "
+            "in the seed: plan 'managed' in USD with no fee. The seed says nothing about "
+            "closing unanswered tickets -> no follow-ups and no automatic close."
         ),
         agreement=Agreement(
             preset=name,
@@ -413,7 +423,11 @@ def _small_business_remote() -> Preset:
         description=(
             "Follows seed 002 (small-business remote support, 'Key Points'). 'Operating hours: "
             "M-F 8:30 AM to 5:30 PM ... and excluding holidays' -> business_hours calendar "
-            "(America/New_York and US fixed holidays until the account sets its own). 'We'll "
+            "in America/New_York until the account sets its own zone, closed on the public "
+            "holidays of the account's country (US when it names none) as the holidays "
+            "library has them, observed days included: Thanksgiving is closed, and 4 July "
+            "2026, a Saturday, closes Friday 3 July; an office open on one of them lists it in "
+            "removed_holidays. It is also what after-hours work is measured against. 'We'll "
             "respond to urgent issues (An issue that impacts all users and no workaround is "
             "available) within 1 hour' -> P1 60 business minutes. 'Non-urgent issues we'll "
             "respond within 24 hours' -> P2-P4 1440 minutes on the same business calendar as "
@@ -427,7 +441,8 @@ def _small_business_remote() -> Preset:
             "an account with the add-on points targets at the included 24x7 calendar. "
             "'Limited support may apply' items -> out_of_scope; the exclusions list -> "
             "unsupported. Silent on price: monthly plan in USD with fee 0 (set yours) and "
-            "$150/h for billable work."
+            "$150/h for billable work. The seed says nothing about closing unanswered tickets "
+            "-> no follow-ups and no automatic close."
         ),
         agreement=Agreement(
             preset=name,
@@ -478,6 +493,9 @@ def _small_business_remote() -> Preset:
 # --- seed 004: managed support budget -----------------------------------------------------------
 
 
+_NO_TARGET = "No response target (seed 004 states none)"
+
+
 def _managed_budget() -> Preset:
     name = "managed_budget"
     return Preset(
@@ -494,19 +512,24 @@ def _managed_budget() -> Preset:
             "as a pre-approved flat fee project or as a post-action invoice for time and "
             "materials' -> flat_fees per kind when agreed (none by default), else $150/h in "
             "15-minute increments; 'may be adjusted quarterly' -> review_every_months 3. The "
-            "seed names no fee, hours or response times: fee 0 (set the budget), business "
-            "hours Mon-Fri 09:00-17:00 America/New_York, response P1 1 h, P2 4 h, P3 8 h, "
-            "P4 16 business hours, and no resolution targets ('as quickly as feasible' is no "
-            "guarantee)."
+            "seed states no response or resolution times ('as quickly as feasible' is no "
+            "guarantee) -> no targets: no SLA clock runs, nothing is due, warned or breached, "
+            "and the ticket's own history shows when it was answered; set "
+            "targets.P1.response_minutes (and the others) where the contract names them. The "
+            "seed names no fee or hours: fee 0 (set the budget); the business_hours calendar "
+            "Mon-Fri 09:00-17:00 America/New_York (check your office's hours) with the public "
+            "holidays of the account's country (US when it names none) stays, because "
+            "'After-hours incident response' is work outside it. The seed says nothing about "
+            "closing unanswered tickets -> no follow-ups and no automatic close."
         ),
         agreement=Agreement(
             preset=name,
             calendars={"business_hours": _business_hours("09:00", "17:00")},
             targets=Targets(
-                P1=_target("Critical incident", 1, None, "business_hours"),
-                P2=_target("High", 4, None, "business_hours"),
-                P3=_target("Normal", 8, None, "business_hours"),
-                P4=_target("Low", 16, None, "business_hours"),
+                P1=_target(_NO_TARGET, None, None, "business_hours"),
+                P2=_target(_NO_TARGET, None, None, "business_hours"),
+                P3=_target(_NO_TARGET, None, None, "business_hours"),
+                P4=_target(_NO_TARGET, None, None, "business_hours"),
             ),
             plan=Plan(
                 kind="managed",

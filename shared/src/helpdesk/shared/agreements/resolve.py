@@ -11,6 +11,8 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from helpdesk.shared.agreements.models import UNION_TAGS, Agreement
 from helpdesk.shared.agreements.presets import (
     DEFAULT_BUSINESS_TIMEZONE,
+    DEFAULT_COUNTRY,
+    END_USER_CATEGORIES,
     _registry,
     preset_names,
 )
@@ -64,6 +66,7 @@ def resolve_agreement(
     overrides: Mapping[str, Any] | None = None,
     *,
     local_timezone: str | None = None,
+    local_country: str | None = None,
 ) -> Agreement:
     """The agreement that a preset plus an account's overrides describe, validated.
 
@@ -76,7 +79,11 @@ def resolve_agreement(
 
     `local_timezone` (the account's zone) moves the preset's business-hours calendars, kept in
     America/New_York, to that zone before the overrides apply: "Mon-Fri 08:30-17:30" is the
-    customer's local day, and a calendar timezone in `overrides` still wins.
+    customer's local day, and a calendar timezone in `overrides` still wins. `local_country`
+    (the account's country) likewise replaces the preset's US public holidays.
+
+    A partner with `partner_rules.end_user_support_plan` has the seed-001 end-user categories
+    moved from unsupported to in_scope, whatever catalogue the preset and overrides gave.
     """
     if overrides is not None and not isinstance(overrides, Mapping):
         raise _refuse((), "dict_type", "the agreement must be a JSON object", overrides)
@@ -114,6 +121,10 @@ def resolve_agreement(
         for calendar in base.get("calendars", {}).values():
             if calendar.get("timezone") == DEFAULT_BUSINESS_TIMEZONE:
                 calendar["timezone"] = local_timezone
+    if local_country is not None:
+        for calendar in base.get("calendars", {}).values():
+            if calendar.get("country") == DEFAULT_COUNTRY:
+                calendar["country"] = local_country
     variant = body.get("plan_variant")
     if variant is not None:
         chosen = preset.plan_variants.get(variant) if isinstance(variant, str) else None
@@ -128,7 +139,26 @@ def resolve_agreement(
         # The variant replaces the whole plan, so a field set only by the default variant
         # (Pro's designated engineer, say) cannot leak into another; overrides still apply.
         base["plan"] = chosen.plan.model_dump(mode="json")
-    return Agreement.model_validate(deep_merge(base, body))
+    return _with_end_user_plan(Agreement.model_validate(deep_merge(base, body)))
+
+
+def _with_end_user_plan(agreement: Agreement) -> Agreement:
+    """Seed 001: 'Unless signed up for a ... partner end-user support plan ... end-customer
+    calls ... will be directed back to the partner': with the plan they are in scope."""
+    rules = agreement.partner_rules
+    if rules is None or not rules.end_user_support_plan:
+        return agreement
+    scope = agreement.scope_catalogue
+    moved = [c for c in scope.unsupported if c in END_USER_CATEGORIES]
+    if not moved:
+        return agreement
+    catalogue = scope.model_copy(
+        update={
+            "in_scope": [*scope.in_scope, *moved],
+            "unsupported": [c for c in scope.unsupported if c not in moved],
+        }
+    )
+    return agreement.model_copy(update={"scope_catalogue": catalogue})
 
 
 class FieldError(TypedDict):

@@ -31,15 +31,18 @@ class AccountOpened(Payload):
     name: str
     timezone: str
     status: AccountStatus = "active"
+    #: ISO 3166-1 alpha-2; whose public holidays a preset's business hours observe (None: US).
+    country: str | None = None
 
 
 @registry.register("account.updated")
 class AccountUpdated(Payload):
-    """An account's name or time zone changed."""
+    """An account's name, time zone or country changed (each carries the current value)."""
 
     account_id: UUID
     name: str
     timezone: str
+    country: str | None = None
 
 
 @registry.register("account.status_changed")

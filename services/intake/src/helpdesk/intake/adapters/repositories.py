@@ -25,6 +25,7 @@ def account_record(row: Any) -> AccountRecord:
         status=row.status,
         agreement_version=row.agreement_version,
         partner=row.partner or {},
+        country=row.country,
     )
 
 

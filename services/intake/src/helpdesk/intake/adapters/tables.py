@@ -32,6 +32,8 @@ accounts = sa.Table(
     sa.Column("number", sa.Text, nullable=False, unique=True),
     sa.Column("name", sa.Text, nullable=False, unique=True),
     sa.Column("timezone", sa.Text, nullable=False),
+    # ISO 3166-1 alpha-2; None: the presets' business hours observe US public holidays.
+    sa.Column("country", sa.Text, nullable=True),
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("agreement_version", sa.Integer, nullable=True),
     # Seed 001's partner standing, folded from account.partner_* and flagged tickets.

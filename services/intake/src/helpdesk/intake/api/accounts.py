@@ -72,17 +72,20 @@ async def put_agreement(
     caller: Caller,
     body: dict[str, Any] = Body(...),  # noqa: B008 - FastAPI's way to take a free-form body
 ) -> dict[str, Any]:
-    """Set a new agreement version: a preset name and/or explicit parts that override it."""
-    ctx = command_context(caller, None, utc_now())
+    """Set a new agreement version: a preset name and/or explicit parts that override it.
+    The answer is the agreement as GET shows it, resolved holidays included."""
+    at = utc_now()
+    ctx = command_context(caller, None, at)
     async with runtime.unit_of_work() as uow:
         agreement, version = await service.set_agreement(
             PostgresUnitOfWork(uow), caller, account_id, body, ctx
         )
-    return {**agreement.model_dump(mode="json"), "version": version}
+    return queries.agreement_view(agreement, version, at)
 
 
 @router.get("/accounts/{account_id}/agreement")
 async def get_agreement(account_id: UUID, runtime: Runtime, caller: Caller) -> dict[str, Any]:
-    """The account's current agreement and its version."""
+    """The account's current agreement, its version, and the holidays each calendar resolved
+    to this year and next."""
     async with runtime.engine.connect() as conn:
-        return await queries.agreement(conn, caller, account_id)
+        return await queries.agreement(conn, caller, account_id, utc_now())

@@ -74,7 +74,11 @@ async def create_account(
     account_id = new_id()
     number = command.number or await uow.accounts.next_number()
     opened = AccountOpened(
-        account_id=account_id, number=number, name=command.name, timezone=command.timezone
+        account_id=account_id,
+        number=number,
+        name=command.name,
+        timezone=command.timezone,
+        country=command.country,
     )
     await uow.emit([ctx.event(opened, account_id=account_id)])
     account = await uow.accounts.get(account_id)
@@ -92,14 +96,18 @@ async def change_account(
     command: AccountPatch,
     ctx: Context,
 ) -> AccountRecord:
-    """Rename, move time zone, or change status (on hold / expired close its open tickets)."""
+    """Rename, move time zone or country, or change status (on hold / expired close its open
+    tickets). A new time zone or country applies to agreements set from then on."""
     principal.require_role(*MANAGERS)
     account = await visible_account(uow, principal, account_id)
     name = command.name or account.name
     timezone = command.timezone or account.timezone
-    if (name, timezone) != (account.name, account.timezone):
+    country = command.country or account.country
+    if (name, timezone, country) != (account.name, account.timezone, account.country):
         await _unique(uow, name, None, exclude=account_id)
-        updated = AccountUpdated(account_id=account_id, name=name, timezone=timezone)
+        updated = AccountUpdated(
+            account_id=account_id, name=name, timezone=timezone, country=country
+        )
         try:
             await uow.emit([ctx.event(updated, account_id=account_id)])
         except Conflict as clash:
@@ -127,10 +135,13 @@ def _agreement_of(body: dict[str, Any], account: AccountRecord) -> Agreement:
     """The agreement a PUT body describes: a preset name and/or parts that override it.
 
     A preset's business hours are the account's local hours when the account has a time zone
-    (one left at the default UTC keeps the preset's America/New_York)."""
+    (one left at the default UTC keeps the preset's America/New_York), and close on the public
+    holidays of the account's country (US when it has none)."""
     local = account.timezone if account.timezone != "UTC" else None
     try:
-        return resolve_agreement(body.get("preset"), body, local_timezone=local)
+        return resolve_agreement(
+            body.get("preset"), body, local_timezone=local, local_country=account.country
+        )
     except ValidationError as exc:
         raise InvalidAgreement(
             "The agreement is not valid; nothing was changed.",

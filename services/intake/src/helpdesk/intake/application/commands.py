@@ -21,7 +21,7 @@ from pydantic import (
     field_validator,
 )
 
-from helpdesk.shared.agreements.models import known_time_zone
+from helpdesk.shared.agreements.models import known_country, known_time_zone
 from helpdesk.shared.contracts.accounts import ContactRole, KeyRole, StaffRole, Visibility
 from helpdesk.shared.contracts.common import (
     AccountStatus,
@@ -78,24 +78,36 @@ def _known_zone(value: str | None) -> str | None:
     return None if value is None else known_time_zone(value)
 
 
+def _known_country(value: str | None) -> str | None:
+    return None if value is None else known_country(value)
+
+
+#: Whose public holidays the presets' business hours observe; none means US.
+Country = Annotated[str, Field(examples=["US", "GB"])]
+
+
 class AccountCreate(Body):
     """POST /v1/accounts."""
 
     name: Name
     number: Annotated[str, Field(min_length=1, max_length=40)] | None = None
     timezone: str = "UTC"
+    country: Country | None = None
 
     _zone = field_validator("timezone")(_known_zone)
+    _country = field_validator("country")(_known_country)
 
 
 class AccountPatch(Body):
-    """PATCH /v1/accounts/{id}: any of name, time zone, status."""
+    """PATCH /v1/accounts/{id}: any of name, time zone, country, status."""
 
     name: Name | None = None
     timezone: str | None = None
+    country: Country | None = None
     status: AccountStatus | None = None
 
     _zone = field_validator("timezone")(_known_zone)
+    _country = field_validator("country")(_known_country)
 
 
 class ContactCreate(Body):

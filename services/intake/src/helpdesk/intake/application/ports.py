@@ -36,6 +36,8 @@ class AccountRecord:
     agreement_version: int | None
     #: the stored partner standing (`PartnerStanding.to_json`)
     partner: dict[str, Any] = field(default_factory=dict)
+    #: ISO 3166-1 alpha-2, or None: the presets then observe US public holidays.
+    country: str | None = None
 
 
 @dataclass(frozen=True)

@@ -378,6 +378,8 @@ async def apply_partner_rules(uow: IntakeUnitOfWork, ticket: Ticket, ctx: Contex
     agreement = await uow.accounts.agreement(ticket.account_id)
     assert agreement is not None
     assert agreement.partner_rules is not None
+    if agreement.partner_rules.end_user_support_plan:
+        return  # seed 001: the rule is for partners "not signed up for" the end-user plan
     standing = await uow.accounts.standing(ticket.account_id)
     decided = partner.on_flagged(
         standing, ctx.occurred_at, agreement.partner_rules, ticket.account_id

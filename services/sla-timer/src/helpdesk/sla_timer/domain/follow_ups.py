@@ -104,11 +104,14 @@ def schedule_from(
 
 def follow_up_schedule(
     events: Iterable[TicketEvent | tuple[dt.datetime, object]],
-    policy: FollowUp,
+    policy: FollowUp | None,
     as_of: dt.datetime | None = None,
 ) -> FollowUpSchedule | None:
     """The schedule of the wait on the customer in progress after `events` (up to `as_of` when
-    given), or None when the ticket is not waiting on the customer."""
+    given), or None when the ticket is not waiting on the customer or the agreement has no
+    follow-ups."""
+    if policy is None:
+        return None
     moment = None if as_of is None else require_aware(as_of, "as_of")
     waiting: tuple[WaitReason, dt.datetime] | None = None
     for event in as_ticket_events(events):
