@@ -179,9 +179,12 @@ async def test_managed_budget_p4_across_new_years_day_and_a_weekend(
 async def test_business_hours_across_the_spring_forward_in_amsterdam(
     sla: InProcessService, admin: As, importer: As
 ) -> None:
-    # small_business_remote: business_hours Mon–Fri 08:30–17:30 (9 h a day), P2 1440 business
-    # minutes; the account keeps the calendar in Europe/Amsterdam. Amsterdam springs forward on
-    # Sunday 29 March 2026 (02:00 CET → 03:00 CEST): UTC+1 before, UTC+2 after.
+    """Seed 002: "Non-urgent issues we'll respond within 24 hours" is one business day of the
+    operating hours: the same local time on the next business day, across a DST change.
+
+    small_business_remote: business_hours Mon–Fri 08:30–17:30; the account keeps the calendar in
+    Europe/Amsterdam, which springs forward on Sunday 29 March 2026 (02:00 CET → 03:00 CEST).
+    """
     agreement = {
         "preset": "small_business_remote",
         "calendars": {"business_hours": {"timezone": "Europe/Amsterdam"}},
@@ -191,7 +194,7 @@ async def test_business_hours_across_the_spring_forward_in_amsterdam(
     assert reported == utc(2026, 3, 27, 9, 0)
     ticket = await new_ticket(importer, account["id"], priority="P2", reported_at=iso(reported))
     view = await wait_for(sla_view(sla, admin, ticket["id"], has_clocks))
-    # Fri 10:00–17:30 = 7.5 h; Mon 30 March 9 h (16.5 h); Tue 31 March the last 7.5 h from
-    # 08:30 → 16:00 CEST = 14:00 UTC (a calendar stuck on CET would say 15:00 UTC).
-    assert due(view, "response") == utc(2026, 3, 31, 14, 0)
+    # Monday 30 March 10:00 CEST = 08:00 UTC (a calendar stuck on CET would say 09:00 UTC).
+    assert due(view, "response") == utc(2026, 3, 30, 8, 0)
+    assert clock(view, "response")["target_business_days"] == 1
     assert clock(view, "response")["calendar"] == "business_hours"

@@ -364,7 +364,12 @@ class Calendar(ContractModel):
 
 
 class Target(ContractModel):
-    """Response and resolution targets of one priority, in business minutes of `calendar`.
+    """Response and resolution targets of one priority, on the business calendar `calendar`.
+
+    The response target is in one of two units, exactly one of which is given:
+    `response_minutes` (business minutes) or `response_business_days` (business days: the same
+    local time on the n-th next business day, e.g. seed 002's "within 24 hours" of an office
+    closed at night; see `helpdesk.sla_timer.domain.calendar.BusinessCalendar.add_business_days`).
 
     `resolution_minutes` is the escalation threshold of seed 003 (management is told on breach).
     `null` means "no resolution target" (seed 000: "does not guarantee resolution times"): the
@@ -372,7 +377,9 @@ class Target(ContractModel):
     """
 
     label: Label | None = None
-    response_minutes: PositiveMinutes
+    response_minutes: PositiveMinutes | None = None
+    #: The response target in business days, instead of `response_minutes`.
+    response_business_days: Annotated[int, Field(strict=True, ge=1, le=3660)] | None = None
     resolution_minutes: PositiveMinutes | None = None
     calendar: CalendarName
     #: Optional "next reply" target: after each customer reply, the next public staff reply is
@@ -392,6 +399,19 @@ class Target(ContractModel):
                 {"resolution": value, "response": response},
             )
         return value
+
+    @model_validator(mode="after")
+    def _one_response_unit(self) -> Self:
+        given = (self.response_minutes is not None) + (self.response_business_days is not None)
+        if given != 1:
+            _fail(
+                "Target",
+                ("response_minutes",),
+                "response_unit",
+                "give exactly one of response_minutes and response_business_days",
+                None,
+            )
+        return self
 
 
 class Targets(ContractModel):

@@ -126,6 +126,10 @@ def _target(label: str, response_h: float, resolution_h: float | None, calendar:
     )
 
 
+def _next_business_day(label: str, calendar: str) -> Target:
+    return Target(label=label, response_business_days=1, calendar=calendar)
+
+
 # --- seed 003: four-tier guide, 24×7 -----------------------------------------------------------
 
 
@@ -416,11 +420,15 @@ def _small_business_remote() -> Preset:
             "(America/New_York and US fixed holidays until the account sets its own). 'We'll "
             "respond to urgent issues (An issue that impacts all users and no workaround is "
             "available) within 1 hour' -> P1 60 business minutes. 'Non-urgent issues we'll "
-            "respond within 24 hours' -> P2-P4 1440 minutes on the same business calendar as "
-            "the urgent target (POLICIES.md counts both in operating hours; 24 hours on a 24×7 "
-            "clock would breach over every weekend while the provider is closed). An account "
-            "that means 'by the next business day' overrides response_minutes with 540. No "
-            "resolution commitment -> none. 'Fair use: Up to 30 mins of "
+            "respond within 24 hours' -> P2-P4 response_business_days 1: one business day of "
+            "the operating-hours calendar, the same local time on the next business day "
+            "(Monday 09:00 -> Tuesday 09:00, Friday 16:00 -> Monday 16:00), as a customer "
+            "reads '24 hours' of an office closed at night; a ticket reported while closed "
+            "counts from the next opening, so it is due when the next business day closes "
+            "(Monday 18:00 -> Tuesday 17:30); holidays are not business days. An account "
+            "that means 24 business hours sets response_minutes 1440 and "
+            "response_business_days null. No resolution commitment -> none. 'Fair use: Up to "
+            "30 mins of "
             "remote service per day' and 'If the ticket can't be finished in 30 minutes or "
             "less limited support may apply' -> fair_use 30 min per day and per ticket, remote "
             "work only. After hours is 'an add-on ... at an extra cost' -> after_hours_billable; "
@@ -437,9 +445,9 @@ def _small_business_remote() -> Preset:
             },
             targets=Targets(
                 P1=_target("Urgent: all users affected, no workaround", 1, None, "business_hours"),
-                P2=_target("Non-urgent", 24, None, "business_hours"),
-                P3=_target("Non-urgent", 24, None, "business_hours"),
-                P4=_target("Non-urgent", 24, None, "business_hours"),
+                P2=_next_business_day("Non-urgent", "business_hours"),
+                P3=_next_business_day("Non-urgent", "business_hours"),
+                P4=_next_business_day("Non-urgent", "business_hours"),
             ),
             plan=Plan(
                 kind="monthly",

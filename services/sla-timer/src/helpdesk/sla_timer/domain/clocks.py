@@ -4,6 +4,9 @@ Clocks (POLICIES.md, "SLA clocks"; seed 001 for escalation tiers):
 
 - `response`: starts at `TicketOpened.reported_at`; met by the first public staff reply
   (`TicketCommented` with `public` and `by_staff`), a `TicketInfoRequested` or a resolution.
+  Its target is business minutes, or business days (`Target.response_business_days`): the
+  business time from the start to the same local time that many business days later
+  (`BusinessCalendar.add_business_days`), which pauses then extend like any other target.
 - `resolution` (the escalation threshold), one per cycle: cycle 1 starts at `reported_at`, cycle
   n (from `TicketReopened.cycle`) at the reopen instant; met by `TicketResolved`.
 - `next_reply` (optional, `next_reply_minutes`): starts at each customer reply while no
@@ -111,6 +114,8 @@ class SlaClock:
     #: The priority whose targets apply (after VIP treatment); None for escalation clocks.
     priority: Priority | None
     tier: EscalationTier | None
+    #: The target in business minutes; for a target in business days, the business time from
+    #: the start to the same local time `target_business_days` business days later.
     target_minutes: int
     calendar: str
     started_at: dt.datetime
@@ -124,6 +129,8 @@ class SlaClock:
     met_at: dt.datetime | None
     breached_at: dt.datetime | None
     stopped_at: dt.datetime | None
+    #: Set when the target is in business days (`Target.response_business_days`).
+    target_business_days: int | None = None
 
     @property
     def elapsed_minutes(self) -> int:
@@ -393,15 +400,15 @@ def _evaluate(
     spec: _Spec,
     *,
     priority: Priority | None,
-    target_minutes: int,
+    target: dt.timedelta,
+    business_days: int | None,
     calendar_name: str,
     cal: BusinessCalendar,
     pauses: Sequence[tuple[dt.datetime, dt.datetime | None]],
     warning_share: float,
     as_of: dt.datetime,
 ) -> SlaClock:
-    target = dt.timedelta(minutes=target_minutes)
-    warning = dt.timedelta(seconds=round(target_minutes * 60 * warning_share))
+    warning = dt.timedelta(seconds=round(target.total_seconds() * warning_share))
     stop = spec.stopped_at if spec.stopped_at is not None and spec.stopped_at <= as_of else None
     met = spec.met_at if spec.met_at is not None and spec.met_at <= as_of else None
     # A stopped clock's deadlines are those that applied at the stop: a pause still open then
@@ -440,7 +447,7 @@ def _evaluate(
         ordinal=spec.ordinal,
         priority=priority,
         tier=spec.tier,
-        target_minutes=target_minutes,
+        target_minutes=math.ceil(target.total_seconds() / 60),
         calendar=calendar_name,
         started_at=spec.started_at,
         warning_at=warning_at,
@@ -453,7 +460,19 @@ def _evaluate(
         met_at=met,
         breached_at=breached_at,
         stopped_at=stop,
+        target_business_days=business_days,
     )
+
+
+def _target_time(
+    cal: BusinessCalendar, started_at: dt.datetime, minutes: int | None, days: int | None
+) -> dt.timedelta | None:
+    """The business time a clock started at `started_at` has: `minutes`, or the business time
+    up to the same local time `days` business days later (pauses then extend it like any
+    other target)."""
+    if days is not None:
+        return cal.between(started_at, cal.add_business_days(started_at, days))
+    return None if minutes is None else dt.timedelta(minutes=minutes)
 
 
 def fold_ticket(
@@ -486,6 +505,7 @@ def fold_ticket(
     clocks: list[SlaClock] = []
     for spec in facts.specs:
         minutes: int | None
+        days: int | None = None
         if spec.kind is ClockKind.ESCALATION:
             minutes, calendar_name, priority = spec.target_minutes, spec.calendar, None
         elif effective is None:
@@ -506,15 +526,22 @@ def fold_ticket(
                 ClockKind.RESOLUTION: target.resolution_minutes,
                 ClockKind.NEXT_REPLY: next_reply_minutes,
             }[spec.kind]
-        if minutes is None or calendar_name is None:
+            if spec.kind is ClockKind.RESPONSE:
+                days = target.response_business_days
+        if calendar_name is None:
+            continue
+        cal = cals[calendar_name]
+        amount = _target_time(cal, spec.started_at, minutes, days)
+        if amount is None:
             continue
         clocks.append(
             _evaluate(
                 spec,
                 priority=priority,
-                target_minutes=minutes,
+                target=amount,
+                business_days=days,
                 calendar_name=calendar_name,
-                cal=cals[calendar_name],
+                cal=cal,
                 pauses=pauses,
                 warning_share=agreement.warning_share,
                 as_of=moment,
