@@ -324,6 +324,22 @@ async def test_auto_close_closes_a_ticket_still_waiting_and_only_once(world: Wor
     assert closed[0].payload.reason == "no_response"  # type: ignore[attr-defined]
 
 
+async def test_auto_close_closes_a_resolved_ticket_nobody_confirmed(world: World) -> None:
+    """Seed 003 § 4.2.2: "We will close a ticket if you do not respond to repeated inquires (3+)
+    by our technicians to confirm whether the problem has been satisfactorily resolved"."""
+    ticket = await world.open(priority="P3")
+    ticket = await world.run(ticket.id, Resolve(resolution="fix", summary="done"))
+    request = command_context(TECH, None, T0).event(
+        AutoCloseRequested(ticket_id=ticket.id, ticket_seq=ticket.seq, unanswered_follow_ups=3),
+        account_id=world.account_id,
+    )
+    for _ in range(2):
+        async with world.intake.unit_of_work() as uow:
+            await tickets.auto_close(uow, request, T0 + timedelta(days=4))
+    closed = [e for e in world.intake.published if e.type == "ticket.closed"]
+    assert [e.payload.reason for e in closed] == ["no_response"]  # type: ignore[attr-defined]
+
+
 # -- history import ---------------------------------------------------------------------------
 
 

@@ -405,18 +405,17 @@ async def auto_close(
 ) -> None:
     """The SLA timer's follow-ups went unanswered: close with reason no_response.
 
-    A no-op when the ticket moved on since the request was made (the customer answered). The
-    closure's id derives from the request, so deciding it twice records it once.
+    Applies to a ticket waiting for information and to a resolved one awaiting confirmation
+    (`rules.auto_close`); a no-op when the ticket moved on since the request was made (the
+    customer answered). The closure's id derives from the request, so deciding it twice
+    records it once.
     """
     ticket = await uow.tickets.load(request.payload.ticket_id)
-    if (
-        ticket is None
-        or ticket.seq != request.payload.ticket_seq
-        or ticket.status != "waiting_on_customer"
-    ):
+    closure = None if ticket is None else rules.auto_close(ticket, request.payload.ticket_seq)
+    if ticket is None or closure is None:
         return
     ctx = Context(SYSTEM, at, max(at, ticket.last_occurred_at), request)
-    await record(uow, ticket, [rules.close(ticket, "no_response")], ctx, purpose="auto_close")
+    await record(uow, ticket, [closure], ctx, purpose="auto_close")
 
 
 async def close_all(

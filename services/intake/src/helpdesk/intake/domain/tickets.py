@@ -549,6 +549,24 @@ def close(ticket: Ticket, reason: CloseReason) -> TicketClosed:
     return TicketClosed(reason=reason)
 
 
+#: Where a ticket waits on the customer's answer to an inquiry: an information request, or a
+#: resolution awaiting the customer's confirmation (seed 003 § 4.2.2 counts "inquires (3+) ...
+#: to confirm whether the problem has been satisfactorily resolved").
+AWAITING_CUSTOMER: frozenset[TicketStatus] = frozenset({"waiting_on_customer", "resolved"})
+
+
+def auto_close(ticket: Ticket, request_seq: int) -> TicketClosed | None:
+    """The SLA timer's follow-ups went unanswered: the closure (reason `no_response`), or None.
+
+    None when the ticket moved on since the timer saw it (`request_seq` is not its seq: the
+    customer answered, or anything else happened) or no longer waits on the customer (already
+    closed included, so a repeated request closes nothing twice).
+    """
+    if ticket.seq != request_seq or ticket.status not in AWAITING_CUSTOMER:
+        return None
+    return close(ticket, "no_response")
+
+
 def reopen(ticket: Ticket, reason: str) -> TicketReopened:
     """The problem persists: a new resolution cycle."""
     if ticket.status not in {"resolved", "closed"}:
