@@ -273,6 +273,11 @@ def test_small_business_remote_follows_seed_002() -> None:
         1440,
         None,
     )
+    # "Requests are typically handled first come first serve, but problems impacting more
+    # than one user are given priority."
+    assert agreement.queue_order == "multi_user_first"
+    others = [name for name in PRESET_NAMES if name != "small_business_remote"]
+    assert {_preset(name).agreement.queue_order for name in others} == {"deadline"}
     assert agreement.fair_use is not None
     assert agreement.fair_use.per_day_minutes == 30
     assert agreement.fair_use.per_ticket_minutes == 30

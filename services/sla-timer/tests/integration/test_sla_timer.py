@@ -194,6 +194,104 @@ async def test_unanswered_follow_ups_close_the_ticket(
     assert requests[0].document()["ticket_seq"] == 2
 
 
+async def test_a_resolution_nobody_confirms_closes_after_the_follow_ups(
+    sla: InProcessService, admin: As, importer: As, stack: Settings
+) -> None:
+    """Seed 003 § 4.2.2: "We will close a ticket if you do not respond to repeated inquires (3+)
+    by our technicians to confirm whether the problem has been satisfactorily resolved": the
+    reminders after a resolution, then one auto-close request, and intake closes no_response."""
+    agreement = {
+        "preset": "four_tier_24x7",
+        "follow_up": {"after_minutes": [1, 2, 3], "max_unanswered": 3},
+    }
+    account = await new_account(admin, agreement)
+    reported = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+    ticket = await new_ticket(
+        importer, account["id"], priority="P4", affected_users=1, reported_at=iso(reported)
+    )
+    resolved = reported + timedelta(minutes=20)
+    body = {"resolution": "fix", "summary": "done", "occurred_at": iso(resolved)}
+    ok(await run(importer, ticket["id"], "resolve", body))
+
+    async def closed() -> Any:
+        state = ok(await admin.get(f"/v1/tickets/{ticket['id']}"))
+        return state if state["status"] == "closed" else None
+
+    state = await wait_for(closed, timeout=30)
+    assert state["close_reason"] == "no_response"
+    mine = await _events_of(stack, ticket["id"])
+    reminders = sorted(e.document()["reminder"] for e in mine if e.type == "sla.follow_up_due")
+    assert reminders == [1, 2, 3]
+    assert [e.type for e in mine].count("sla.auto_close_requested") == 1
+    events = ok(await admin.get(f"/v1/tickets/{ticket['id']}/events"))
+    assert [e["type"] for e in events].count("ticket.closed") == 1
+
+
+async def test_a_ticket_closed_without_a_reply_shows_its_response_clock_stopped(
+    sla: InProcessService, admin: As, importer: As
+) -> None:
+    """A duplicate closed before anyone replied: the view says `stopped`, as the report counts
+    it (neither met nor breached), not `met` with `met_at: null`."""
+    account = await new_account(admin, {"preset": "four_tier_24x7"})
+    reported = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+    ticket = await new_ticket(
+        importer, account["id"], priority="P3", affected_users=1, reported_at=iso(reported)
+    )
+    closing = {"reason": "duplicate", "occurred_at": iso(reported + timedelta(minutes=5))}
+    ok(await run(importer, ticket["id"], "close", closing))
+
+    async def stopped() -> Any:
+        view = await sla_view(sla, admin, ticket["id"])()
+        return view if view and view["status"] == "closed" else None
+
+    view = await wait_for(stopped)
+    response = clock(view, "response")
+    assert (response["status"], response["met_at"]) == ("stopped", None)
+    assert instant(response["stopped_at"]) == reported + timedelta(minutes=5)
+
+
+async def test_the_queue_puts_multi_user_problems_first_under_seed_002(
+    sla: InProcessService, admin: As, importer: As
+) -> None:
+    """Seed 002: "Requests are typically handled first come first serve, but problems impacting
+    more than one user are given priority": a 3-user ticket reported at 09:05 stands before a
+    1-user one reported at 09:00; under seed 003's preset the nearest deadline still leads."""
+    nine = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    office = await new_account(admin, {"preset": "small_business_remote"})
+    guide = await new_account(admin, {"preset": "four_tier_24x7"})
+    made: dict[str, list[str]] = {}
+    for account in (office, guide):
+        one = await new_ticket(
+            importer, account["id"], priority="P1", affected_users=1, reported_at=iso(nine)
+        )
+        three = await new_ticket(
+            importer,
+            account["id"],
+            priority="P3",
+            affected_users=3,
+            reported_at=iso(nine + timedelta(minutes=5)),
+        )
+        made[account["id"]] = [one["id"], three["id"]]
+
+    async def queue_of(account_id: str) -> Any:
+        body = ok(await sla.http.get("/v1/queue", params={"account_id": account_id}))
+        ids = [i["ticket_id"] for i in body["items"]]
+        return ids if len(ids) == 2 and all(i["next_due_at"] for i in body["items"]) else None
+
+    one, three = made[office["id"]]
+    assert await wait_for(lambda: queue_of(office["id"])) == [three, one]
+    page = ok(await sla.http.get("/v1/queue", params={"account_id": office["id"], "limit": 1}))
+    rest = ok(
+        await sla.http.get(
+            "/v1/queue",
+            params={"account_id": office["id"], "limit": 1, "cursor": page["next_cursor"]},
+        )
+    )
+    assert [i["ticket_id"] for i in page["items"] + rest["items"]] == [three, one]
+    # four_tier_24x7: the P1 (due within the hour) before the P3 (due in 24 hours).
+    assert await wait_for(lambda: queue_of(guide["id"])) == made[guide["id"]]
+
+
 async def test_queue_reports_what_if_and_tenancy(
     sla: InProcessService, admin: As, importer: As
 ) -> None:

@@ -72,6 +72,7 @@ from helpdesk.sla_timer.domain.history import (
     fold,
     history_item,
 )
+from helpdesk.sla_timer.domain.queue import NO_DEADLINE, queue_key
 from helpdesk.sla_timer.domain.timers import (
     Timer,
     TimerPayload,
@@ -162,6 +163,8 @@ def _new_ticket(event: Event[TicketOpened]) -> dict[str, Any]:
         "seq": 0,
         "last_occurred_at": None,
         "next_due_at": None,
+        "queue_rank": 0,
+        "queue_at": None,
         "clocks": [],
         "history": [],
     }
@@ -275,6 +278,15 @@ def _refold(
         row["vip"] = sla.vip
         row["clocks"] = [clock_view(c) for c in sla.clocks]
         row["next_due_at"] = nearest_deadline(sla)
+        key = queue_key(
+            agreement.queue_order,
+            next_due_at=row["next_due_at"],
+            affected_users=row["affected_users"],
+            reported_at=row["reported_at"],
+            ticket_id=row["ticket_id"],
+        )
+        row["queue_rank"] = key.rank
+        row["queue_at"] = None if key.at == NO_DEADLINE else key.at
         schedule = follow_up_schedule(events, agreement.follow_up)
         timers = clock_timers(row["ticket_id"], sla)
         if row["status"] != "closed":

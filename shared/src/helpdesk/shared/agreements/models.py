@@ -49,6 +49,8 @@ TicketKind = Literal["incident", "service_request", "solution_design"]
 WorkType = Literal["remote", "onsite"]
 PlanKind = Literal["hourly", "monthly", "managed"]
 EscalationTier = Literal["engineering", "vendor", "management"]
+#: How the work queue orders open tickets (see `Agreement.queue_order`).
+QueueOrder = Literal["deadline", "multi_user_first"]
 
 # Upper bounds keep every number inside a PostgreSQL bigint and inside reason: ten years of
 # minutes is longer than any SLA target or follow-up, ten billion dollars more than any fee.
@@ -724,6 +726,12 @@ class Agreement(ContractModel):
     #: Seed 003 VIP contacts: "next_higher_priority" gives their tickets the targets of the
     #: next-higher priority (P2 → P1 figures; P1 stays P1).
     vip_treatment: Literal["none", "next_higher_priority"] = "none"
+    #: The work queue's order of this account's open tickets: "deadline", nearest deadline
+    #: first (then more affected users, then first come first served); "multi_user_first"
+    #: (seed 002: "first come first serve, but problems impacting more than one user are given
+    #: priority"), tickets affecting more than one user first, each group first come first
+    #: served.
+    queue_order: QueueOrder = "deadline"
     calendars: Annotated[dict[CalendarName, Calendar], Field(min_length=1, max_length=32)]
     targets: Targets
     warning_share: Annotated[float, Field(strict=True, gt=0, lt=1)] = 0.75

@@ -427,7 +427,11 @@ def _small_business_remote() -> Preset:
             "counts from the next opening, so it is due when the next business day closes "
             "(Monday 18:00 -> Tuesday 17:30); holidays are not business days. An account "
             "that means 24 business hours sets response_minutes 1440 and "
-            "response_business_days null. No resolution commitment -> none. 'Fair use: Up to "
+            "response_business_days null. 'Requests are typically handled first come first "
+            "serve, but problems impacting more than one user are given priority' -> "
+            "queue_order multi_user_first: tickets with affected_users above 1 first, each "
+            "group in order of reporting (other presets: nearest deadline first). No "
+            "resolution commitment -> none. 'Fair use: Up to "
             "30 mins of "
             "remote service per day' and 'If the ticket can't be finished in 30 minutes or "
             "less limited support may apply' -> fair_use 30 min per day and per ticket, remote "
@@ -439,6 +443,7 @@ def _small_business_remote() -> Preset:
         ),
         agreement=Agreement(
             preset=name,
+            queue_order="multi_user_first",
             calendars={
                 "business_hours": _business_hours("08:30", "17:30"),
                 "24x7": _around_the_clock(),

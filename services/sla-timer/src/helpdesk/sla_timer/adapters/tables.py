@@ -58,10 +58,16 @@ sla_tickets = sa.Table(
     sa.Column("seq", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_occurred_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("next_due_at", sa.DateTime(timezone=True), nullable=True),
+    # The queue key's rank and instant under the agreement's queue_order (domain/queue.py);
+    # queue_at is null when the ticket has no deadline to sort by.
+    sa.Column("queue_rank", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("queue_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("clocks", pg.JSONB, nullable=False, server_default="[]"),
     sa.Column("history", pg.JSONB, nullable=False, server_default="[]"),
 )
-sa.Index("sla_tickets_queue", sla_tickets.c.status, sla_tickets.c.next_due_at)
+sa.Index(
+    "sla_tickets_queue", sla_tickets.c.status, sla_tickets.c.queue_rank, sla_tickets.c.queue_at
+)
 
 # Durable timers: what fires when. Unfired rows follow the ticket's latest fold; a fired row
 # is history and never changes (its event id is derived from ticket, action and key).
