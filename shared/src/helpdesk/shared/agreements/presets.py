@@ -350,9 +350,11 @@ def _partner_reseller() -> Preset:
             "to that specific vendors response times' -> escalation_targets.vendor pauses the "
             "provider's clocks. 'For any submitted ticket, the following must be provided' -> "
             "required on open: partner_domain, customer_name, customer_domain, details, "
-            "steps_taken, error_messages; the control-panel URL is asked for only 'if "
-            "applicable', so it is not required (add control_panel_url to on_open where it "
-            "always applies). Excessive escalations: a warning, then 0 % margin 'until ... "
+            "steps_taken; 'any error messages associated' is asked for only where there are "
+            "some, so error_messages is optional (absent or empty is accepted), and the "
+            "control-panel URL is asked for only 'if applicable', so it is not required "
+            "either (add either to on_open where it always applies). Excessive escalations: "
+            "a warning, then 0 % margin 'until ... "
             "stopped, and then for a period of not less than 6 months' -> partner_rules: 5 or "
             "more within 30 days are excessive (the seed gives no number), one warning, margin "
             "restored 184 days after they stop. Scope: partner billing and provider-level "
@@ -386,7 +388,6 @@ def _partner_reseller() -> Preset:
                     "customer_domain",
                     "details",
                     "steps_taken",
-                    "error_messages",
                 ]
             ),
             escalation_targets={
