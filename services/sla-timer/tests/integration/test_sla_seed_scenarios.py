@@ -19,7 +19,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.intake.tests.integration._support import As, new_account, new_ticket, ok, run
+from services.intake.tests.integration._support import (
+    As,
+    new_account,
+    new_ticket,
+    ok,
+    run,
+    staff_key,
+)
 from tests.support import InProcessService, wait_for
 from tests.support.stack import instant, iso, sla_view
 
@@ -155,6 +162,45 @@ async def test_partner_reseller_business_days_engineering_tier_and_vendor_pause(
     assert due(view, "response") == utc(2026, 5, 14, 15, 0)
     # engineering Fri 22 10:00 + 3 h → Friday 22 May 13:00 EDT.
     assert due(view, "escalation", "engineering") == utc(2026, 5, 22, 17, 0)
+
+
+async def test_only_engineering_answers_the_engineering_clock(
+    sla: InProcessService, admin: As
+) -> None:
+    """Seed 001: "Tickets that must be forward to Engineering, are allotted a 72 business hour
+    response time": a front-line "forwarded to Engineering" reply answers the partner (response
+    clock met) but not the engineering clock; a public reply by Engineering staff does."""
+    account = await new_account(admin, {"preset": "partner_reseller"})
+    _, front_line = await staff_key(admin, "technician")
+    engineer, as_engineer = await staff_key(admin, "technician", tier="engineering")
+    assert engineer["tier"] == "engineering"
+    fields = {
+        "partner_domain": "partner.example",
+        "customer_name": "Acme",
+        "customer_domain": "acme.example",
+        "details": "the portal refuses logins",
+        "steps_taken": "reset the password",
+    }
+    ticket = await new_ticket(admin, account["id"], priority="P3", fields=fields)
+    ok(await run(admin, ticket["id"], "escalate", {"tier": "engineering"}))
+    forwarded = {"body": "forwarded to Engineering", "public": True}
+    ok(await run(front_line, ticket["id"], "comments", forwarded))
+
+    def settled(kind: str, tier: str | None = None) -> Any:
+        def check(view: dict[str, Any]) -> bool:
+            return any(
+                c["kind"] == kind and c["tier"] == tier and c["met_at"] for c in view["clocks"]
+            )
+
+        return check
+
+    view = await wait_for(sla_view(sla, admin, ticket["id"], settled("response")))
+    assert clock(view, "escalation", "engineering")["status"] == "running"
+    assert clock(view, "escalation", "engineering")["met_at"] is None
+    answer = {"body": "fixed in the provider's portal", "public": True}
+    ok(await run(as_engineer, ticket["id"], "comments", answer))
+    view = await wait_for(sla_view(sla, admin, ticket["id"], settled("escalation", "engineering")))
+    assert clock(view, "escalation", "engineering")["status"] == "met"
 
 
 async def test_managed_budget_p4_across_new_years_day_and_a_weekend(

@@ -40,7 +40,7 @@ from helpdesk.intake.domain import tickets as rules
 from helpdesk.intake.domain.tickets import Ticket
 from helpdesk.shared.auth import Principal
 from helpdesk.shared.context import Context, new_id
-from helpdesk.shared.contracts.common import CloseReason
+from helpdesk.shared.contracts.common import CloseReason, EscalationTier
 from helpdesk.shared.contracts.sla import AutoCloseRequested
 from helpdesk.shared.contracts.tickets import TicketOpened
 from helpdesk.shared.errors import Conflict, Forbidden, Invalid, InvalidField, NotFound
@@ -281,6 +281,12 @@ async def _assign(
 async def _comment(
     uow: IntakeUnitOfWork, principal: Principal, ticket: Ticket, command: Comment
 ) -> list[BaseModel]:
+    tier = rules.tier_response(
+        ticket,
+        author_tier=await _tier_of(uow, principal),
+        public=command.public,
+        responds_for=command.responds_for,
+    )
     commented = rules.comment(
         ticket,
         comment_id=new_id(),
@@ -288,8 +294,14 @@ async def _comment(
         public=command.public,
         by_staff=True,
         author=author_of(principal),
+        tier=tier,
     )
     return [commented]
+
+
+async def _tier_of(uow: IntakeUnitOfWork, principal: Principal) -> EscalationTier | None:
+    """The escalation tier of the staff member calling (None: front line, admin, import)."""
+    return None if principal.staff_id is None else await uow.people.staff_tier(principal.staff_id)
 
 
 @handles(RequestInfo, staff_only="request information")
@@ -297,7 +309,11 @@ async def _request_info(
     uow: IntakeUnitOfWork, principal: Principal, ticket: Ticket, command: RequestInfo
 ) -> list[BaseModel]:
     asked = rules.request_info(
-        ticket, comment_id=new_id(), body=command.body, author=author_of(principal)
+        ticket,
+        comment_id=new_id(),
+        body=command.body,
+        author=author_of(principal),
+        tier=rules.tier_response(ticket, author_tier=await _tier_of(uow, principal), public=True),
     )
     return [asked]
 

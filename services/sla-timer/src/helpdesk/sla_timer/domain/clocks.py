@@ -12,7 +12,9 @@ Clocks (POLICIES.md, "SLA clocks"; seed 001 for escalation tiers):
 - `next_reply` (optional, `next_reply_minutes`): starts at each customer reply while no
   next-reply clock runs; met by the next public staff reply, info request or resolution.
 - `escalation` (per tier with `response_minutes`, e.g. engineering): starts at the escalation;
-  met by the next public staff reply, info request or resolution.
+  met only by that tier's own response (seed 001): a comment or info request whose
+  `tier_response` is the tier (a public reply by staff of the tier, or a comment stating the
+  tier responded), or the resolution. A front-line reply does not meet it.
 
 Priority-based clocks exist only once the ticket has a priority (untriaged e-mail tickets have
 none); they always count from `reported_at`. A priority change recomputes the running ones from the
@@ -253,10 +255,30 @@ class _Facts:
 
 
 def _is_response(payload: object) -> bool:
-    """A public answer by staff (POLICIES.md: asking for information is one)."""
+    """A public answer by staff (asking for information is one)."""
     if isinstance(payload, TicketCommented):
         return payload.public and payload.by_staff
     return isinstance(payload, TicketInfoRequested)
+
+
+def _tier_response(payload: object) -> EscalationTier | None:
+    """The escalation tier whose own response `payload` is, if any (seed 001)."""
+    if isinstance(payload, TicketCommented | TicketInfoRequested):
+        return payload.tier_response
+    return None
+
+
+def _meets(spec: _Spec, payload: object) -> bool:
+    """Whether `payload` meets the running clock `spec`: a resolution meets every clock; a
+    public staff answer meets the response and next-reply clocks; an escalation clock only
+    its own tier's response."""
+    if isinstance(payload, TicketResolved):
+        return True
+    if spec.kind is ClockKind.RESOLUTION:
+        return False
+    if spec.kind is ClockKind.ESCALATION:
+        return spec.tier is not None and _tier_response(payload) == spec.tier
+    return _is_response(payload)
 
 
 def _end_pause(facts: _Facts, reason: PauseReason | None, at: dt.datetime) -> None:
@@ -284,9 +306,13 @@ def _collect(events: Sequence[TicketEvent], agreement: Agreement, next_reply: bo
             facts.specs.append(_Spec(ClockKind.RESOLUTION, 1, 1, facts.reported_at))
         elif isinstance(payload, TicketTriaged):
             facts.priority = payload.priority
-        elif _is_response(payload) or isinstance(payload, TicketResolved):
+        elif (
+            _is_response(payload)
+            or isinstance(payload, TicketResolved)
+            or _tier_response(payload) is not None
+        ):
             for spec in open_specs:
-                if spec.kind is not ClockKind.RESOLUTION or isinstance(payload, TicketResolved):
+                if _meets(spec, payload):
                     spec.met_at = spec.stopped_at = at
                     spec.priority = facts.priority
             if isinstance(payload, TicketInfoRequested):
