@@ -33,7 +33,7 @@ from helpdesk.intake.application.commands import (
     Triage,
     VendorReturn,
 )
-from helpdesk.intake.application.context import SYSTEM, author_of
+from helpdesk.intake.application.context import IMPORTED_SYSTEM, SYSTEM, author_of
 from helpdesk.intake.application.ports import IntakeUnitOfWork
 from helpdesk.intake.domain import partner
 from helpdesk.intake.domain import tickets as rules
@@ -424,13 +424,17 @@ async def auto_close(
     Applies to a ticket waiting for information and to a resolved one awaiting confirmation
     (`rules.auto_close`); a no-op when the ticket moved on since the request was made (the
     customer answered). The closure's id derives from the request, so deciding it twice
-    records it once.
+    records it once. It happens when the request says (the history's own instant, also for an
+    imported ticket), and a request about imported history closes as imported history (an
+    import actor: the notifier mails no one about it).
     """
     ticket = await uow.tickets.load(request.payload.ticket_id)
     closure = None if ticket is None else rules.auto_close(ticket, request.payload.ticket_seq)
     if ticket is None or closure is None:
         return
-    ctx = Context(SYSTEM, at, max(at, ticket.last_occurred_at), request)
+    actor = IMPORTED_SYSTEM if request.envelope.actor.type == "import" else SYSTEM
+    occurred = max(request.envelope.occurred_at, ticket.last_occurred_at)
+    ctx = Context(actor, at, occurred, request)
     await record(uow, ticket, [closure], ctx, purpose="auto_close")
 
 
