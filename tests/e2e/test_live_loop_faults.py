@@ -119,7 +119,7 @@ async def unfired_timers(settings: Settings) -> int:
     engine = create_engine(settings.database_url)
     try:
         async with engine.connect() as conn:
-            due = sa.and_(sla_timers.c.fired_at.is_(None), sla_timers.c.due_at <= sa.func.now())
+            due = sa.and_(sla_timers.c.fired_at.is_(None), sla_timers.c.fire_at <= sa.func.now())
             return int(
                 await conn.scalar(sa.select(sa.func.count()).select_from(sla_timers).where(due))
                 or 0

@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from helpdesk.shared.agreements import Agreement, Priority, get_preset
+from helpdesk.shared.agreements import Agreement, EscalationTier, Priority, get_preset
 from helpdesk.shared.contracts.tickets import (
     TicketCommented,
     TicketCustomerReplied,
@@ -37,10 +37,18 @@ def opened(at: dt.datetime, priority: Priority | None = "P2", **extra: Any) -> T
     )
 
 
-def reply(public: bool = True, by_staff: bool = True) -> TicketCommented:
-    """A comment; by default the public staff reply that answers a response clock."""
+def reply(
+    public: bool = True, by_staff: bool = True, tier: EscalationTier | None = None
+) -> TicketCommented:
+    """A comment; by default the public staff reply that answers a response clock. `tier`: the
+    escalation tier whose response it is."""
     return TicketCommented(
-        comment_id=uuid.uuid4(), body="b", public=public, by_staff=by_staff, author="tech"
+        comment_id=uuid.uuid4(),
+        body="b",
+        public=public,
+        by_staff=by_staff,
+        author="tech",
+        tier_response=tier,
     )
 
 

@@ -220,8 +220,10 @@ def test_partner_reseller_follows_seed_001() -> None:
         "customer_domain",
         "details",
         "steps_taken",
-        "error_messages",
     ]
+    # "Steps taken to replicate and resolve the issue, and any error messages associated":
+    # error messages only where there are some.
+    assert "error_messages" not in agreement.required_fields.on_open
     assert agreement.partner_rules is not None
     assert agreement.partner_rules.excessive_escalation_threshold == 5
     assert agreement.partner_rules.window_days == 30
@@ -263,7 +265,23 @@ def test_small_business_remote_follows_seed_002() -> None:
     assert calendar.intervals_on("sat") == []
     assert calendar.is_holiday(dt.date(2026, 12, 25))
     assert agreement.target("P1").response_minutes == 60
-    assert {agreement.target(p).response_minutes for p in ("P2", "P3", "P4")} == {1440}
+    # "Non-urgent issues we'll respond within 24 hours": one business day, not 1440 minutes.
+    assert {agreement.target(p).response_business_days for p in ("P2", "P3", "P4")} == {1}
+    assert {agreement.target(p).response_minutes for p in ("P2", "P3", "P4")} == {None}
+    # An account that means 24 business hours switches the unit with a merge patch.
+    hours = resolve_agreement(
+        "small_business_remote",
+        {"targets": {"P3": {"response_minutes": 1440, "response_business_days": None}}},
+    )
+    assert (hours.target("P3").response_minutes, hours.target("P3").response_business_days) == (
+        1440,
+        None,
+    )
+    # "Requests are typically handled first come first serve, but problems impacting more
+    # than one user are given priority."
+    assert agreement.queue_order == "multi_user_first"
+    others = [name for name in PRESET_NAMES if name != "small_business_remote"]
+    assert {_preset(name).agreement.queue_order for name in others} == {"deadline"}
     assert agreement.fair_use is not None
     assert agreement.fair_use.per_day_minutes == 30
     assert agreement.fair_use.per_ticket_minutes == 30
@@ -675,6 +693,21 @@ def _weekly(*intervals: tuple[str, str, str]) -> dict[str, Any]:
             {"targets": {"P1": {"resolution_minute": 5}}}, "targets.P1.resolution_minute", id="typo"
         ),
         pytest.param({"colour": "blue"}, "colour", id="unknown-field"),
+        pytest.param(
+            {"targets": {"P2": {"response_business_days": 1}}},
+            "targets.P2.response_minutes",
+            id="response-in-two-units",
+        ),
+        pytest.param(
+            {"targets": {"P2": {"response_minutes": None}}},
+            "targets.P2.response_minutes",
+            id="response-without-target",
+        ),
+        pytest.param(
+            {"targets": {"P2": {"response_minutes": None, "response_business_days": 0}}},
+            "targets.P2.response_business_days",
+            id="response-zero-days",
+        ),
     ],
 )
 def test_malformed_agreement_is_refused_at_its_field(overrides: dict[str, Any], field: str) -> None:
@@ -923,7 +956,10 @@ def test_overriding_a_response_target_keeps_everything_else(
 ) -> None:
     preset = _preset(name).agreement
     resolution = preset.targets.for_priority(priority).resolution_minutes
-    overrides: dict[str, Any] = {"targets": {priority: {"response_minutes": minutes}}}
+    # The response target has one unit: naming minutes drops a preset's business days.
+    overrides: dict[str, Any] = {
+        "targets": {priority: {"response_minutes": minutes, "response_business_days": None}}
+    }
     if resolution is not None and resolution < minutes:
         overrides["targets"][priority]["resolution_minutes"] = minutes
     agreement = resolve_agreement(name, overrides)

@@ -96,15 +96,17 @@ async def contact_key(
 
 
 async def staff_key(
-    admin: As, role: str, scopes: list[str] | None = None
+    admin: As, role: str, scopes: list[str] | None = None, tier: str | None = None
 ) -> tuple[dict[str, Any], As]:
-    """A staff member of `role` and a client with their key."""
+    """A staff member of `role` (working in escalation `tier`, if given) and a client with their
+    key."""
+    body: dict[str, Any] = {
+        "name": unique(role),
+        "email": f"{unique('s')}@example.com",
+        "role": role,
+    }
     member: dict[str, Any] = ok(
-        await admin.post(
-            "/v1/staff",
-            {"name": unique(role), "email": f"{unique('s')}@example.com", "role": role},
-        ),
-        201,
+        await admin.post("/v1/staff", body if tier is None else {**body, "tier": tier}), 201
     )
     body = {"role": role, "staff_id": member["id"], "scopes": scopes or []}
     key = ok(await admin.post("/v1/api-keys", body), 201)

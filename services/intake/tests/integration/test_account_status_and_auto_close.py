@@ -134,3 +134,33 @@ async def test_the_sla_timers_auto_close_request(admin: As, stack: Settings) -> 
 
     await wait_for(marker_closed)
     assert ok(await admin.get(f"/v1/tickets/{waiting['id']}"))["seq"] == current["seq"] + 1
+
+
+async def test_the_auto_close_request_closes_a_resolved_ticket_once(
+    admin: As, stack: Settings
+) -> None:
+    """Seed 003 § 4.2.2: "We will close a ticket if you do not respond to repeated inquires (3+)
+    by our technicians to confirm whether the problem has been satisfactorily resolved"."""
+    account = await new_account(admin)
+    resolved = await new_ticket(admin, account["id"], priority="P3")
+    done = ok(await run(admin, resolved["id"], "resolve", {"resolution": "fix", "summary": "s"}))
+    for _ in range(2):  # redelivered: closes once
+        await send(stack, account["id"], resolved["id"], done["seq"])
+
+    async def closed() -> dict[str, Any] | None:
+        ticket: dict[str, Any] = ok(await admin.get(f"/v1/tickets/{resolved['id']}"))
+        return ticket if ticket["status"] == "closed" else None
+
+    ticket = await wait_for(closed)
+    assert (ticket["close_reason"], ticket["seq"]) == ("no_response", done["seq"] + 1)
+    # A marker request behind the second one: once it is handled, so is the repeat.
+    marker = await new_ticket(admin, account["id"], priority="P3")
+    marked = ok(await run(admin, marker["id"], "resolve", {"resolution": "fix", "summary": "s"}))
+    await send(stack, account["id"], marker["id"], marked["seq"])
+
+    async def marker_closed() -> bool:
+        return bool(ok(await admin.get(f"/v1/tickets/{marker['id']}"))["status"] == "closed")
+
+    await wait_for(marker_closed)
+    events = ok(await admin.get(f"/v1/tickets/{resolved['id']}/events"))
+    assert [e["type"] for e in events].count("ticket.closed") == 1

@@ -33,7 +33,6 @@ PARTNER_FIELDS = {
     "customer_domain": "customer.example",
     "details": "cannot log in",
     "steps_taken": "replicate, review, research",
-    "error_messages": "401",
 }
 
 
@@ -142,6 +141,23 @@ async def test_partner_preset_requires_its_fields_on_open(admin: As) -> None:
     assert listed == []
     ticket = await new_ticket(admin, account["id"], fields=PARTNER_FIELDS)
     assert ticket["fields"] == PARTNER_FIELDS
+
+
+async def test_a_partner_without_error_messages_opens_a_ticket(admin: As) -> None:
+    """Seed 001: "Steps taken to replicate and resolve the issue, and any error messages
+    associated" -- a partner with no error message opens a ticket (absent or empty), while
+    the other fields stay required."""
+    account = await new_account(admin, agreement={"preset": "partner_reseller"})
+    bare = await new_ticket(admin, account["id"], fields=PARTNER_FIELDS)
+    assert "error_messages" not in bare["fields"]
+    empty = await new_ticket(admin, account["id"], fields={**PARTNER_FIELDS, "error_messages": ""})
+    assert empty["fields"]["error_messages"] == ""
+    given = {**PARTNER_FIELDS, "error_messages": "401"}
+    assert (await new_ticket(admin, account["id"], fields=given))["fields"] == given
+    for field in PARTNER_FIELDS:
+        lacking = {k: v for k, v in PARTNER_FIELDS.items() if k != field}
+        body = {"account_id": account["id"], "subject": "escalation", "fields": lacking}
+        assert problem_fields(await admin.post("/v1/tickets", body)) == [f"fields.{field}"]
 
 
 async def test_four_tier_preset_requires_affected_users(admin: As) -> None:

@@ -29,7 +29,7 @@ from helpdesk.intake.domain import partner
 from helpdesk.intake.domain import tickets as rules
 from helpdesk.intake.domain.partner import PartnerStanding
 from helpdesk.intake.domain.tickets import Ticket
-from helpdesk.shared.agreements import Agreement
+from helpdesk.shared.agreements import Agreement, EscalationTier
 from helpdesk.shared.contracts.accounts import (
     AccountOpened,
     AccountStatusChanged,
@@ -56,6 +56,7 @@ class State:
     agreements: dict[UUID, list[Agreement]] = field(default_factory=dict)
     contacts: dict[UUID, tuple[ContactRecord, str]] = field(default_factory=dict)
     staff: dict[UUID, tuple[str, str]] = field(default_factory=dict)
+    staff_tiers: dict[UUID, EscalationTier | None] = field(default_factory=dict)
     keys: dict[str, KeyRecord] = field(default_factory=dict)
     published: list[AnyEvent] = field(default_factory=list)
     ticket_number: int = 100_000
@@ -157,6 +158,9 @@ class MemoryPeople:
         found = self.state.staff.get(staff_id)
         return found[0] if found else None
 
+    async def staff_tier(self, staff_id: UUID) -> EscalationTier | None:
+        return self.state.staff_tiers.get(staff_id)
+
     async def staff_with_email(self, email: str) -> UUID | None:
         return next((i for i, (_, e) in self.state.staff.items() if e == email), None)
 
@@ -219,6 +223,7 @@ class MemoryUnitOfWork:
             case StaffAdded():
                 if all(e != payload.email for _, e in state.staff.values()):
                     state.staff[payload.staff_id] = (payload.role, payload.email)
+                    state.staff_tiers[payload.staff_id] = payload.tier
             case ApiKeyIssued():
                 state.keys[payload.key_id] = KeyRecord(payload.key_id, payload.account_id, False)
             case ApiKeyRevoked():

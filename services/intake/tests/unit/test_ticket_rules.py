@@ -472,3 +472,33 @@ def test_any_command_sequence_obeys_the_state_table(commands: list[str]) -> None
     assert list(ticket.escalations) == tiers
     if ticket.status in ACTIVE:
         assert (ticket.resolution, ticket.resolved_at, ticket.closed_at) == (None, None, None)
+
+
+@pytest.mark.parametrize("status", STATUSES)
+def test_unanswered_inquiries_close_a_ticket_waiting_or_awaiting_confirmation(
+    status: TicketStatus,
+) -> None:
+    """Seed 003 § 4.2.2: "We will close a ticket if you do not respond to repeated inquires (3+)
+    by our technicians to confirm whether the problem has been satisfactorily resolved" -- a
+    resolved ticket closes with reason no_response, as one waiting for information does."""
+    ticket = in_status(status)
+    closure = rules.auto_close(ticket, ticket.seq)
+    if status in {"waiting_on_customer", "resolved"}:
+        assert closure is not None
+        after = apply(ticket, closure)
+        assert (after.status, after.close_reason) == ("closed", "no_response")
+        # Once: the same request against the closed ticket decides nothing.
+        assert rules.auto_close(after, after.seq) is None
+    else:
+        assert closure is None
+
+
+def test_an_answer_after_the_request_keeps_the_ticket() -> None:
+    """Seed 003 § 4.2.2 closes only when the customer does "not respond": a reply after the
+    timer's request (a later seq) leaves the ticket as it is."""
+    ticket = in_status("resolved")
+    answered = apply(
+        ticket,
+        rules.customer_reply(ticket, comment_id=uuid4(), body="works", author="c", channel="api"),
+    )
+    assert rules.auto_close(answered, ticket.seq) is None

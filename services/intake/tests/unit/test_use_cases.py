@@ -18,6 +18,7 @@ from helpdesk.intake.application.commands import (
     Confirm,
     ContactCreate,
     CustomerReply,
+    Escalate,
     Imported,
     PartnerResolvable,
     Reopen,
@@ -343,6 +344,54 @@ async def test_auto_close_closes_a_ticket_still_waiting_and_only_once(world: Wor
     assert len(closed) == 1
     assert closed[0].envelope.actor == Actor(type="system", id="intake")
     assert closed[0].payload.reason == "no_response"  # type: ignore[attr-defined]
+
+
+async def test_auto_close_closes_a_resolved_ticket_nobody_confirmed(world: World) -> None:
+    """Seed 003 § 4.2.2: "We will close a ticket if you do not respond to repeated inquires (3+)
+    by our technicians to confirm whether the problem has been satisfactorily resolved"."""
+    ticket = await world.open(priority="P3")
+    ticket = await world.run(ticket.id, Resolve(resolution="fix", summary="done"))
+    request = command_context(TECH, None, T0).event(
+        AutoCloseRequested(ticket_id=ticket.id, ticket_seq=ticket.seq, unanswered_follow_ups=3),
+        account_id=world.account_id,
+    )
+    for _ in range(2):
+        async with world.intake.unit_of_work() as uow:
+            await tickets.auto_close(uow, request, T0 + timedelta(days=4))
+    closed = [e for e in world.intake.published if e.type == "ticket.closed"]
+    assert [e.payload.reason for e in closed] == ["no_response"]  # type: ignore[attr-defined]
+
+
+async def test_only_engineering_staff_or_an_explicit_statement_answer_for_engineering(
+    world: World,
+) -> None:
+    """Seed 001: "Tickets that must be forward to Engineering, are allotted a 72 business hour
+    response time": a comment is Engineering's response when its author works in Engineering
+    (and it is public), or when it states so explicitly; a front-line reply is not."""
+    added = await world.do(
+        people.add_staff,
+        ADMIN,
+        StaffCreate(
+            name="Eng", email="eng@provider.example", role="technician", tier="engineering"
+        ),
+        command_context(ADMIN, None, T0),
+    )
+    engineer = Principal(key_id="eng-key", role="technician", staff_id=added.staff_id)
+    ticket = await world.open(priority="P3")
+    with pytest.raises(Conflict, match="not escalated to engineering"):
+        await world.run(ticket.id, Comment(body="eng says", responds_for="engineering"))
+    ticket = await world.run(ticket.id, Escalate(tier="engineering"))
+    await world.run(ticket.id, Comment(body="forwarded to Engineering", public=True))
+    await world.run(ticket.id, Comment(body="looking", public=False), engineer)
+    await world.run(ticket.id, Comment(body="fixed upstream", public=True), engineer)
+    await world.run(ticket.id, Comment(body="eng says", responds_for="engineering"))
+    comments = [e.payload for e in world.intake.published if e.type == "ticket.commented"]
+    assert [c.tier_response for c in comments] == [  # type: ignore[attr-defined]
+        None,
+        None,
+        "engineering",
+        "engineering",
+    ]
 
 
 # -- history import ---------------------------------------------------------------------------

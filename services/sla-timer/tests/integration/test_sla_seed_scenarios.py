@@ -19,7 +19,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.intake.tests.integration._support import As, new_account, new_ticket, ok, run
+from services.intake.tests.integration._support import (
+    As,
+    new_account,
+    new_ticket,
+    ok,
+    run,
+    staff_key,
+)
 from tests.support import InProcessService, wait_for
 from tests.support.stack import instant, iso, sla_view
 
@@ -157,6 +164,45 @@ async def test_partner_reseller_business_days_engineering_tier_and_vendor_pause(
     assert due(view, "escalation", "engineering") == utc(2026, 5, 22, 17, 0)
 
 
+async def test_only_engineering_answers_the_engineering_clock(
+    sla: InProcessService, admin: As
+) -> None:
+    """Seed 001: "Tickets that must be forward to Engineering, are allotted a 72 business hour
+    response time": a front-line "forwarded to Engineering" reply answers the partner (response
+    clock met) but not the engineering clock; a public reply by Engineering staff does."""
+    account = await new_account(admin, {"preset": "partner_reseller"})
+    _, front_line = await staff_key(admin, "technician")
+    engineer, as_engineer = await staff_key(admin, "technician", tier="engineering")
+    assert engineer["tier"] == "engineering"
+    fields = {
+        "partner_domain": "partner.example",
+        "customer_name": "Acme",
+        "customer_domain": "acme.example",
+        "details": "the portal refuses logins",
+        "steps_taken": "reset the password",
+    }
+    ticket = await new_ticket(admin, account["id"], priority="P3", fields=fields)
+    ok(await run(admin, ticket["id"], "escalate", {"tier": "engineering"}))
+    forwarded = {"body": "forwarded to Engineering", "public": True}
+    ok(await run(front_line, ticket["id"], "comments", forwarded))
+
+    def settled(kind: str, tier: str | None = None) -> Any:
+        def check(view: dict[str, Any]) -> bool:
+            return any(
+                c["kind"] == kind and c["tier"] == tier and c["met_at"] for c in view["clocks"]
+            )
+
+        return check
+
+    view = await wait_for(sla_view(sla, admin, ticket["id"], settled("response")))
+    assert clock(view, "escalation", "engineering")["status"] == "running"
+    assert clock(view, "escalation", "engineering")["met_at"] is None
+    answer = {"body": "fixed in the provider's portal", "public": True}
+    ok(await run(as_engineer, ticket["id"], "comments", answer))
+    view = await wait_for(sla_view(sla, admin, ticket["id"], settled("escalation", "engineering")))
+    assert clock(view, "escalation", "engineering")["status"] == "met"
+
+
 async def test_managed_budget_p4_across_new_years_day_and_a_weekend(
     sla: InProcessService, admin: As, importer: As
 ) -> None:
@@ -195,9 +241,12 @@ async def test_managed_budget_states_no_response_times_so_nothing_is_due(
 async def test_business_hours_across_the_spring_forward_in_amsterdam(
     sla: InProcessService, admin: As, importer: As
 ) -> None:
-    # small_business_remote: business_hours Mon–Fri 08:30–17:30 (9 h a day), P2 1440 business
-    # minutes; the account keeps the calendar in Europe/Amsterdam. Amsterdam springs forward on
-    # Sunday 29 March 2026 (02:00 CET → 03:00 CEST): UTC+1 before, UTC+2 after.
+    """Seed 002: "Non-urgent issues we'll respond within 24 hours" is one business day of the
+    operating hours: the same local time on the next business day, across a DST change.
+
+    small_business_remote: business_hours Mon–Fri 08:30–17:30; the account keeps the calendar in
+    Europe/Amsterdam, which springs forward on Sunday 29 March 2026 (02:00 CET → 03:00 CEST).
+    """
     agreement = {
         "preset": "small_business_remote",
         "calendars": {"business_hours": {"timezone": "Europe/Amsterdam"}},
@@ -207,7 +256,7 @@ async def test_business_hours_across_the_spring_forward_in_amsterdam(
     assert reported == utc(2026, 3, 27, 9, 0)
     ticket = await new_ticket(importer, account["id"], priority="P2", reported_at=iso(reported))
     view = await wait_for(sla_view(sla, admin, ticket["id"], has_clocks))
-    # Fri 10:00–17:30 = 7.5 h; Mon 30 March 9 h (16.5 h); Tue 31 March the last 7.5 h from
-    # 08:30 → 16:00 CEST = 14:00 UTC (a calendar stuck on CET would say 15:00 UTC).
-    assert due(view, "response") == utc(2026, 3, 31, 14, 0)
+    # Monday 30 March 10:00 CEST = 08:00 UTC (a calendar stuck on CET would say 09:00 UTC).
+    assert due(view, "response") == utc(2026, 3, 30, 8, 0)
+    assert clock(view, "response")["target_business_days"] == 1
     assert clock(view, "response")["calendar"] == "business_hours"

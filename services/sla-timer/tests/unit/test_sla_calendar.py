@@ -336,3 +336,82 @@ def test_between_is_additive(
     assert cal.between(x, z) == cal.between(x, y) + cal.between(y, z)
     assert cal.between(z, x) == -cal.between(x, z)
     assert dt.timedelta(0) <= cal.between(x, z) <= z - x
+
+
+# --- business days (Target.response_business_days) -----------------------------------------
+
+
+def office() -> BusinessCalendar:
+    """Seed 002's "Operating hours: M-F 8:30 AM to 5:30 PM", with Monday 25 May 2026 closed."""
+    return calendar(
+        "America/New_York",
+        hours=(("08:30", "17:30"),),
+        holidays=[{"date": "2026-05-25", "name": "Memorial Day"}],
+    )
+
+
+@pytest.mark.parametrize(
+    ("start", "days", "due"),
+    [
+        # "Non-urgent issues we'll respond within 24 hours": the same time the next business day.
+        (local(NY, 2026, 5, 18, 9, 0), 1, local(NY, 2026, 5, 19, 9, 0)),
+        (local(NY, 2026, 5, 15, 16, 0), 1, local(NY, 2026, 5, 18, 16, 0)),
+        (local(NY, 2026, 5, 18, 9, 0), 3, local(NY, 2026, 5, 21, 9, 0)),
+        # The last minute before closing is open; a count from an opening ends at the closing
+        # of the day it starts (the same business time as the next day's opening).
+        (local(NY, 2026, 5, 18, 17, 29), 1, local(NY, 2026, 5, 19, 17, 29)),
+        (local(NY, 2026, 5, 18, 8, 30), 1, local(NY, 2026, 5, 18, 17, 30)),
+        # Closed (at closing time, at night, before opening, at the weekend): one business day
+        # from the next opening, i.e. due when the next business day closes.
+        (local(NY, 2026, 5, 18, 17, 30), 1, local(NY, 2026, 5, 19, 17, 30)),
+        (local(NY, 2026, 5, 18, 23, 0), 1, local(NY, 2026, 5, 19, 17, 30)),
+        (local(NY, 2026, 5, 19, 6, 0), 1, local(NY, 2026, 5, 19, 17, 30)),
+        (local(NY, 2026, 5, 16, 12, 0), 1, local(NY, 2026, 5, 18, 17, 30)),
+        (local(NY, 2026, 5, 16, 12, 0), 2, local(NY, 2026, 5, 19, 17, 30)),
+        # A holiday is no business day: Friday 22 May 16:00 -> Tuesday 26 May 16:00; a ticket
+        # on the holiday itself is due when Tuesday closes.
+        (local(NY, 2026, 5, 22, 16, 0), 1, local(NY, 2026, 5, 26, 16, 0)),
+        (local(NY, 2026, 5, 25, 10, 0), 1, local(NY, 2026, 5, 26, 17, 30)),
+    ],
+)
+def test_business_days_land_on_the_same_local_time(
+    start: dt.datetime, days: int, due: dt.datetime
+) -> None:
+    """Seed 002: "Non-urgent issues we'll respond within 24 hours" as business days: Monday
+    09:00 -> Tuesday 09:00; Friday 16:00 -> Monday 16:00."""
+    assert office().add_business_days(start, days) == due.astimezone(dt.UTC)
+
+
+def test_business_days_keep_the_wall_clock_across_dst_and_seconds() -> None:
+    """New York springs forward on Sunday 8 March 2026: Friday 16:00:30 EST (21:00:30 UTC) is
+    due Monday 16:00:30 EDT (20:00:30 UTC), the same local time, not 72 hours later."""
+    start = dt.datetime(2026, 3, 6, 16, 0, 30, tzinfo=NY)
+    due = office().add_business_days(start, 1)
+    assert due == dt.datetime(2026, 3, 9, 20, 0, 30, tzinfo=dt.UTC)
+
+
+def test_business_days_on_a_shorter_day_end_at_its_closing() -> None:
+    """A day that closes before the start's wall-clock time: the deadline is its closing, not
+    the day after (Thursday 15:00 on a calendar whose Friday closes at 12:00 -> Friday 12:00)."""
+    short_friday = BusinessCalendar(
+        Calendar.model_validate(
+            {
+                "timezone": "America/New_York",
+                "weekly": [
+                    *({"day": d, "start": "08:30", "end": "17:30"} for d in WEEKDAYS[:4]),
+                    {"day": "fri", "start": "08:30", "end": "12:00"},
+                ],
+            }
+        )
+    )
+    start = local(NY, 2026, 5, 21, 15, 0)
+    assert short_friday.add_business_days(start, 1) == local(NY, 2026, 5, 22, 12, 0).astimezone(
+        dt.UTC
+    )
+
+
+def test_business_days_refuse_zero_and_naive_instants() -> None:
+    with pytest.raises(ValueError, match="at least one day"):
+        office().add_business_days(local(NY, 2026, 5, 18, 9, 0), 0)
+    with pytest.raises(ValueError, match="naive"):
+        office().add_business_days(dt.datetime(2026, 5, 18, 9, 0), 1)  # noqa: DTZ001

@@ -241,10 +241,50 @@ def test_vendor_escalation_pauses_and_engineering_starts_its_own_clock() -> None
     engineering = back.clock(ClockKind.ESCALATION)
     assert engineering is not None
     assert engineering.started_at == monday + H
-    answered = fold_ticket([*events, (monday + 27 * H, reply())], agreement, monday + 27 * H)
+    answered = fold_ticket(
+        [*events, (monday + 27 * H, reply(tier="engineering"))], agreement, monday + 27 * H
+    )
     engineering = answered.clock(ClockKind.ESCALATION)
     assert engineering is not None
     assert engineering.status is ClockStatus.MET
+
+
+def test_only_engineerings_own_response_meets_the_engineering_clock() -> None:
+    """Seed 001: "Tickets that must be forward to Engineering, are allotted a 72 business hour
+    response time": a front-line "forwarded to Engineering" reply at 14:10 meets the ticket's
+    response clock but not the engineering clock started at 14:00; Engineering's reply does,
+    and so does an explicit statement that Engineering responded, or the resolution."""
+    agreement = preset("partner_reseller")
+    opened_at = dt.datetime(2025, 6, 2, 13, 0, tzinfo=NY)
+    escalated = opened_at + H
+    events = [
+        (opened_at, opened(opened_at, "P3")),
+        (escalated, TicketEscalated(tier="engineering")),
+    ]
+    front_line = (escalated + 10 * M, reply())
+    internal = (escalated + 20 * M, reply(public=False))
+    later = escalated + 30 * M
+    sla = fold_ticket([*events, front_line, internal], agreement, later)
+    response, engineering = sla.clock(ClockKind.RESPONSE), sla.clock(ClockKind.ESCALATION)
+    assert response is not None
+    assert engineering is not None
+    assert (response.status, response.met_at) == (ClockStatus.MET, escalated + 10 * M)
+    assert engineering.status is ClockStatus.RUNNING
+    assert engineering.target_minutes == 72 * 60
+    for answer in (
+        reply(tier="engineering"),  # a public reply by Engineering staff
+        reply(public=False, tier="engineering"),  # "Engineering responded", stated explicitly
+        TicketResolved(resolution="fix", summary="done"),
+    ):
+        met = fold_ticket([*events, front_line, (later, answer)], agreement, later)
+        clock = met.clock(ClockKind.ESCALATION)
+        assert clock is not None
+        assert (clock.status, clock.met_at) == (ClockStatus.MET, later), answer
+    # Another tier's response is not Engineering's.
+    vendor = fold_ticket([*events, (later, reply(tier="vendor"))], agreement, later)
+    clock = vendor.clock(ClockKind.ESCALATION)
+    assert clock is not None
+    assert clock.status is ClockStatus.RUNNING
 
 
 def test_vendor_escalation_without_pause_setting_keeps_clocks_running() -> None:

@@ -154,14 +154,65 @@ def test_002_urgent_crossing_a_holiday_and_a_weekend() -> None:
 
 
 def test_002_non_urgent_crossing_independence_day() -> None:
-    # Preset: non-urgent 24 h counted in operating hours (1440 min, 9 h a day).
-    # Thursday 3 July 2025 10:00 EDT: Thu 7.5 h; Fri 4 July holiday; weekend; Mon 7 = 9 h
-    # (16.5 h); Tue 8 July 08:30 + 7.5 h = 16:00 EDT = 20:00 UTC.
+    """Seed 002: "Non-urgent issues we'll respond within 24 hours" with "Operating hours: M-F
+    8:30 AM to 5:30 PM ... excluding holidays" is one business day: Thursday 3 July 2025 10:00
+    EDT -> Friday 4 July is a holiday, then the weekend -> Monday 7 July 10:00 EDT."""
     reported = at_ny(2025, 7, 3, 10, 0)
     sla = fold_ticket(
         [(reported, opened(reported, "P3"))], preset("small_business_remote"), reported
     )
-    assert clock(sla, ClockKind.RESPONSE).due_at == dt.datetime(2025, 7, 8, 20, 0, tzinfo=UTC)
+    response = clock(sla, ClockKind.RESPONSE)
+    assert response.due_at == at_ny(2025, 7, 7, 10, 0)
+    assert response.target_business_days == 1
+    # Thursday 10:00-17:30 and Monday 08:30-10:00: one business day of 9 hours.
+    assert response.target_minutes == 540
+
+
+@pytest.mark.parametrize(
+    ("reported", "due"),
+    [
+        # Monday 09:00 -> Tuesday 09:00; Friday 16:00 -> Monday 16:00.
+        (at_ny(2026, 3, 2, 9, 0), at_ny(2026, 3, 3, 9, 0)),
+        (at_ny(2026, 3, 6, 16, 0), at_ny(2026, 3, 9, 16, 0)),
+        # Reported while closed: one business day from the next opening, i.e. by the close of
+        # the next business day (Monday 18:00 -> Tuesday 17:30; Saturday -> Monday 17:30).
+        (at_ny(2026, 3, 2, 18, 0), at_ny(2026, 3, 3, 17, 30)),
+        (at_ny(2026, 3, 7, 11, 0), at_ny(2026, 3, 9, 17, 30)),
+        # Christmas Day 2026 is a Friday and a holiday: Thursday 24 December 15:00 -> Monday 28.
+        (at_ny(2026, 12, 24, 15, 0), at_ny(2026, 12, 28, 15, 0)),
+    ],
+)
+def test_002_non_urgent_is_due_the_next_business_day_at_the_same_time(
+    reported: dt.datetime, due: dt.datetime
+) -> None:
+    """Seed 002: "Non-urgent issues we'll respond within 24 hours" -- read as one business day
+    of the operating hours (M-F 8:30 AM to 5:30 PM), not 1440 business minutes."""
+    sla = fold_ticket(
+        [(reported, opened(reported, "P3"))], preset("small_business_remote"), reported
+    )
+    assert clock(sla, ClockKind.RESPONSE).due_at == due
+
+
+def test_002_a_pause_extends_a_business_day_target() -> None:
+    """Seed 002: "Non-urgent issues we'll respond within 24 hours": Monday 09:00 is due Tuesday
+    09:00 (one business day); an hour the clocks stand still (a vendor holding the ticket,
+    Monday 10:00-11:00, where the agreement pauses for vendors) moves it to Tuesday 10:00."""
+    reported = at_ny(2026, 3, 2, 9, 0)
+    agreement = resolve_agreement(
+        "small_business_remote", {"escalation_targets": {"vendor": {"pause_clocks": True}}}
+    )
+    sla = fold_ticket(
+        [
+            (reported, opened(reported, "P3")),
+            (at_ny(2026, 3, 2, 10, 0), TicketEscalated(tier="vendor")),
+            (at_ny(2026, 3, 2, 11, 0), TicketVendorReturned()),
+        ],
+        agreement,
+        at_ny(2026, 3, 2, 12, 0),
+    )
+    response = clock(sla, ClockKind.RESPONSE)
+    assert response.due_at == at_ny(2026, 3, 3, 10, 0)
+    assert response.elapsed_minutes == 120
 
 
 def test_002_timestamps_in_another_zone_than_the_calendar() -> None:

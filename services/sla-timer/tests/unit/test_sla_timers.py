@@ -161,3 +161,22 @@ def test_periods_are_months() -> None:
     for bad in ("2026-13", "2026-3", "26-03", "2026-03-01", "0000-01"):
         with pytest.raises(ValueError, match="YYYY-MM"):
             parse_period(bad)
+
+
+def test_a_clock_closed_before_its_reply_shows_stopped_as_the_report_counts_it() -> None:
+    """A ticket closed as a duplicate with no reply: its response clock was neither met nor
+    breached, so the view says `stopped` (with `stopped_at`), never `met` with `met_at: null`."""
+    closed_at = TUESDAY + 10 * dt.timedelta(minutes=1)
+    items = [
+        history_item("ticket.opened", TUESDAY, opened("P2")),
+        history_item("ticket.closed", closed_at, TicketClosed(reason="duplicate")),
+    ]
+    sla = fold(decode_history(items), four_tier(), closed_at + H, vip_contact=False)
+    views = {v["kind"]: v for v in (clock_view(c) for c in sla.clocks)}
+    assert {k: (v["status"], v["met_at"]) for k, v in views.items()} == {
+        "response": ("stopped", None),
+        "resolution": ("stopped", None),
+    }
+    assert views["response"]["stopped_at"] == closed_at.isoformat()
+    # Nothing fires for a stopped clock: no met event, no breach.
+    assert clock_timers(TICKET, sla) == []

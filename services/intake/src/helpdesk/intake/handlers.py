@@ -141,7 +141,13 @@ async def staff_added(uow: UnitOfWork, event: Event[StaffAdded]) -> None:
     member = event.payload
     await uow.conn.execute(
         pg_insert(staff)
-        .values(id=member.staff_id, name=member.name, email=member.email.lower(), role=member.role)
+        .values(
+            id=member.staff_id,
+            name=member.name,
+            email=member.email.lower(),
+            role=member.role,
+            tier=member.tier,
+        )
         .on_conflict_do_nothing()
     )
 

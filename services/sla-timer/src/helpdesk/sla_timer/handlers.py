@@ -45,7 +45,7 @@ from helpdesk.shared.contracts.tickets import (
     TicketTriaged,
 )
 from helpdesk.shared.db import bulk_upsert
-from helpdesk.shared.events import Event, derive_event_id, registry
+from helpdesk.shared.events import Actor, Event, derive_event_id, registry
 from helpdesk.shared.live import LiveContext
 from helpdesk.sla_timer.adapters.store import (
     agreements_for,
@@ -72,6 +72,8 @@ from helpdesk.sla_timer.domain.history import (
     fold,
     history_item,
 )
+from helpdesk.sla_timer.domain.imports import firing
+from helpdesk.sla_timer.domain.queue import NO_DEADLINE, queue_key
 from helpdesk.sla_timer.domain.timers import (
     Timer,
     TimerPayload,
@@ -84,6 +86,8 @@ from helpdesk.sla_timer.domain.timers import (
 
 projection = Projection(tables=projection_tables)
 ACTOR = system_actor("sla_timer")
+#: The actor of a timer of imported history (domain/imports.py): no e-mail, webhooks marked.
+IMPORTED = Actor(type="import", id="sla_timer")
 #: Timers claimed per partition and transaction; the loop comes back at once for the rest.
 FIRE_BATCH = 500
 #: The finisher a rebuild runs for the tickets whose fold it deferred.
@@ -162,6 +166,9 @@ def _new_ticket(event: Event[TicketOpened]) -> dict[str, Any]:
         "seq": 0,
         "last_occurred_at": None,
         "next_due_at": None,
+        "queue_rank": 0,
+        "queue_at": None,
+        "imported_at": None,
         "clocks": [],
         "history": [],
     }
@@ -193,6 +200,10 @@ async def ticket_events(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
         touched.add(ticket_id)
         row["seq"] = max(row["seq"], event.envelope.seq or 0)
         occurred = event.envelope.occurred_at
+        if event.envelope.actor.type == "import":
+            since = row["imported_at"]
+            recorded = event.envelope.recorded_at
+            row["imported_at"] = recorded if since is None else max(since, recorded)
         last = row["last_occurred_at"]
         row["last_occurred_at"] = occurred if last is None else max(last, occurred)
         if isinstance(payload, TicketAssigned):
@@ -275,6 +286,15 @@ def _refold(
         row["vip"] = sla.vip
         row["clocks"] = [clock_view(c) for c in sla.clocks]
         row["next_due_at"] = nearest_deadline(sla)
+        key = queue_key(
+            agreement.queue_order,
+            next_due_at=row["next_due_at"],
+            affected_users=row["affected_users"],
+            reported_at=row["reported_at"],
+            ticket_id=row["ticket_id"],
+        )
+        row["queue_rank"] = key.rank
+        row["queue_at"] = None if key.at == NO_DEADLINE else key.at
         schedule = follow_up_schedule(events, agreement.follow_up)
         timers = clock_timers(row["ticket_id"], sla)
         if row["status"] != "closed":
@@ -295,6 +315,7 @@ def _clock_columns(payload: TimerPayload) -> tuple[str | None, int | None]:
 
 def _timer_row(ticket: dict[str, Any], timer: Timer) -> dict[str, Any]:
     kind, cycle = _clock_columns(timer.payload)
+    fire_at, imported = firing(timer.due_at, ticket["imported_at"])
     return {
         "ticket_id": ticket["ticket_id"],
         "action": timer.action,
@@ -304,6 +325,8 @@ def _timer_row(ticket: dict[str, Any], timer: Timer) -> dict[str, Any]:
         "kind": kind,
         "cycle": cycle,
         "due_at": timer.due_at,
+        "fire_at": fire_at,
+        "imported": imported,
         "fired_at": None,
         "event_id": derive_event_id(ticket["ticket_id"], timer.purpose),
         "type": registry.type_of(timer.payload),
@@ -342,6 +365,8 @@ async def timers_fired(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
             "kind": kind,
             "cycle": cycle,
             "due_at": at,
+            "fire_at": at,
+            "imported": event.envelope.actor.type == "import",
             "fired_at": at,
             "event_id": event.envelope.event_id,
             "type": event.type,
@@ -365,8 +390,9 @@ async def fire_timers(live: LiveContext) -> dt.datetime | None:
     """Fire every timer due by now in the owned partitions whose projection is current past it.
 
     Each is claimed with a conditional update in a transaction that holds the partition, and the
-    event recording it is emitted there (its occurred_at is the instant it was due). Returns the
-    next instant a timer of an owned partition is due.
+    event recording it is emitted there (its occurred_at is the instant it was due; imported
+    history waits for its import to settle and goes out with an import actor). Returns the
+    next instant a timer of an owned partition fires.
     """
     again = False
     for partition in live.partitions:
@@ -379,9 +405,9 @@ async def fire_timers(live: LiveContext) -> dt.datetime | None:
                         .where(
                             sla_timers.c.partition == partition,
                             sla_timers.c.fired_at.is_(None),
-                            sla_timers.c.due_at <= until,
+                            sla_timers.c.fire_at <= until,
                         )
-                        .order_by(sla_timers.c.due_at)
+                        .order_by(sla_timers.c.fire_at)
                         .limit(FIRE_BATCH)
                     )
                 ).scalars()
@@ -393,7 +419,7 @@ async def fire_timers(live: LiveContext) -> dt.datetime | None:
             claimed = await uow.conn.execute(
                 sla_timers.update()
                 .where(sla_timers.c.event_id == any_uuid(due), sla_timers.c.fired_at.is_(None))
-                .values(fired_at=sla_timers.c.due_at)
+                .values(fired_at=sla_timers.c.due_at, fire_at=sla_timers.c.due_at)
                 .returning(sla_timers)
             )
             await uow.emit([_fired_event(row, live.now) for row in claimed])
@@ -406,7 +432,8 @@ async def fire_timers(live: LiveContext) -> dt.datetime | None:
 
 def _fired_event(row: sa.Row[Any], now: dt.datetime) -> AnyEvent:
     payload = registry.spec(row.type).model.model_validate(row.payload)
-    context = Context(ACTOR, recorded_at=now, occurred_at=row.due_at)
+    actor = IMPORTED if row.imported else ACTOR
+    context = Context(actor, recorded_at=now, occurred_at=row.due_at)
     return context.event(
         payload, account_id=row.account_id, ticket_id=row.ticket_id, event_id=row.event_id
     )

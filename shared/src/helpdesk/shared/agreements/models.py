@@ -50,6 +50,8 @@ TicketKind = Literal["incident", "service_request", "solution_design"]
 WorkType = Literal["remote", "onsite"]
 PlanKind = Literal["hourly", "monthly", "managed"]
 EscalationTier = Literal["engineering", "vendor", "management"]
+#: How the work queue orders open tickets (see `Agreement.queue_order`).
+QueueOrder = Literal["deadline", "multi_user_first"]
 
 # Upper bounds keep every number inside a PostgreSQL bigint and inside reason: ten years of
 # minutes is longer than any SLA target or follow-up, ten billion dollars more than any fee.
@@ -505,7 +507,12 @@ class Calendar(ContractModel):
 
 
 class Target(ContractModel):
-    """Response and resolution targets of one priority, in business minutes of `calendar`.
+    """Response and resolution targets of one priority, on the business calendar `calendar`.
+
+    The response target is in one of two units, exactly one of which is given:
+    `response_minutes` (business minutes) or `response_business_days` (business days: the same
+    local time on the n-th next business day, e.g. seed 002's "within 24 hours" of an office
+    closed at night; see `helpdesk.sla_timer.domain.calendar.BusinessCalendar.add_business_days`).
 
     `resolution_minutes` is the escalation threshold of seed 003 (management is told on breach).
     `null` means "no resolution target" (seed 000: "does not guarantee resolution times"): the
@@ -516,6 +523,8 @@ class Target(ContractModel):
 
     label: Label | None = None
     response_minutes: PositiveMinutes | None = None
+    #: The response target in business days, instead of `response_minutes`.
+    response_business_days: Annotated[int, Field(strict=True, ge=1, le=3660)] | None = None
     resolution_minutes: PositiveMinutes | None = None
     calendar: CalendarName
     #: Optional "next reply" target: after each customer reply, the next public staff reply is
@@ -535,6 +544,19 @@ class Target(ContractModel):
                 {"resolution": value, "response": response},
             )
         return value
+
+    @model_validator(mode="after")
+    def _one_response_unit(self) -> Self:
+        given = (self.response_minutes is not None) + (self.response_business_days is not None)
+        if given != 1:
+            _fail(
+                "Target",
+                ("response_minutes",),
+                "response_unit",
+                "give exactly one of response_minutes and response_business_days",
+                None,
+            )
+        return self
 
 
 class Targets(ContractModel):
@@ -854,6 +876,12 @@ class Agreement(ContractModel):
     #: Seed 003 VIP contacts: "next_higher_priority" gives their tickets the targets of the
     #: next-higher priority (P2 → P1 figures; P1 stays P1).
     vip_treatment: Literal["none", "next_higher_priority"] = "none"
+    #: The work queue's order of this account's open tickets: "deadline", nearest deadline
+    #: first (then more affected users, then first come first served); "multi_user_first"
+    #: (seed 002: "first come first serve, but problems impacting more than one user are given
+    #: priority"), tickets affecting more than one user first, each group first come first
+    #: served.
+    queue_order: QueueOrder = "deadline"
     calendars: Annotated[dict[CalendarName, Calendar], Field(min_length=1, max_length=32)]
     targets: Targets
     warning_share: Annotated[float, Field(strict=True, gt=0, lt=1)] = 0.75

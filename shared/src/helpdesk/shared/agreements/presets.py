@@ -125,6 +125,10 @@ def _target(
     )
 
 
+def _next_business_day(label: str, calendar: str) -> Target:
+    return Target(label=label, response_business_days=1, calendar=calendar)
+
+
 # --- seed 003: four-tier guide, 24×7 -----------------------------------------------------------
 
 
@@ -145,9 +149,10 @@ def _four_tier_24x7() -> Preset:
             "§ 5.1 Up-time: Network 99.99 %, Cloud 99 %, Operational 99 %, Business Voice/SIP "
             "99.99 % -> availability_targets network, cloud, operational, voice; § 5.2: "
             "scheduled maintenance is excluded (add maintenance_windows per event). "
-            "§ 4.2.2: 'We will close a ticket if you do not respond to repeated inquires (3+)' "
-            "-> three follow-ups a day apart, then the ticket closes no_response (the only "
-            "preset with follow-ups). No holidays: the 24×7 calendar never closes. "
+            "§ 4.2.2: closes after 'repeated inquiries (3+)' -> three follow-ups a day apart, "
+            "then closed no_response, both while waiting for information and while a "
+            "resolution awaits confirmation ('to confirm whether the problem has been "
+            "satisfactorily resolved'); the only preset with follow-ups. No holidays: the 24×7 calendar never closes. "
             "§ 3.2 'number of affected users' -> affected_users required on open. "
             "§ 4.3.1/4.3.2 inclusions and exclusions -> scope catalogue (exclusions are "
             "unsupported). Contact roles and visibility (§ 1.3, 1.4) live on contacts, not "
@@ -349,13 +354,18 @@ def _partner_reseller() -> Preset:
             "resolution commitment -> none. 'Tickets "
             "that must be forward to Engineering, are allotted a 72 business hour response "
             "time' -> escalation_targets.engineering 4320 business minutes (nine business "
-            "days). 'Tickets that require the involvement with the end vendor ... are subject "
+            "days), met only by Engineering's own response: a public reply by staff whose tier "
+            "is engineering, a comment with responds_for engineering, or the resolution (a "
+            "front-line 'forwarded to Engineering' reply is no answer from Engineering). "
+            "'Tickets that require the involvement with the end vendor ... are subject "
             "to that specific vendors response times' -> escalation_targets.vendor pauses the "
             "provider's clocks. 'For any submitted ticket, the following must be provided' -> "
             "required on open: partner_domain, customer_name, customer_domain, details, "
-            "steps_taken, error_messages; the control-panel URL is asked for only 'if "
-            "applicable', so it is not required (add control_panel_url to on_open where it "
-            "always applies). Excessive escalations: a warning, then 0 % margin 'until ... "
+            "steps_taken; 'any error messages associated' is asked for only where there are "
+            "some, so error_messages is optional (absent or empty is accepted), and the "
+            "control-panel URL is asked for only 'if applicable', so it is not required "
+            "either (add either to on_open where it always applies). Excessive escalations: "
+            "a warning, then 0 % margin 'until ... "
             "stopped, and then for a period of not less than 6 months' -> partner_rules: 5 or "
             "more within 30 days are excessive (the seed gives no number), one warning, margin "
             "restored 184 days after they stop. Scope: partner billing and provider-level "
@@ -392,7 +402,6 @@ def _partner_reseller() -> Preset:
                     "customer_domain",
                     "details",
                     "steps_taken",
-                    "error_messages",
                 ]
             ),
             escalation_targets={
@@ -430,11 +439,19 @@ def _small_business_remote() -> Preset:
             "removed_holidays. It is also what after-hours work is measured against. 'We'll "
             "respond to urgent issues (An issue that impacts all users and no workaround is "
             "available) within 1 hour' -> P1 60 business minutes. 'Non-urgent issues we'll "
-            "respond within 24 hours' -> P2-P4 1440 minutes on the same business calendar as "
-            "the urgent target (POLICIES.md counts both in operating hours; 24 hours on a 24×7 "
-            "clock would breach over every weekend while the provider is closed). An account "
-            "that means 'by the next business day' overrides response_minutes with 540. No "
-            "resolution commitment -> none. 'Fair use: Up to 30 mins of "
+            "respond within 24 hours' -> P2-P4 response_business_days 1: one business day of "
+            "the operating-hours calendar, the same local time on the next business day "
+            "(Monday 09:00 -> Tuesday 09:00, Friday 16:00 -> Monday 16:00), as a customer "
+            "reads '24 hours' of an office closed at night; a ticket reported while closed "
+            "counts from the next opening, so it is due when the next business day closes "
+            "(Monday 18:00 -> Tuesday 17:30); holidays are not business days. An account "
+            "that means 24 business hours sets response_minutes 1440 and "
+            "response_business_days null. 'Requests are typically handled first come first "
+            "serve, but problems impacting more than one user are given priority' -> "
+            "queue_order multi_user_first: tickets with affected_users above 1 first, each "
+            "group in order of reporting (other presets: nearest deadline first). No "
+            "resolution commitment -> none. 'Fair use: Up to "
+            "30 mins of "
             "remote service per day' and 'If the ticket can't be finished in 30 minutes or "
             "less limited support may apply' -> fair_use 30 min per day and per ticket, remote "
             "work only. After hours is 'an add-on ... at an extra cost' -> after_hours_billable; "
@@ -446,15 +463,16 @@ def _small_business_remote() -> Preset:
         ),
         agreement=Agreement(
             preset=name,
+            queue_order="multi_user_first",
             calendars={
                 "business_hours": _business_hours("08:30", "17:30"),
                 "24x7": _around_the_clock(),
             },
             targets=Targets(
                 P1=_target("Urgent: all users affected, no workaround", 1, None, "business_hours"),
-                P2=_target("Non-urgent", 24, None, "business_hours"),
-                P3=_target("Non-urgent", 24, None, "business_hours"),
-                P4=_target("Non-urgent", 24, None, "business_hours"),
+                P2=_next_business_day("Non-urgent", "business_hours"),
+                P3=_next_business_day("Non-urgent", "business_hours"),
+                P4=_next_business_day("Non-urgent", "business_hours"),
             ),
             plan=Plan(
                 kind="monthly",

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, Field
 
-from helpdesk.shared.agreements.models import Agreement
+from helpdesk.shared.agreements.models import Agreement, EscalationTier
 from helpdesk.shared.contracts.common import AccountStatus, Payload
 from helpdesk.shared.events import registry
 
@@ -84,6 +84,9 @@ class StaffAdded(Payload):
     name: str
     email: str
     role: StaffRole
+    #: The escalation tier the member works in (e.g. engineering); their public replies are
+    #: that tier's response to an escalation (seed 001). None: front-line staff.
+    tier: EscalationTier | None = None
 
 
 @registry.register("account.api_key_issued")

@@ -71,22 +71,31 @@ class TicketAssigned(Payload):
 
 @registry.register("ticket.commented")
 class TicketCommented(Payload):
-    """A comment; a public one by staff is a response to the customer."""
+    """A comment; a public one by staff is a response to the customer.
+
+    `tier_response` names the escalation tier whose response this is (seed 001: only the
+    tier's own response meets its escalation clock): a public reply by staff of that tier, or
+    a comment that says the tier responded (`responds_for` on the command).
+    """
 
     comment_id: UUID
     body: str
     public: bool
     by_staff: bool
     author: str
+    tier_response: EscalationTier | None = None
 
 
 @registry.register("ticket.info_requested")
 class TicketInfoRequested(Payload):
-    """Staff asked the customer for information: a public response; the ticket now waits."""
+    """Staff asked the customer for information: a public response; the ticket now waits.
+
+    `tier_response`: the author's escalation tier, as on `TicketCommented`."""
 
     comment_id: UUID
     body: str
     author: str
+    tier_response: EscalationTier | None = None
 
 
 @registry.register("ticket.customer_replied")

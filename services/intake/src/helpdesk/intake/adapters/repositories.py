@@ -12,7 +12,7 @@ from helpdesk.intake.adapters.tables import account_numbers, accounts, agreement
 from helpdesk.intake.adapters.tables import runtime as runtime_tables
 from helpdesk.intake.application.ports import AccountRecord, ContactRecord, KeyRecord, Opening
 from helpdesk.intake.domain.partner import PartnerStanding
-from helpdesk.shared.agreements import Agreement
+from helpdesk.shared.agreements import Agreement, EscalationTier
 
 
 def account_record(row: Any) -> AccountRecord:
@@ -119,6 +119,13 @@ class PostgresPeople:
             sa.select(staff.c.role).where(staff.c.id == staff_id)
         )
         return role
+
+    async def staff_tier(self, staff_id: UUID) -> EscalationTier | None:
+        """The escalation tier the staff member works in, or None."""
+        tier: EscalationTier | None = await self.conn.scalar(
+            sa.select(staff.c.tier).where(staff.c.id == staff_id)
+        )
+        return tier
 
     async def staff_with_email(self, email: str) -> UUID | None:
         """The staff member with this address, or None."""

@@ -68,6 +68,8 @@ staff = sa.Table(
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("email", sa.Text, nullable=False, unique=True),
     sa.Column("role", sa.Text, nullable=False),
+    # The escalation tier the member works in (engineering, ...), None for the front line.
+    sa.Column("tier", sa.Text, nullable=True),
 )
 
 tickets = sa.Table(

@@ -42,7 +42,13 @@ async def add_staff(body: StaffCreate, runtime: Runtime, caller: Caller) -> dict
     ctx = command_context(caller, None, utc_now())
     async with runtime.unit_of_work() as uow:
         added = await service.add_staff(PostgresUnitOfWork(uow), caller, body, ctx)
-    return {"id": added.staff_id, "name": added.name, "email": added.email, "role": added.role}
+    return {
+        "id": added.staff_id,
+        "name": added.name,
+        "email": added.email,
+        "role": added.role,
+        "tier": added.tier,
+    }
 
 
 @router.get("/staff")

@@ -125,6 +125,8 @@ class StaffCreate(Body):
     name: Name
     email: EmailStr
     role: StaffRole
+    #: The escalation tier the member works in (seed 001: Engineering); omit for the front line.
+    tier: EscalationTier | None = None
 
 
 class ApiKeyCreate(Body):
@@ -182,6 +184,9 @@ class Comment(Imported):
 
     body: Text
     public: StrictBool = False
+    #: States that this escalation tier responded (e.g. relaying Engineering's answer): meets
+    #: the tier's escalation clock. Needs an escalation of the ticket to that tier.
+    responds_for: EscalationTier | None = None
 
 
 class RequestInfo(Imported):

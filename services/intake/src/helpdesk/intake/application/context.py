@@ -12,6 +12,8 @@ from helpdesk.shared.events import Actor
 
 #: The actor of what intake decides on its own (an auto-close).
 SYSTEM = system_actor("intake")
+#: Intake deciding on imported history (an auto-close the SLA timer asked for about it).
+IMPORTED_SYSTEM = Actor(type="import", id="intake")
 
 
 def actor_of(principal: Principal) -> Actor:

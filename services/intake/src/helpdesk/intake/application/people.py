@@ -65,7 +65,9 @@ async def add_staff(
     email = command.email.lower()
     if await uow.people.staff_with_email(email) is not None:
         raise _email_taken()
-    added = StaffAdded(staff_id=new_id(), name=command.name, email=email, role=command.role)
+    added = StaffAdded(
+        staff_id=new_id(), name=command.name, email=email, role=command.role, tier=command.tier
+    )
     await uow.emit([ctx.event(added, account_id=PROVIDER_ACCOUNT)])
     if await uow.people.staff_role(added.staff_id) is None:
         raise _email_taken()  # a concurrent request added this address first

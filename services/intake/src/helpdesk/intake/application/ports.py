@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from helpdesk.intake.domain.partner import PartnerStanding
 from helpdesk.intake.domain.tickets import Ticket
-from helpdesk.shared.agreements import Agreement
+from helpdesk.shared.agreements import Agreement, EscalationTier
 from helpdesk.shared.contracts.accounts import Visibility
 from helpdesk.shared.contracts.common import AccountStatus
 from helpdesk.shared.events import Event
@@ -116,6 +116,9 @@ class People(Protocol):
 
     async def staff_role(self, staff_id: UUID) -> str | None:
         """The role of the staff member, or None."""
+
+    async def staff_tier(self, staff_id: UUID) -> EscalationTier | None:
+        """The escalation tier the staff member works in, or None (front line, or unknown)."""
 
     async def staff_with_email(self, email: str) -> UUID | None:
         """The staff member with this (lower-case) address, or None."""

@@ -33,14 +33,14 @@ from helpdesk.intake.application.commands import (
     Triage,
     VendorReturn,
 )
-from helpdesk.intake.application.context import SYSTEM, author_of
+from helpdesk.intake.application.context import IMPORTED_SYSTEM, SYSTEM, author_of
 from helpdesk.intake.application.ports import IntakeUnitOfWork
 from helpdesk.intake.domain import partner
 from helpdesk.intake.domain import tickets as rules
 from helpdesk.intake.domain.tickets import Ticket
 from helpdesk.shared.auth import Principal
 from helpdesk.shared.context import Context, new_id
-from helpdesk.shared.contracts.common import CloseReason
+from helpdesk.shared.contracts.common import CloseReason, EscalationTier
 from helpdesk.shared.contracts.sla import AutoCloseRequested
 from helpdesk.shared.contracts.tickets import TicketOpened
 from helpdesk.shared.errors import Conflict, Forbidden, Invalid, InvalidField, NotFound
@@ -281,6 +281,12 @@ async def _assign(
 async def _comment(
     uow: IntakeUnitOfWork, principal: Principal, ticket: Ticket, command: Comment
 ) -> list[BaseModel]:
+    tier = rules.tier_response(
+        ticket,
+        author_tier=await _tier_of(uow, principal),
+        public=command.public,
+        responds_for=command.responds_for,
+    )
     commented = rules.comment(
         ticket,
         comment_id=new_id(),
@@ -288,8 +294,14 @@ async def _comment(
         public=command.public,
         by_staff=True,
         author=author_of(principal),
+        tier=tier,
     )
     return [commented]
+
+
+async def _tier_of(uow: IntakeUnitOfWork, principal: Principal) -> EscalationTier | None:
+    """The escalation tier of the staff member calling (None: front line, admin, import)."""
+    return None if principal.staff_id is None else await uow.people.staff_tier(principal.staff_id)
 
 
 @handles(RequestInfo, staff_only="request information")
@@ -297,7 +309,11 @@ async def _request_info(
     uow: IntakeUnitOfWork, principal: Principal, ticket: Ticket, command: RequestInfo
 ) -> list[BaseModel]:
     asked = rules.request_info(
-        ticket, comment_id=new_id(), body=command.body, author=author_of(principal)
+        ticket,
+        comment_id=new_id(),
+        body=command.body,
+        author=author_of(principal),
+        tier=rules.tier_response(ticket, author_tier=await _tier_of(uow, principal), public=True),
     )
     return [asked]
 
@@ -407,18 +423,21 @@ async def auto_close(
 ) -> None:
     """The SLA timer's follow-ups went unanswered: close with reason no_response.
 
-    A no-op when the ticket moved on since the request was made (the customer answered). The
-    closure's id derives from the request, so deciding it twice records it once.
+    Applies to a ticket waiting for information and to a resolved one awaiting confirmation
+    (`rules.auto_close`); a no-op when the ticket moved on since the request was made (the
+    customer answered). The closure's id derives from the request, so deciding it twice
+    records it once. It happens when the request says (the history's own instant, also for an
+    imported ticket), and a request about imported history closes as imported history (an
+    import actor: the notifier mails no one about it).
     """
     ticket = await uow.tickets.load(request.payload.ticket_id)
-    if (
-        ticket is None
-        or ticket.seq != request.payload.ticket_seq
-        or ticket.status != "waiting_on_customer"
-    ):
+    closure = None if ticket is None else rules.auto_close(ticket, request.payload.ticket_seq)
+    if ticket is None or closure is None:
         return
-    ctx = Context(SYSTEM, at, max(at, ticket.last_occurred_at), request)
-    await record(uow, ticket, [rules.close(ticket, "no_response")], ctx, purpose="auto_close")
+    actor = IMPORTED_SYSTEM if request.envelope.actor.type == "import" else SYSTEM
+    occurred = max(request.envelope.occurred_at, ticket.last_occurred_at)
+    ctx = Context(actor, at, occurred, request)
+    await record(uow, ticket, [closure], ctx, purpose="auto_close")
 
 
 async def close_all(

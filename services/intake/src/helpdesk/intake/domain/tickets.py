@@ -428,24 +428,66 @@ def assign(ticket: Ticket, technician: str) -> TicketAssigned:
     return TicketAssigned(technician=technician, previous=ticket.assignee)
 
 
+def tier_response(
+    ticket: Ticket,
+    *,
+    author_tier: EscalationTier | None,
+    public: bool,
+    responds_for: EscalationTier | None = None,
+) -> EscalationTier | None:
+    """Whose escalation response a staff comment is (seed 001: "Tickets that must be forward to
+    Engineering, are allotted a 72 business hour response time" -- only that tier's own
+    response meets it).
+
+    `responds_for` is the explicit statement that the tier responded (e.g. the front line
+    relays Engineering's answer); it needs an escalation to that tier. Otherwise a public reply
+    by staff of a tier is that tier's response; an internal note is no response.
+    """
+    if responds_for is not None:
+        if responds_for not in ticket.escalations:
+            raise TransitionError(
+                f"the ticket was not escalated to {responds_for}, so it cannot have responded"
+            )
+        return responds_for
+    return author_tier if public else None
+
+
 def comment(
-    ticket: Ticket, *, comment_id: UUID, body: str, public: bool, by_staff: bool, author: str
+    ticket: Ticket,
+    *,
+    comment_id: UUID,
+    body: str,
+    public: bool,
+    by_staff: bool,
+    author: str,
+    tier: EscalationTier | None = None,
 ) -> TicketCommented:
-    """A comment; allowed on any ticket that is not closed."""
+    """A comment; allowed on any ticket that is not closed. `tier`: see `tier_response`."""
     if ticket.status == "closed":
         raise TransitionError("cannot comment on a closed ticket; reopen it first")
     return TicketCommented(
-        comment_id=comment_id, body=body, public=public, by_staff=by_staff, author=author
+        comment_id=comment_id,
+        body=body,
+        public=public,
+        by_staff=by_staff,
+        author=author,
+        tier_response=tier,
     )
 
 
 def request_info(
-    ticket: Ticket, *, comment_id: UUID, body: str, author: str
+    ticket: Ticket,
+    *,
+    comment_id: UUID,
+    body: str,
+    author: str,
+    tier: EscalationTier | None = None,
 ) -> TicketInfoRequested:
-    """Ask the customer; the ticket then waits on them (its clocks pause)."""
+    """Ask the customer; the ticket then waits on them (its clocks pause). `tier`: the author's
+    escalation tier (a public response of that tier)."""
     if ticket.status not in {"new", "open"}:
         raise TransitionError(f"cannot request information on a {ticket.status} ticket")
-    return TicketInfoRequested(comment_id=comment_id, body=body, author=author)
+    return TicketInfoRequested(comment_id=comment_id, body=body, author=author, tier_response=tier)
 
 
 def customer_reply(
@@ -547,6 +589,24 @@ def close(ticket: Ticket, reason: CloseReason) -> TicketClosed:
     if reason == "confirmed" and ticket.status != "resolved":
         raise TransitionError("reason 'confirmed' needs a resolved ticket")
     return TicketClosed(reason=reason)
+
+
+#: Where a ticket waits on the customer's answer to an inquiry: an information request, or a
+#: resolution awaiting the customer's confirmation (seed 003 § 4.2.2 counts "inquires (3+) ...
+#: to confirm whether the problem has been satisfactorily resolved").
+AWAITING_CUSTOMER: frozenset[TicketStatus] = frozenset({"waiting_on_customer", "resolved"})
+
+
+def auto_close(ticket: Ticket, request_seq: int) -> TicketClosed | None:
+    """The SLA timer's follow-ups went unanswered: the closure (reason `no_response`), or None.
+
+    None when the ticket moved on since the timer saw it (`request_seq` is not its seq: the
+    customer answered, or anything else happened) or no longer waits on the customer (already
+    closed included, so a repeated request closes nothing twice).
+    """
+    if ticket.seq != request_seq or ticket.status not in AWAITING_CUSTOMER:
+        return None
+    return close(ticket, "no_response")
 
 
 def reopen(ticket: Ticket, reason: str) -> TicketReopened:

@@ -29,7 +29,7 @@ def any_uuid(values: Iterable[UUID]) -> Any:
 
 
 async def first_unfired_due(conn: AsyncConnection, partitions: Iterable[int]) -> Any:
-    """The earliest due instant of an unfired timer of `partitions` (None: nothing pending).
+    """The earliest firing instant of an unfired timer of `partitions` (None: nothing pending).
 
     One probe of `sla_timers_due` per partition: a `min` over `partition = ANY(...)` scans the
     whole table instead (50 ms at 400 000 timers, on every tick of the firing loop).
@@ -40,9 +40,9 @@ async def first_unfired_due(conn: AsyncConnection, partitions: Iterable[int]) ->
         .render_derived()
     )
     first = (
-        sa.select(sla_timers.c.due_at)
+        sa.select(sla_timers.c.fire_at)
         .where(sla_timers.c.partition == wanted.c.p, sla_timers.c.fired_at.is_(None))
-        .order_by(sla_timers.c.due_at)
+        .order_by(sla_timers.c.fire_at)
         .limit(1)
         .scalar_subquery()
     )

@@ -58,10 +58,19 @@ sla_tickets = sa.Table(
     sa.Column("seq", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_occurred_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("next_due_at", sa.DateTime(timezone=True), nullable=True),
+    # The queue key's rank and instant under the agreement's queue_order (domain/queue.py);
+    # queue_at is null when the ticket has no deadline to sort by.
+    sa.Column("queue_rank", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("queue_at", sa.DateTime(timezone=True), nullable=True),
+    # When an import key last recorded an event of the ticket (None: never imported); timers
+    # due before the import settles fire as imported history (domain/imports.py).
+    sa.Column("imported_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("clocks", pg.JSONB, nullable=False, server_default="[]"),
     sa.Column("history", pg.JSONB, nullable=False, server_default="[]"),
 )
-sa.Index("sla_tickets_queue", sla_tickets.c.status, sla_tickets.c.next_due_at)
+sa.Index(
+    "sla_tickets_queue", sla_tickets.c.status, sla_tickets.c.queue_rank, sla_tickets.c.queue_at
+)
 
 # Durable timers: what fires when. Unfired rows follow the ticket's latest fold; a fired row
 # is history and never changes (its event id is derived from ticket, action and key).
@@ -76,6 +85,10 @@ sla_timers = sa.Table(
     sa.Column("kind", sa.Text, nullable=True),
     sa.Column("cycle", sa.Integer, nullable=True),
     sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+    # When the live loop fires it: `due_at`, or for imported history once the import settled.
+    sa.Column("fire_at", sa.DateTime(timezone=True), nullable=False),
+    # Imported history: the event goes out with an import actor (no e-mail, webhooks marked).
+    sa.Column("imported", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("fired_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("event_id", pg.UUID(as_uuid=True), nullable=False, unique=True),
     sa.Column("type", sa.Text, nullable=False),
@@ -84,7 +97,7 @@ sla_timers = sa.Table(
 sa.Index(
     "sla_timers_due",
     sla_timers.c.partition,
-    sla_timers.c.due_at,
+    sla_timers.c.fire_at,
     postgresql_where=sla_timers.c.fired_at.is_(None),
 )
 

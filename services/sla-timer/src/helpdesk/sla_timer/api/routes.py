@@ -88,22 +88,31 @@ async def ticket_sla(ticket_id: UUID, runtime: Runtime, caller: Caller) -> dict[
 _INFINITY: sa.ColumnElement[dt.datetime] = sa.literal_column(
     "'infinity'::timestamptz", type_=sa.DateTime(timezone=True)
 )
-_DUE = sa.func.coalesce(sla_tickets.c.next_due_at, _INFINITY)
+_AT = sa.func.coalesce(sla_tickets.c.queue_at, _INFINITY)
 _USERS = -sa.func.coalesce(sla_tickets.c.affected_users, 0)
+#: The queue key of domain/queue.py, part by part.
+_ORDER = (sla_tickets.c.queue_rank, _AT, _USERS, sla_tickets.c.reported_at, sla_tickets.c.ticket_id)
 
 
 def _cursor_of(row: sa.Row[Any]) -> str:
-    due = None if row.next_due_at is None else row.next_due_at.isoformat()
-    raw = [due, row.affected_users or 0, row.reported_at.isoformat(), str(row.ticket_id)]
+    at = None if row.queue_at is None else row.queue_at.isoformat()
+    raw = [
+        row.queue_rank,
+        at,
+        row.affected_users or 0,
+        row.reported_at.isoformat(),
+        str(row.ticket_id),
+    ]
     return base64.urlsafe_b64encode(json.dumps(raw).encode()).decode().rstrip("=")
 
 
 def _after(cursor: str) -> Any:
     try:
-        due, users, reported, ticket = json.loads(base64.urlsafe_b64decode(cursor + "=="))
-        due_value = _INFINITY if due is None else sa.literal(dt.datetime.fromisoformat(due))
+        rank, at, users, reported, ticket = json.loads(base64.urlsafe_b64decode(cursor + "=="))
+        at_value = _INFINITY if at is None else sa.literal(dt.datetime.fromisoformat(at))
         bound = sa.tuple_(
-            due_value,
+            sa.literal(int(rank)),
+            at_value,
             sa.literal(-int(users)),
             sa.literal(dt.datetime.fromisoformat(reported)),
             sa.literal(UUID(ticket)),
@@ -114,7 +123,7 @@ def _after(cursor: str) -> Any:
             "Invalid cursor",
             errors=[{"field": "cursor", "reason": "not a cursor from this API"}],
         ) from exc
-    return sa.tuple_(_DUE, _USERS, sla_tickets.c.reported_at, sla_tickets.c.ticket_id) > bound
+    return sa.tuple_(*_ORDER) > bound
 
 
 @router.get("/queue")
@@ -127,12 +136,14 @@ async def queue(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> dict[str, Any]:
-    """Open tickets, nearest deadline first, then more affected users, then first come first
-    served; `next_cursor` pages on. Contacts see their account's (or their own) tickets."""
+    """Open tickets in the order their agreement's `queue_order` gives (domain/queue.py):
+    nearest deadline first by default, tickets affecting more than one user first under
+    `multi_user_first`; `next_cursor` pages on. Contacts see their account's (or their own)
+    tickets."""
     query = (
         sa.select(sla_tickets)
         .where(sla_tickets.c.status.not_in(["resolved", "closed"]))
-        .order_by(_DUE, _USERS, sla_tickets.c.reported_at, sla_tickets.c.ticket_id)
+        .order_by(*_ORDER)
         .limit(limit + 1)
     )
     if not caller.is_staff:

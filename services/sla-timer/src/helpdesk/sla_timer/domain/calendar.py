@@ -161,6 +161,53 @@ class BusinessCalendar:
             # Unreachable: remaining <= week.total guarantees a return above.
             raise AssertionError("business time left over after a week that covers it")
 
+    def add_business_days(self, start: dt.datetime, days: int) -> dt.datetime:
+        """The instant (UTC) `days` business days after `start`: the same local wall-clock time
+        on the `days`-th next business day (docs/policies.md, seed 002).
+
+        A business day is a local date that is not a holiday and has opening intervals. Started
+        while closed (at night, on a weekend or holiday, at closing time), counting begins at
+        the next opening; a count that ends exactly at an opening is due at the closing before
+        it, as with `add`, so a ticket reported after hours is due when the next business day
+        closes (Monday 18:00 -> Tuesday 17:30 on an 08:30-17:30 calendar). Where the
+        wall-clock time is not open on the day reached (a shorter day), the deadline is the
+        end of that day's last interval before it: never later than the day reached.
+
+        Raises ValueError for a naive `start` or `days` below 1, NoOpenTimeError when the
+        calendar has no open time for about ten years.
+        """
+        if days < 1:
+            raise ValueError("a business-day target is at least one day")
+        opened = self.next_open(start)
+        local = opened.astimezone(self.zone)
+        wall = local.hour * 60 + local.minute
+        seconds = dt.timedelta(seconds=local.second, microseconds=local.microsecond)
+        date = local.date()
+        for _ in range(days):
+            date = self._next_business_day(date, opened)
+        target = self._instant(date, wall) + seconds
+        spans = [
+            (self._instant(date, lo), self._instant(date, hi))
+            for lo, hi in self._intervals_of(date)
+        ]
+        if not any(lo <= target < hi for lo, hi in spans):
+            # Closed at that wall-clock time: the day's last closing before it, or (before the
+            # day's first opening) the business time up to that opening.
+            target = max((hi for _, hi in spans if hi <= target), default=spans[0][0])
+        # Normalised through `add`: an end at an opening becomes the closing before it.
+        return self.add(opened, self.between(opened, target))
+
+    def _intervals_of(self, date: dt.date) -> tuple[tuple[int, int], ...]:
+        """Opening intervals of a local date (none on a holiday)."""
+        return () if self._is_holiday(date) else self._intervals[date.weekday()]
+
+    def _next_business_day(self, date: dt.date, origin: dt.datetime) -> dt.date:
+        for _ in range(7 * SEARCH_HORIZON_WEEKS):
+            date += dt.timedelta(days=1)
+            if self._intervals_of(date):
+                return date
+        raise NoOpenTimeError(self._no_open_time_message(origin))
+
     def between(self, a: dt.datetime, b: dt.datetime) -> dt.timedelta:
         """Business time from `a` to `b` (negative when `b` is before `a`)."""
         start = require_aware(a, "a")

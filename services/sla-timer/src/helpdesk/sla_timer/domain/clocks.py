@@ -4,12 +4,17 @@ Clocks (POLICIES.md, "SLA clocks"; seed 001 for escalation tiers):
 
 - `response`: starts at `TicketOpened.reported_at`; met by the first public staff reply
   (`TicketCommented` with `public` and `by_staff`), a `TicketInfoRequested` or a resolution.
+  Its target is business minutes, or business days (`Target.response_business_days`): the
+  business time from the start to the same local time that many business days later
+  (`BusinessCalendar.add_business_days`), which pauses then extend like any other target.
 - `resolution` (the escalation threshold), one per cycle: cycle 1 starts at `reported_at`, cycle
   n (from `TicketReopened.cycle`) at the reopen instant; met by `TicketResolved`.
 - `next_reply` (optional, `next_reply_minutes`): starts at each customer reply while no
   next-reply clock runs; met by the next public staff reply, info request or resolution.
 - `escalation` (per tier with `response_minutes`, e.g. engineering): starts at the escalation;
-  met by the next public staff reply, info request or resolution.
+  met only by that tier's own response (seed 001): a comment or info request whose
+  `tier_response` is the tier (a public reply by staff of the tier, or a comment stating the
+  tier responded), or the resolution. A front-line reply does not meet it.
 
 Priority-based clocks exist only once the ticket has a priority (untriaged e-mail tickets have
 none); they always count from `reported_at`. A priority change recomputes the running ones from the
@@ -111,6 +116,8 @@ class SlaClock:
     #: The priority whose targets apply (after VIP treatment); None for escalation clocks.
     priority: Priority | None
     tier: EscalationTier | None
+    #: The target in business minutes; for a target in business days, the business time from
+    #: the start to the same local time `target_business_days` business days later.
     target_minutes: int
     calendar: str
     started_at: dt.datetime
@@ -124,6 +131,8 @@ class SlaClock:
     met_at: dt.datetime | None
     breached_at: dt.datetime | None
     stopped_at: dt.datetime | None
+    #: Set when the target is in business days (`Target.response_business_days`).
+    target_business_days: int | None = None
 
     @property
     def elapsed_minutes(self) -> int:
@@ -246,10 +255,30 @@ class _Facts:
 
 
 def _is_response(payload: object) -> bool:
-    """A public answer by staff (POLICIES.md: asking for information is one)."""
+    """A public answer by staff (asking for information is one)."""
     if isinstance(payload, TicketCommented):
         return payload.public and payload.by_staff
     return isinstance(payload, TicketInfoRequested)
+
+
+def _tier_response(payload: object) -> EscalationTier | None:
+    """The escalation tier whose own response `payload` is, if any (seed 001)."""
+    if isinstance(payload, TicketCommented | TicketInfoRequested):
+        return payload.tier_response
+    return None
+
+
+def _meets(spec: _Spec, payload: object) -> bool:
+    """Whether `payload` meets the running clock `spec`: a resolution meets every clock; a
+    public staff answer meets the response and next-reply clocks; an escalation clock only
+    its own tier's response."""
+    if isinstance(payload, TicketResolved):
+        return True
+    if spec.kind is ClockKind.RESOLUTION:
+        return False
+    if spec.kind is ClockKind.ESCALATION:
+        return spec.tier is not None and _tier_response(payload) == spec.tier
+    return _is_response(payload)
 
 
 def _end_pause(facts: _Facts, reason: PauseReason | None, at: dt.datetime) -> None:
@@ -277,9 +306,13 @@ def _collect(events: Sequence[TicketEvent], agreement: Agreement, next_reply: bo
             facts.specs.append(_Spec(ClockKind.RESOLUTION, 1, 1, facts.reported_at))
         elif isinstance(payload, TicketTriaged):
             facts.priority = payload.priority
-        elif _is_response(payload) or isinstance(payload, TicketResolved):
+        elif (
+            _is_response(payload)
+            or isinstance(payload, TicketResolved)
+            or _tier_response(payload) is not None
+        ):
             for spec in open_specs:
-                if spec.kind is not ClockKind.RESOLUTION or isinstance(payload, TicketResolved):
+                if _meets(spec, payload):
                     spec.met_at = spec.stopped_at = at
                     spec.priority = facts.priority
             if isinstance(payload, TicketInfoRequested):
@@ -393,15 +426,15 @@ def _evaluate(
     spec: _Spec,
     *,
     priority: Priority | None,
-    target_minutes: int,
+    target: dt.timedelta,
+    business_days: int | None,
     calendar_name: str,
     cal: BusinessCalendar,
     pauses: Sequence[tuple[dt.datetime, dt.datetime | None]],
     warning_share: float,
     as_of: dt.datetime,
 ) -> SlaClock:
-    target = dt.timedelta(minutes=target_minutes)
-    warning = dt.timedelta(seconds=round(target_minutes * 60 * warning_share))
+    warning = dt.timedelta(seconds=round(target.total_seconds() * warning_share))
     stop = spec.stopped_at if spec.stopped_at is not None and spec.stopped_at <= as_of else None
     met = spec.met_at if spec.met_at is not None and spec.met_at <= as_of else None
     # A stopped clock's deadlines are those that applied at the stop: a pause still open then
@@ -440,7 +473,7 @@ def _evaluate(
         ordinal=spec.ordinal,
         priority=priority,
         tier=spec.tier,
-        target_minutes=target_minutes,
+        target_minutes=math.ceil(target.total_seconds() / 60),
         calendar=calendar_name,
         started_at=spec.started_at,
         warning_at=warning_at,
@@ -453,7 +486,19 @@ def _evaluate(
         met_at=met,
         breached_at=breached_at,
         stopped_at=stop,
+        target_business_days=business_days,
     )
+
+
+def _target_time(
+    cal: BusinessCalendar, started_at: dt.datetime, minutes: int | None, days: int | None
+) -> dt.timedelta | None:
+    """The business time a clock started at `started_at` has: `minutes`, or the business time
+    up to the same local time `days` business days later (pauses then extend it like any
+    other target)."""
+    if days is not None:
+        return cal.between(started_at, cal.add_business_days(started_at, days))
+    return None if minutes is None else dt.timedelta(minutes=minutes)
 
 
 def fold_ticket(
@@ -486,6 +531,7 @@ def fold_ticket(
     clocks: list[SlaClock] = []
     for spec in facts.specs:
         minutes: int | None
+        days: int | None = None
         if spec.kind is ClockKind.ESCALATION:
             minutes, calendar_name, priority = spec.target_minutes, spec.calendar, None
         elif effective is None:
@@ -506,15 +552,22 @@ def fold_ticket(
                 ClockKind.RESOLUTION: target.resolution_minutes,
                 ClockKind.NEXT_REPLY: next_reply_minutes,
             }[spec.kind]
-        if minutes is None or calendar_name is None:
+            if spec.kind is ClockKind.RESPONSE:
+                days = target.response_business_days
+        if calendar_name is None:
+            continue
+        cal = cals[calendar_name]
+        amount = _target_time(cal, spec.started_at, minutes, days)
+        if amount is None:
             continue
         clocks.append(
             _evaluate(
                 spec,
                 priority=priority,
-                target_minutes=minutes,
+                target=amount,
+                business_days=days,
                 calendar_name=calendar_name,
-                cal=cals[calendar_name],
+                cal=cal,
                 pauses=pauses,
                 warning_share=agreement.warning_share,
                 as_of=moment,

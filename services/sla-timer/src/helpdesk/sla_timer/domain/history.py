@@ -29,7 +29,6 @@ from helpdesk.shared.contracts.tickets import (
 )
 from helpdesk.shared.events import registry
 from helpdesk.sla_timer.domain.clocks import (
-    ClockStatus,
     SlaClock,
     TicketEvent,
     TicketSla,
@@ -100,8 +99,11 @@ def _instant(value: dt.datetime | None) -> str | None:
 
 
 def clock_view(clock: SlaClock) -> dict[str, Any]:
-    """One clock as the SLA view shows it (`stopped` clocks show as met: nothing was missed)."""
-    status = "met" if clock.status is ClockStatus.STOPPED else clock.status.value
+    """One clock as the SLA view shows it.
+
+    A clock closed before it was met or due shows `stopped` (with `stopped_at`, and `met_at`
+    null), as the SLA report counts it: neither met nor breached.
+    """
     return {
         "kind": clock.kind.value,
         "cycle": clock.cycle,
@@ -109,6 +111,7 @@ def clock_view(clock: SlaClock) -> dict[str, Any]:
         "tier": clock.tier,
         "priority": clock.priority,
         "target_minutes": clock.target_minutes,
+        "target_business_days": clock.target_business_days,
         "calendar": clock.calendar,
         "started_at": _instant(clock.started_at),
         "warning_at": _instant(clock.warning_at),
@@ -116,7 +119,7 @@ def clock_view(clock: SlaClock) -> dict[str, Any]:
         "paused": clock.paused,
         "elapsed_minutes": clock.elapsed_minutes,
         "remaining_minutes": clock.remaining_minutes,
-        "status": status,
+        "status": clock.status.value,
         "met_at": _instant(clock.met_at),
         "breached_at": _instant(clock.breached_at),
         "stopped_at": _instant(clock.stopped_at),
