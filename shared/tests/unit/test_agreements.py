@@ -624,6 +624,7 @@ def test_removing_a_calendar_still_in_use_names_each_target() -> None:
         "targets.P2.calendar",
         "targets.P3.calendar",
         "targets.P4.calendar",
+        "plan.business_hours_calendar",
     ]
 
 

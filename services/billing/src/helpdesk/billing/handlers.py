@@ -215,6 +215,7 @@ async def tickets(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
                     "category": payload.category,
                     "reported_at": payload.reported_at,
                     "resolved_at": None,
+                    "resolutions": [],
                     "partition": event.partition,
                 }
                 changed.add(payload.ticket_id)
@@ -225,9 +226,19 @@ async def tickets(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
         if isinstance(payload, TicketTriaged):
             ticket.update(kind=payload.kind, scope=payload.scope, category=payload.category)
         elif isinstance(payload, TicketResolved):
-            ticket["resolved_at"] = event.envelope.occurred_at
+            resolved_at = event.envelope.occurred_at
+            ticket["resolved_at"] = resolved_at
+            spans = list(ticket["resolutions"])
+            if not spans or spans[-1]["reopened_at"] is not None:
+                spans.append({"resolved_at": resolved_at.isoformat(), "reopened_at": None})
+            ticket["resolutions"] = spans
         elif isinstance(payload, TicketReopened):
             ticket["resolved_at"] = None
+            spans = list(ticket["resolutions"])
+            if spans and spans[-1]["reopened_at"] is None:
+                reopened_at = event.envelope.occurred_at.isoformat()
+                spans[-1] = {**spans[-1], "reopened_at": reopened_at}
+            ticket["resolutions"] = spans
         elif isinstance(payload, TicketTimeLogged):
             entries.setdefault(
                 payload.entry_id,
@@ -241,6 +252,7 @@ async def tickets(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
                     "ticket_scope": ticket["scope"],
                     "kind": payload.kind,
                     "after_hours": payload.after_hours,
+                    "solution_design": payload.solution_design,
                     "worked_at": payload.worked_at,
                     "logged_at": event.envelope.occurred_at,
                 },
@@ -252,7 +264,7 @@ async def tickets(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
         billing_tickets,
         [rows[t] for t in sorted(changed, key=str)],
         conflict=["ticket_id"],
-        update=["kind", "scope", "category", "resolved_at"],
+        update=["kind", "scope", "category", "resolved_at", "resolutions"],
     )
     await bulk_upsert(uow.conn, billing_entries, list(entries.values()), conflict=["entry_id"])
 

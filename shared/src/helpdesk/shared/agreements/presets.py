@@ -447,6 +447,7 @@ def _small_business_remote() -> Preset:
                 hourly_rate_cents=DEFAULT_HOURLY_RATE_CENTS,
                 increment_minutes=15,
                 after_hours_billable=True,
+                business_hours_calendar="business_hours",
             ),
             fair_use=FairUse(per_day_minutes=30, per_ticket_minutes=30, work_types=["remote"]),
             scope_catalogue=ScopeCatalogue(
@@ -515,6 +516,7 @@ def _managed_budget() -> Preset:
                 increment_minutes=15,
                 excluded_kinds=["service_request", "solution_design"],
                 after_hours_billable=True,
+                business_hours_calendar="business_hours",
                 review_every_months=3,
             ),
             scope_catalogue=ScopeCatalogue(

@@ -55,6 +55,9 @@ billing_tickets = sa.Table(
     sa.Column("reported_at", sa.DateTime(timezone=True), nullable=False),
     # The latest resolution; cleared by a reopen (an hourly ticket is invoiced when resolved).
     sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+    # Every span the ticket stood resolved: [{"resolved_at", "reopened_at"}], in order. Work on
+    # an incident inside one is solution design (seed 004).
+    sa.Column("resolutions", pg.JSONB, nullable=False, server_default="[]"),
     sa.Column("partition", sa.Integer, nullable=True),
 )
 
@@ -70,7 +73,9 @@ billing_entries = sa.Table(
     # The ticket's scope when the entry was logged: an entry that followed it follows a re-triage.
     sa.Column("ticket_scope", sa.Text, nullable=False),
     sa.Column("kind", sa.Text, nullable=False),
-    sa.Column("after_hours", sa.Boolean, nullable=False),
+    # The technician's marks; null lets billing classify the entry (domain/classification.py).
+    sa.Column("after_hours", sa.Boolean, nullable=True),
+    sa.Column("solution_design", sa.Boolean, nullable=True),
     sa.Column("worked_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("logged_at", sa.DateTime(timezone=True), nullable=False),
 )
