@@ -49,9 +49,11 @@ IMPORT = Principal(key_id="import-key", role="import")
 class World:
     """An intake in memory with one account (a preset agreement) and one contact."""
 
-    def __init__(self, preset: str = "four_tier_24x7") -> None:
+    def __init__(self, preset: str = "four_tier_24x7", **terms: Any) -> None:
         self.intake = MemoryIntake()
         self.preset = preset
+        #: Agreement terms beside the preset (those it leaves to the operator).
+        self.terms = terms
         self.account_id: UUID
         self.contact: Principal
 
@@ -59,7 +61,8 @@ class World:
         async with self.intake.unit_of_work() as uow:
             ctx = command_context(ADMIN, None, T0)
             account = await accounts.create_account(uow, ADMIN, AccountCreate(name="Acme"), ctx)
-            await accounts.set_agreement(uow, ADMIN, account.id, {"preset": self.preset}, ctx)
+            body = {"preset": self.preset, **self.terms}
+            await accounts.set_agreement(uow, ADMIN, account.id, body, ctx)
             added = await people.add_contact(
                 uow, ADMIN, account.id, ContactCreate(name="Ann", email="ann@example.com"), ctx
             )
@@ -266,7 +269,7 @@ async def test_a_live_command_never_lies_before_the_last_event(world: World) -> 
 
 
 async def test_partner_flags_lead_to_a_warning(world: World) -> None:
-    partner_world = await World("partner_reseller").setup()
+    partner_world = await World("partner_reseller", plan={"discount_percent": 20}).setup()
     body = {
         name: "x"
         for name in (

@@ -70,6 +70,9 @@ class Preset(ContractModel):
     #: Alternative plans; the agreement carries the default one. Empty when the seed has one plan.
     plan_variants: dict[str, PlanVariant] = Field(default_factory=dict)
     default_plan_variant: str | None = None
+    #: Terms the seed relies on but cannot know, which every PUT naming the preset must set:
+    #: dotted path in the agreement body -> what to put there and why (seed 001's margin).
+    operator_must_set: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -348,10 +351,17 @@ def _partner_reseller() -> Preset:
             "required on open: partner_domain, customer_name, customer_domain, details, "
             "steps_taken, error_messages; the control-panel URL is asked for only 'if "
             "applicable', so it is not required (add control_panel_url to on_open where it "
-            "always applies). Excessive escalations: a warning, then 0 % margin 'until ... "
-            "stopped, and then for a period of not less than 6 months' -> partner_rules: 5 or "
-            "more within 30 days are excessive (the seed gives no number), one warning, margin "
-            "restored 184 days after they stop. Scope: partner billing and provider-level "
+            "always applies). Excessive escalations 'will receive a warning'; one that "
+            "'continues to have excessive escalations' is 'reverted to a full price account (AKA "
+            "0% margin) until ... stopped, and then for a period of not less than 6 months' -> "
+            "partner_rules: 5 or more flagged tickets within 30 days are excessive (the seed "
+            "gives no number) and earn one warning; the margin is revoked only when 5 more are "
+            "flagged after the warning while it stands (it lapses 30 days after it was given), "
+            "never by a single flag; each flag while revoked pushes the return back, and the "
+            "margin returns 184 days after the last. The margin is the plan's discount_percent "
+            "on billed work, and the seed cannot know it: every PUT of this preset must set "
+            "plan.discount_percent (operator_must_set; 0 is allowed and means a revocation "
+            "changes no invoice). Scope: partner billing and provider-level "
             "outages or malfunctions; end-user support is the partner's unless it has an "
             "end-user support plan. Partner support carries no charge in the seed: plan "
             "'managed' in USD with no fee."
@@ -398,6 +408,13 @@ def _partner_reseller() -> Preset:
                 margin_restore_days=184,
             ),
         ),
+        operator_must_set={
+            "plan.discount_percent": (
+                "the partner's margin, as a percent off the hourly rate of billed work (0 to "
+                "100); seed 001 revokes it ('reverted to a full price account (AKA 0% margin)') "
+                "after excessive escalations, so with 0 a revocation changes no invoice"
+            )
+        },
     )
 
 
@@ -423,8 +440,11 @@ def _small_business_remote() -> Preset:
             "resolution commitment -> none. 'Fair use: Up to 30 mins of "
             "remote service per day' and 'If the ticket can't be finished in 30 minutes or "
             "less limited support may apply' -> fair_use 30 min per day and per ticket, remote "
-            "work only. After hours is 'an add-on ... at an extra cost' -> after_hours_billable; "
-            "an account with the add-on points targets at the included 24x7 calendar. "
+            "work only. After hours is 'an add-on ... at an extra cost' -> after_hours_billable "
+            "with business_hours_calendar business_hours: a time entry whose worked_at lies "
+            "outside those hours (or on a holiday) is billed as after-hours work at $150/h, "
+            "and the technician's after_hours flag overrides that either way; an account with "
+            "the add-on points targets at the included 24x7 calendar. "
             "'Limited support may apply' items -> out_of_scope; the exclusions list -> "
             "unsupported. Silent on price: monthly plan in USD with fee 0 (set yours) and "
             "$150/h for billable work."
@@ -491,7 +511,12 @@ def _managed_budget() -> Preset:
             "'The following work is excluded: Service requests (new scopes of work), "
             "After-hours incident response, Research and troubleshooting (solution design) "
             "following incident resolution' -> excluded_kinds service_request and "
-            "solution_design, after_hours_billable; excluded work is 'billed separately, either "
+            "solution_design, after_hours_billable. Billing classifies each time entry: its "
+            "worked_at outside business_hours_calendar (business_hours, holidays included) is "
+            "after-hours work, and work on an incident after its resolution (until a reopen, "
+            "and again after a reopened cycle is resolved) is solution design; the "
+            "technician's after_hours and solution_design marks override either way, and the "
+            "invoice line says which reason applied. Excluded work is 'billed separately, either "
             "as a pre-approved flat fee project or as a post-action invoice for time and "
             "materials' -> flat_fees per kind when agreed (none by default), else $150/h in "
             "15-minute increments; 'may be adjusted quarterly' -> review_every_months 3. The "

@@ -1,5 +1,6 @@
-"""Seed 001's partner rules: warn on excessive partner-resolvable escalations, then revoke the
-partner margin until none has happened for `margin_restore_days`.
+"""Seed 001's partner rules: warn on excessive partner-resolvable escalations, revoke the partner
+margin when they are excessive again after the warning, until none has happened for
+`margin_restore_days`.
 
 Pure: `PartnerStanding` is folded from the account's events; `on_flagged` decides what one more
 flagged ticket at instant `at` means.
@@ -99,21 +100,27 @@ def on_flagged(
 ) -> list[BaseModel]:
     """What flagging one more ticket at `at` leads to; `standing` already includes it.
 
-    Seed 001: excessive escalations earn a warning; a partner that *continues* (a further
-    flagged ticket while a warning is within the rolling window) loses its margin until none
-    has been flagged for `margin_restore_days`.
+    Seed 001: partners "with excessive escalations ... will receive a warning"; one that
+    "continues to have excessive escalations" loses its margin until they "have stopped, and
+    then for a period of not less than 6 months thereafter". Excessive is the threshold met
+    inside the window. After a warning only flags *after* it count, so the margin goes when
+    the threshold is met again while the warning stands (a warning lapses `window_days` after
+    it was given); a single flag later is not enough. While the margin is revoked each flag
+    pushes its return back (docs/policies.md, seed 001).
     """
     restore_on = at + timedelta(days=rules.margin_restore_days)
     if standing.margin_revoked(at):
         return [PartnerMarginExtended(account_id=account_id, restore_on=restore_on)]
     window_start = at - timedelta(days=rules.window_days)
     active_warnings = [w for w in standing.warned_at if w >= window_start]
-    if 0 < rules.warnings_before_penalty <= len(active_warnings):
-        return [PartnerMarginRevoked(account_id=account_id, restore_on=restore_on)]
-    # Only flags inside the window count, and none from before a margin came back.
+    # Only flags inside the window count, none from before a margin came back, and none a
+    # standing warning already answered.
+    counted_from = window_start
     if standing.restore_on is not None:
-        window_start = max(window_start, standing.restore_on)
-    recent = [t for t in standing.flagged_at if t >= window_start]
+        counted_from = max(counted_from, standing.restore_on)
+    recent = [t for t in standing.flagged_at if t >= counted_from]
+    if active_warnings:
+        recent = [t for t in recent if t > max(active_warnings)]
     if len(recent) < rules.excessive_escalation_threshold:
         return []
     if len(active_warnings) < rules.warnings_before_penalty:
