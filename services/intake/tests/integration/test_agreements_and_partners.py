@@ -145,7 +145,7 @@ async def test_partner_warning_then_revocation(admin: As) -> None:
         assert standing["margin"] == "granted"
     assert (await run(admin, ticket_id, "partner-resolvable")).status_code == 409
 
-    for n in range(1, threshold):  # flags after the warning, short of the threshold
+    for _ in range(1, threshold):  # flags after the warning, short of the threshold
         ticket_id = await closed_partner_ticket(admin, account["id"])
         ok(await run(admin, ticket_id, "partner-resolvable"))
         standing = ok(await admin.get(url))["partner"]
