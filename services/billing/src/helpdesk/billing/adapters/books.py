@@ -24,6 +24,7 @@ from helpdesk.billing.domain.book import AccountBook
 from helpdesk.billing.domain.classification import ResolvedSpan, stood_resolved
 from helpdesk.billing.domain.invoices import Invoice, InvoiceLine
 from helpdesk.billing.domain.rating import MarginRevocation, PlanVersion, TimeEntry, TopUp
+from helpdesk.billing.domain.review import quarterly_budgets
 from helpdesk.shared.agreements import Agreement
 from helpdesk.shared.contracts import billing as contract
 
@@ -202,8 +203,12 @@ async def load_books(conn: AsyncConnection, account_ids: Sequence[UUID]) -> dict
         books[account_id] = AccountBook(
             account_id=account_id,
             timezone=timezone,
-            plans=tuple(
-                plan_version(row.effective_at, a) for row, a in zip(versions, parsed, strict=True)
+            plans=quarterly_budgets(
+                [
+                    plan_version(row.effective_at, a)
+                    for row, a in zip(versions, parsed, strict=True)
+                ],
+                timezone,
             ),
             entries=tuple(entries[account_id]),
             # The plan lists every top-up bought so far: the latest version is the record.
