@@ -92,7 +92,7 @@ def test_a_budget_change_takes_effect_from_the_next_quarter() -> None:
     raised = preset_plan(
         "managed_budget", monthly_fee_cents=350_000, flat_fees={"solution_design": 50_000}
     )
-    versions = since(budget) + [PlanVersion(at(2025, 2, 15, 9), raised)]
+    versions = [*since(budget), PlanVersion(at(2025, 2, 15, 9), raised)]
     plans = quarterly_budgets(versions, TZ)
     assert [(v.effective_at, v.plan.monthly_fee_cents) for v in plans] == [
         (at(2024, 1, 1, 0), 300_000),
@@ -111,16 +111,18 @@ def test_a_budget_change_takes_effect_from_the_next_quarter() -> None:
 
 def test_budget_changes_at_a_quarter_start_or_leaving_the_plan_apply_at_once() -> None:
     budget = preset_plan("managed_budget", monthly_fee_cents=300_000)
-    at_quarter = since(budget) + [
-        PlanVersion(at(2025, 4, 1, 0), budget.model_copy(update={"monthly_fee_cents": 1}))
+    at_quarter = [
+        *since(budget),
+        PlanVersion(at(2025, 4, 1, 0), budget.model_copy(update={"monthly_fee_cents": 1})),
     ]
     assert [v.plan.monthly_fee_cents for v in quarterly_budgets(at_quarter, TZ)] == [300_000, 1]
     # Moving to a plan without quarterly reviews changes the fee on its date.
     starter = preset_plan("cloud_platform", "starter")
-    moved = since(budget) + [PlanVersion(at(2025, 2, 15, 9), starter)]
+    moved = [*since(budget), PlanVersion(at(2025, 2, 15, 9), starter)]
     assert [v.plan for v in quarterly_budgets(moved, TZ)] == [budget, starter]
     # Two changes in one quarter: the later one is the next quarter's budget.
-    twice = since(budget) + [
+    twice = [
+        *since(budget),
         PlanVersion(at(2025, 2, 1, 9), budget.model_copy(update={"monthly_fee_cents": 2})),
         PlanVersion(at(2025, 3, 1, 9), budget.model_copy(update={"monthly_fee_cents": 3})),
     ]
