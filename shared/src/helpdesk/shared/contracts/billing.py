@@ -81,3 +81,39 @@ class FairUseExceeded(Payload):
     entry_id: UUID
     worked_at: AwareDatetime
     day: date | None = None
+
+
+class KindReview(Payload):
+    """One ticket kind's share of a quarter in a budget review."""
+
+    minutes: int
+    #: Minutes the fee (or the allowance) covered, and their value at the discounted rate.
+    covered_minutes: int
+    covered_value_cents: int
+    #: Minutes billed on top of the fee, and what they were invoiced for.
+    billed_minutes: int
+    billed_cents: int
+
+
+@registry.register("billing.budget_reviewed")
+class BudgetReviewed(Payload):
+    """Seed 004's quarterly budget review ("reviewed regularly and may be adjusted quarterly").
+
+    Produced once per account and quarter for a plan reviewed every 3 months, when the quarter
+    has ended and its last month's invoice grace period has passed (so it agrees with the final
+    invoices). `budget_cents` is what the quarter's fees billed, `covered_value_cents` the
+    covered work at the discounted rate; `next_budget_cents` the fees of the next quarter as
+    agreed so far (a budget change takes effect from a quarter's start). The notifier can send
+    it to the account's billing contacts.
+    """
+
+    account_id: UUID
+    quarter: str = Field(pattern=r"^\d{4}-Q[1-4]$")
+    periods: list[str]
+    currency: str
+    budget_cents: int
+    covered_value_cents: int
+    balance_cents: int
+    next_budget_cents: int
+    by_kind: dict[str, KindReview]
+    reviewed_at: AwareDatetime

@@ -128,6 +128,17 @@ billing_invoices = sa.Table(
     sa.UniqueConstraint("account_id", "invoice_key", name="billing_invoices_account_key"),
 )
 
+billing_budget_reviews = sa.Table(
+    "billing_budget_reviews",
+    metadata,
+    # One review per account and quarter, ever: the live loop claims it here (seed 004).
+    sa.Column("account_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("quarter", sa.Text, primary_key=True),
+    sa.Column("event_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("review", pg.JSONB, nullable=False),
+    sa.Column("reviewed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 projection_tables = [
     billing_accounts,
     billing_agreements,
@@ -138,4 +149,5 @@ projection_tables = [
     billing_partner_warnings,
     billing_fair_use_events,
     billing_invoices,
+    billing_budget_reviews,
 ]

@@ -35,12 +35,12 @@ from helpdesk.billing.domain.book import (
 from helpdesk.billing.domain.invoices import Invoice, explanation, invoice_csv, monthly_invoice
 from helpdesk.billing.domain.periods import (
     next_period,
+    next_quarter,
     period_bounds,
     period_of,
     quarter_periods,
 )
 from helpdesk.billing.domain.rating import PlanVersion, version_at
-from helpdesk.billing.domain.review import quarterly_review
 from helpdesk.billing.domain.usage import Usage, period_usage
 from helpdesk.shared.agreements import Plan, agreement_errors, get_preset
 from helpdesk.shared.auth import Principal
@@ -359,15 +359,7 @@ async def budget_review(
         book = await load_book(conn, account_id)
     if book is None:
         raise Problem(409, "Conflict", "The account has no agreement yet.")
-    review = quarterly_review(
-        quarter,
-        book.timezone,
-        book.entries,
-        book.plans,
-        top_ups=book.top_ups,
-        revocations=book.revocations,
-        rounding=book.rounding,
-    )
+    review = book.budget_review(quarter)
     return {
         "account_id": str(account_id),
         "quarter": review.quarter,
@@ -376,6 +368,9 @@ async def budget_review(
         "budget_cents": review.budget_cents,
         "covered_value_cents": review.covered_value_cents,
         "balance_cents": review.balance_cents,
+        # What the next quarter's fees come to as agreed so far: a budget change takes effect
+        # from a quarter's start (seed 004 "may be adjusted quarterly").
+        "next_budget_cents": book.budget_review(next_quarter(quarter)).budget_cents,
         "by_kind": {
             kind: {
                 "minutes": use.minutes,
