@@ -55,6 +55,12 @@ CONTACT_MAILS = [
     (_event("ticket.resolved", resolution="fix", summary="Replaced"), "resolved"),
     (_event("sla.follow_up_due", actor="system", reminder=2, max_unanswered=3), "follow_up"),
     (_event("ticket.closed", actor="system", reason="no_response"), "auto_closed"),
+    # Seed 002: "If the ticket can't be finished in 30 minutes or less limited support may
+    # apply" - the contact is told, not only staff.
+    (
+        _event("billing.fair_use_exceeded", actor="system", cap="per_ticket", limit_minutes=30),
+        "fair_use",
+    ),
 ]
 
 

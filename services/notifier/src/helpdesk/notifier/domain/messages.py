@@ -21,6 +21,8 @@ Rules:
 - `account.partner_warning_issued` → the partner's key contacts (seed 001), and
   `account.partner_margin_revoked` likewise;
 - `billing.invoice_finalized` → the account's billing contacts;
+- `billing.fair_use_exceeded` → the contact of the ticket whose work went over the cap (seed
+  002: "If the ticket can't be finished in 30 minutes or less limited support may apply");
 - `daily_digest` → the managers, tickets at risk or breached (not event-driven).
 """
 
@@ -49,6 +51,7 @@ MailKind = Literal[
     "partner_warning",
     "partner_margin_revoked",
     "invoice_final",
+    "fair_use",
     "daily_digest",
 ]
 
@@ -239,6 +242,9 @@ def mails_for(
         label = f"Reminder {reminder}" if isinstance(reminder, int) else "Reminder"
         label += ": we are waiting for your reply"
         return (_ticket_mail("follow_up", label, "ticket_contact", event, ticket, domain),)
+    if type_ == "billing.fair_use_exceeded" and to_contact:
+        label = "Limited support may apply"
+        return (_ticket_mail("fair_use", label, "ticket_contact", event, ticket, domain),)
     if type_ == "ticket.closed" and to_contact and payload.get("reason") == "no_response":
         label = "Closed without reply"
         return (_ticket_mail("auto_closed", label, "ticket_contact", event, ticket, domain),)
