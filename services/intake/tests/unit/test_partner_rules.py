@@ -95,16 +95,27 @@ def test_excessive_escalations_again_after_the_warning_revoke_the_margin() -> No
 
 
 def test_a_single_flag_after_the_warning_does_not_revoke() -> None:
-    """Seed 001: "continues to have excessive escalations" - after the warning, one flag a month
-    later with only 3 flags inside the 30-day window (threshold 5) keeps the margin."""
+    """Seed 001: "continues to have excessive escalations" - after the warning, a single flag a
+    month later, with only 3 flags inside the 30-day window (threshold 5), keeps the margin."""
     rules = RULES.model_copy(update={"excessive_escalation_threshold": 5})
-    five = [T0 + days(i) for i in range(5)]
-    standing, outcomes = flag_all(five, rules)
+    standing, outcomes = flag_all([T0 + days(i) for i in range(5)], rules)
     assert [type(p) for p in outcomes[-1]] == [PartnerWarningIssued]
-    later = [T0 + days(20), T0 + days(25), T0 + days(29)]
-    standing, outcomes = flag_all(later, rules, standing)
-    assert outcomes == [[], [], []]
-    assert not standing.margin_revoked(T0 + days(29))
+    later = T0 + days(33)  # the flags of days 3, 4 and 33 are inside the window
+    standing, decided = flag(standing, later, rules)
+    assert decided == []
+    assert not standing.margin_revoked(later)
+    # Excessive again after the warning (five flags after it inside the window) revokes.
+    standing, outcomes = flag_all([later + days(i) for i in (1, 2, 3, 4)], rules, standing)
+    assert [[type(p) for p in o] for o in outcomes] == [[], [], [], [PartnerMarginRevoked]]
+
+
+def test_a_warning_lapses_once_the_escalations_stop_for_a_window() -> None:
+    """Seed 001 revokes for partners that "continue": after 30 days without a flag the warning
+    has lapsed, and excessive escalations later earn a new warning, not a revocation."""
+    standing, _ = flag_all([T0, T0 + days(1), T0 + days(2)])
+    resumed = T0 + days(2 + 31)
+    standing, outcomes = flag_all([resumed + days(i) for i in range(3)], standing=standing)
+    assert [[type(p) for p in o] for o in outcomes] == [[], [], [PartnerWarningIssued]]
 
 
 def test_a_flag_while_revoked_extends_the_revocation() -> None:
