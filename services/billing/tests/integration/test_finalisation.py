@@ -171,6 +171,8 @@ async def _reviews(stack: Stack, settings: Settings) -> None:
     rows = await wait_for(given)
     assert [r.quarter for r in rows] == expected
     assert {r.review["budget_cents"] for r in rows} == {900_000}
+    # Given at once, the earlier quarters only catch up: the latest one is the news mailed.
+    assert [r.review["catching_up"] for r in rows] == [True] * (len(rows) - 1) + [False]
 
     async def on_topic() -> list[str] | None:
         types = await topic_types(settings.kafka_bootstrap, settings.topic, settings.partitions)

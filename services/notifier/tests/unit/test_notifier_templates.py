@@ -56,6 +56,10 @@ ALL_INTENTS = [
     _intent("billing.fair_use_exceeded", cap="per_day", limit_minutes=30, used_minutes=45,
             day="2025-06-02"),
     _intent("billing.fair_use_exceeded", cap="per_ticket", limit_minutes=30, used_minutes=40),
+    _intent("billing.budget_reviewed", quarter="2026-Q1", currency="USD", budget_cents=900000,
+            covered_value_cents=41250, balance_cents=858750, next_budget_cents=1050000,
+            by_kind={"incident": {"minutes": 195, "covered_minutes": 165, "billed_minutes": 30,
+                                  "covered_value_cents": 41250, "billed_cents": 7500}}),
     _intent("billing.invoice_finalized", period="2025-05", total_cents=56000, currency="USD"),
 ]  # fmt: skip
 
@@ -87,7 +91,11 @@ def test_specific_content() -> None:
     resolved = renderer.render(ALL_INTENTS[3], ANN)
     assert "workaround" in resolved.text
     assert "confirm" in resolved.text
-    per_day, per_ticket = (renderer.render(i, ANN) for i in ALL_INTENTS[-3:-1])
+    per_day, per_ticket = (renderer.render(i, ANN) for i in ALL_INTENTS[-4:-2])
+    review = renderer.render(ALL_INTENTS[-2], ANN)
+    assert "budget for 2026-Q1: USD 9,000.00" in review.text
+    assert "incident: 195 min, 165 covered, 30 billed (USD 75.00)" in review.text
+    assert "From the next quarter the budget is USD 10,500.00." in review.text
     assert "on 2025-06-02" in per_day.text
     assert "45 minutes: more than the 30 minutes a day" in per_day.text
     assert "40 minutes: more than the 30 minutes a ticket" in per_ticket.text

@@ -314,6 +314,7 @@ async def fair_use(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
                 entry_id=found.entry_id,
                 worked_at=found.worked_at,
                 day=found.day,
+                imported=causes[account_id].envelope.actor.type == "import",
             )
             decided.append(
                 ctx.event(
@@ -455,7 +456,9 @@ async def budget_reviewed(uow: UnitOfWork, event: Event[BudgetReviewed]) -> None
     await uow.conn.execute(pg_insert(billing_budget_reviews).values(row).on_conflict_do_nothing())
 
 
-def review_payload(book: AccountBook, quarter: str, now: datetime) -> BudgetReviewed:
+def review_payload(
+    book: AccountBook, quarter: str, now: datetime, *, catching_up: bool = False
+) -> BudgetReviewed:
     """The `billing.budget_reviewed` payload of `quarter`, with what the book knows now."""
     review = book.budget_review(quarter)
     return BudgetReviewed(
@@ -478,6 +481,7 @@ def review_payload(book: AccountBook, quarter: str, now: datetime) -> BudgetRevi
             for kind, use in review.by_kind.items()
         },
         reviewed_at=now,
+        catching_up=catching_up,
     )
 
 
@@ -510,7 +514,11 @@ def reviewer(settings: BillingSettings) -> LiveLoop:
             for account_id in sorted(books, key=str):
                 book = books[account_id]
                 due, later = book.reviews_due(reviewed.get(account_id, set()), grace, watermark)
-                ready += [review_payload(book, quarter, live.now) for quarter in due]
+                # Only the latest due quarter is news; earlier ones are given to catch up.
+                ready += [
+                    review_payload(book, quarter, live.now, catching_up=quarter != due[-1])
+                    for quarter in due
+                ]
                 if later is not None:
                     next_due = later if next_due is None else min(next_due, later)
             if ready:

@@ -70,6 +70,8 @@ class FairUseExceeded(Payload):
     `key` names what the cap counts ("per_day:2026-03-10" or "per_ticket:<ticket id>"): one
     event per key. `ticket_id`, `entry_id` and `worked_at` are those of the entry that took the
     count over; `day` is the account-local date for a per-day cap, null for a per-ticket cap.
+    `imported` says the time entry that raised it came from a history import: the record is
+    kept, and nobody is told about history (seed 002's notice goes to the contact otherwise).
     """
 
     account_id: UUID
@@ -81,6 +83,7 @@ class FairUseExceeded(Payload):
     entry_id: UUID
     worked_at: AwareDatetime
     day: date | None = None
+    imported: bool = False
 
 
 class KindReview(Payload):
@@ -103,8 +106,9 @@ class BudgetReviewed(Payload):
     has ended and its last month's invoice grace period has passed (so it agrees with the final
     invoices). `budget_cents` is what the quarter's fees billed, `covered_value_cents` the
     covered work at the discounted rate; `next_budget_cents` the fees of the next quarter as
-    agreed so far (a budget change takes effect from a quarter's start). The notifier can send
-    it to the account's billing contacts.
+    agreed so far (a budget change takes effect from a quarter's start). `catching_up` marks a
+    review given for a quarter before the latest ended one (history imported, reviews switched
+    on later): the notifier mails the latest review to the account's billing contacts only.
     """
 
     account_id: UUID
@@ -117,3 +121,4 @@ class BudgetReviewed(Payload):
     next_budget_cents: int
     by_kind: dict[str, KindReview]
     reviewed_at: AwareDatetime
+    catching_up: bool = False
