@@ -13,7 +13,7 @@ from helpdesk.billing.domain.classification import (
     is_business_time,
     stood_resolved,
 )
-from helpdesk.billing.domain.invoices import monthly_invoice
+from helpdesk.billing.domain.invoices import explanation, monthly_invoice
 from helpdesk.billing.domain.rating import rate_period
 from helpdesk.billing.domain.review import quarterly_review
 from helpdesk.billing.domain.usage import period_usage
@@ -92,7 +92,12 @@ def test_the_technicians_marks_override_the_classification() -> None:
     mark `solution_design: false` (incident work) keep the work in the fee."""
     entries = _issue_entries(after_hours=False, solution_design=False)
     rating = rate_period("2026-02", TZ, entries, MANAGED)
-    assert period_usage(rating).amount_cents == 300_000
+    usage = period_usage(rating)
+    assert usage.amount_cents == 300_000
+    (marked,) = usage.classified
+    assert explanation(marked.kind, marked.kind_reason, marked.after_hours_reason) == (
+        "incident: after its resolution, marked incident work by the technician"
+    )
     review = quarterly_review("2026-Q1", TZ, entries, MANAGED)
     assert sum(use.covered_minutes for use in review.by_kind.values()) == 255
     # ... and the flag bills work done in hours after hours.

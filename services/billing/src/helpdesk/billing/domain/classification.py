@@ -77,13 +77,6 @@ class Classification:
     after_hours: bool
     after_hours_reason: AfterHoursReason | None
 
-    @property
-    def automatic(self) -> bool:
-        """Whether billing, not the ticket or the technician, decided something here."""
-        return self.kind_reason == "after_resolution" or (
-            self.after_hours_reason == "outside_business_hours"
-        )
-
 
 def classify(
     *,

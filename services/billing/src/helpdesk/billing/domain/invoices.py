@@ -145,6 +145,7 @@ def work_lines(pieces: Iterable[RatedPiece], *, by_ticket: bool = False) -> list
 _KIND_REASONS = {
     "after_resolution": "incident work after its resolution",
     "marked_solution_design": "marked so by the technician",
+    "marked_incident": "after its resolution, marked incident work by the technician",
 }
 _AFTER_HOURS_REASONS = {
     "flagged": "flagged after hours by the technician",
