@@ -48,6 +48,19 @@ def _preset(name: str) -> Preset:
     return preset
 
 
+def _operator_terms(name: str) -> dict[str, Any]:
+    """The body parts a preset leaves to the operator, filled with the preset's own values."""
+    base = _preset(name).agreement.model_dump(mode="json")
+    terms: dict[str, Any] = {}
+    for path in _preset(name).operator_must_set:
+        *parents, leaf = path.split(".")
+        source, target = base, terms
+        for key in parents:
+            source, target = source[key], target.setdefault(key, {})
+        target[leaf] = source[leaf]
+    return terms
+
+
 def _fields(preset: str | None, overrides: dict[str, Any]) -> list[str]:
     """The field paths `resolve_agreement` refuses, in order."""
     with pytest.raises(ValidationError) as info:
@@ -97,9 +110,11 @@ def test_preset_round_trips_through_json(name: str) -> None:
 @_patient
 @given(name=st.sampled_from(PRESET_NAMES))
 def test_resolving_a_preset_without_overrides_gives_its_agreement(name: str) -> None:
-    assert resolve_agreement(name, {}) == _preset(name).agreement
-    assert resolve_agreement(name, None) == _preset(name).agreement
-    assert resolve_agreement(None, {"preset": name}) == _preset(name).agreement
+    terms = _operator_terms(name)
+    assert resolve_agreement(name, terms) == _preset(name).agreement
+    assert resolve_agreement(None, {"preset": name, **terms}) == _preset(name).agreement
+    if not terms:
+        assert resolve_agreement(name, None) == _preset(name).agreement
 
 
 def test_presets_are_copies() -> None:
@@ -230,9 +245,37 @@ def test_partner_reseller_follows_seed_001() -> None:
     assert agreement.partner_rules.margin_restore_days == 184
 
 
+def test_partner_reseller_margin_must_be_set_by_the_operator() -> None:
+    """Seed 001: partners with excessive escalations "will have their accounts reverted to a full
+    price account (AKA 0% margin)". The margin is the partner's contract term: a PUT of the
+    preset without plan.discount_percent is refused, naming the field and why; 0 is accepted."""
+    assert _preset("partner_reseller").operator_must_set.keys() == {"plan.discount_percent"}
+    with pytest.raises(ValidationError) as info:
+        resolve_agreement("partner_reseller", {"plan": {"currency": "USD"}})
+    [error] = agreement_errors(info.value)
+    assert error["field"] == "plan.discount_percent"
+    assert "margin" in error["reason"]
+    assert "changes no invoice" in error["reason"]
+    assert _fields(None, {"preset": "partner_reseller"}) == ["plan.discount_percent"]
+    assert _fields("partner_reseller", {"plan": {"discount_percent": None}}) == [
+        "plan.discount_percent"
+    ]
+    margin = resolve_agreement("partner_reseller", {"plan": {"discount_percent": 20}})
+    assert margin.plan.discount_percent == 20
+    assert resolve_agreement("partner_reseller", {"plan": {"discount_percent": 0}}).plan == (
+        _preset("partner_reseller").agreement.plan
+    )
+    # Presets whose seeds leave nothing unknowable resolve from their name alone.
+    assert [p.name for p in list_presets() if p.operator_must_set] == ["partner_reseller"]
+
+
 def test_partner_reseller_time_zone_is_overridable() -> None:
     agreement = resolve_agreement(
-        "partner_reseller", {"calendars": {"business_hours": {"timezone": "Europe/Amsterdam"}}}
+        "partner_reseller",
+        {
+            "calendars": {"business_hours": {"timezone": "Europe/Amsterdam"}},
+            "plan": {"discount_percent": 20},
+        },
     )
     calendar = agreement.calendars["business_hours"]
     assert calendar.timezone == "Europe/Amsterdam"
@@ -765,6 +808,7 @@ def test_removing_a_calendar_still_in_use_names_each_target() -> None:
         "targets.P2.calendar",
         "targets.P3.calendar",
         "targets.P4.calendar",
+        "plan.business_hours_calendar",
     ]
 
 
@@ -958,7 +1002,8 @@ def test_overriding_a_response_target_keeps_everything_else(
     resolution = preset.targets.for_priority(priority).resolution_minutes
     # The response target has one unit: naming minutes drops a preset's business days.
     overrides: dict[str, Any] = {
-        "targets": {priority: {"response_minutes": minutes, "response_business_days": None}}
+        "targets": {priority: {"response_minutes": minutes, "response_business_days": None}},
+        **_operator_terms(name),
     }
     if resolution is not None and resolution < minutes:
         overrides["targets"][priority]["resolution_minutes"] = minutes

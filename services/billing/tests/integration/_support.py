@@ -106,18 +106,19 @@ async def log(
     at: datetime,
     scope: str | None = None,
     work_type: str = "remote",
-    after_hours: bool = False,
+    after_hours: bool | None = False,
+    solution_design: bool | None = None,
 ) -> None:
-    """Log time on a ticket: worked at `worked_at`, recorded as of `at`."""
+    """Log time on a ticket: worked at `worked_at`, recorded as of `at`. The technician's marks
+    are sent unless None (`after_hours=None` lets billing classify by business hours)."""
     body: dict[str, Any] = {
         "minutes": minutes,
         "work_type": work_type,
         "worked_at": iso(worked_at),
-        "after_hours": after_hours,
         "occurred_at": iso(at),
     }
-    if scope is not None:
-        body["scope"] = scope
+    marks = {"scope": scope, "after_hours": after_hours, "solution_design": solution_design}
+    body.update({name: mark for name, mark in marks.items() if mark is not None})
     ok(await run(importer, ticket_id, "time-entries", body))
 
 

@@ -9,7 +9,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from helpdesk.billing.adapters.tables import billing_invoices, projection_tables
+from helpdesk.billing.adapters.tables import (
+    billing_budget_reviews,
+    billing_invoices,
+    projection_tables,
+)
+from helpdesk.billing.domain.periods import next_quarter, quarter_of
 from helpdesk.shared.db import table_digest
 from helpdesk.shared.settings import Settings
 from services.billing.tests.integration._support import (
@@ -121,3 +126,77 @@ async def _scenario(stack: Stack, settings: Settings) -> None:
     assert {k: ok(await billing.get(f"/v1/invoices/{k}")) for k in views} == views
     assert ok(await billing.get(usage)) == before_usage
     assert len(await _finals(stack)) == 3
+
+
+REVIEWED = "billing.budget_reviewed"
+
+
+async def test_quarterly_budget_reviews_are_given_once_and_a_new_budget_waits_a_quarter(
+    settings: Settings,
+) -> None:
+    """Seed 004: "the Managed Support budget is reviewed regularly and may be adjusted
+    quarterly" and "Regular reviews with your Technical Account Manager": each ended quarter gets
+    one `billing.budget_reviewed` event, and a fee changed mid-quarter bills from the next."""
+    async with in_process("intake", settings) as intake:
+        with grace_hours(0):
+            billing_service = in_process("billing", settings)
+            billing = await billing_service.__aenter__()
+        try:
+            stack = Stack(intake, billing, As(intake.http, ADMIN_TOKEN))
+            await _reviews(stack, settings)
+        finally:
+            await billing_service.__aexit__(None, None, None)
+
+
+async def _reviews(stack: Stack, settings: Settings) -> None:
+    effective = month_start(6)
+    agreement = {"preset": "managed_budget", "effective_from": iso(effective),
+                 "plan": {"monthly_fee_cents": 300_000}}  # fmt: skip
+    account = await account_with(stack.admin, agreement)
+    current = quarter_of(month_start(0).strftime("%Y-%m"))
+    expected, quarter = [], quarter_of(effective.strftime("%Y-%m"))
+    while quarter != current:
+        expected.append(quarter)
+        quarter = next_quarter(quarter)
+
+    async def given() -> list[Any] | None:
+        async with stack.billing.runtime.engine.connect() as conn:
+            rows = list(
+                await conn.execute(
+                    sa.select(billing_budget_reviews).order_by(billing_budget_reviews.c.quarter)
+                )
+            )
+        return rows if len(rows) == len(expected) else None
+
+    rows = await wait_for(given)
+    assert [r.quarter for r in rows] == expected
+    assert {r.review["budget_cents"] for r in rows} == {900_000}
+    # Given at once, the earlier quarters only catch up: the latest one is the news mailed.
+    assert [r.review["catching_up"] for r in rows] == [True] * (len(rows) - 1) + [False]
+
+    async def on_topic() -> list[str] | None:
+        types = await topic_types(settings.kafka_bootstrap, settings.topic, settings.partitions)
+        return types if types.count(REVIEWED) >= len(expected) else None
+
+    assert (await wait_for(on_topic)).count(REVIEWED) == len(expected)
+
+    # A new budget agreed now bills from the next quarter's start.
+    ok(await stack.admin.put(
+        f"/v1/accounts/{account['id']}/agreement",
+        {**agreement, "effective_from": None, "plan": {"monthly_fee_cents": 350_000}},
+    ))  # fmt: skip
+    url = f"/v1/accounts/{account['id']}/budget-review?quarter={current}"
+    review = await settled(
+        stack.on_billing(stack.admin), url, lambda b: b["next_budget_cents"] == 1_050_000
+    )
+    assert review["budget_cents"] == 900_000
+
+    # A rebuild restores the reviews from their events and gives none again.
+    runtime = stack.billing.runtime
+    async with runtime.engine.connect() as conn:
+        before = await table_digest(conn, projection_tables)
+    await runtime.rebuild()
+    async with runtime.engine.connect() as conn:
+        assert await table_digest(conn, projection_tables) == before
+    types = await topic_types(settings.kafka_bootstrap, settings.topic, settings.partitions)
+    assert types.count(REVIEWED) == len(expected)

@@ -8,7 +8,14 @@ from uuid import UUID, uuid5
 from zoneinfo import ZoneInfo
 
 from helpdesk.billing.domain.rating import PlanVersion, TimeEntry
-from helpdesk.shared.agreements import FairUse, Plan, TicketKind, WorkType, get_preset
+from helpdesk.shared.agreements import (
+    Calendar,
+    FairUse,
+    Plan,
+    TicketKind,
+    WorkType,
+    get_preset,
+)
 from helpdesk.shared.contracts.common import Scope
 
 TZ = "America/New_York"
@@ -32,11 +39,16 @@ def entry(
     scope: Scope = "out",
     kind: TicketKind = "incident",
     ticket: UUID = T1,
-    after_hours: bool = False,
+    after_hours: bool | None = False,
     work_type: WorkType = "remote",
     name: str | None = None,
+    solution_design: bool | None = None,
+    after_resolution: bool = False,
 ) -> TimeEntry:
-    """A time entry; its id is derived from its content (or `name`) so tests stay readable."""
+    """A time entry; its id is derived from its content (or `name`) so tests stay readable.
+
+    `after_hours` is the technician's flag (False by default: an explicit "in hours"); pass
+    None to let billing classify it by the plan version's business hours."""
     key = name or f"{ticket}/{worked_at.isoformat()}/{minutes}/{scope}/{kind}/{after_hours}"
     return TimeEntry(
         entry_id=uuid5(_NS, key),
@@ -47,6 +59,8 @@ def entry(
         kind=kind,
         after_hours=after_hours,
         worked_at=worked_at,
+        solution_design=solution_design,
+        after_resolution=after_resolution,
     )
 
 
@@ -65,6 +79,22 @@ def preset_fair_use(preset: str) -> FairUse | None:
     return found.agreement.fair_use
 
 
-def since(plan: Plan, label: str = "", start: datetime | None = None) -> list[PlanVersion]:
-    """A single plan version in force since long before the tests' periods."""
-    return [PlanVersion(effective_at=start or at(2024, 1, 1, 0), plan=plan, label=label)]
+def since(
+    plan: Plan, label: str = "", start: datetime | None = None, hours: Calendar | None = None
+) -> list[PlanVersion]:
+    """A single plan version in force since long before the tests' periods (`hours`: the
+    business-hours calendar that classifies unflagged work)."""
+    return [
+        PlanVersion(
+            effective_at=start or at(2024, 1, 1, 0), plan=plan, label=label, business_hours=hours
+        )
+    ]
+
+
+def preset_hours(preset: str) -> Calendar:
+    """The business-hours calendar a preset's plan names."""
+    found = get_preset(preset)
+    assert found is not None
+    name = found.agreement.plan.business_hours_calendar
+    assert name is not None
+    return found.agreement.calendars[name]

@@ -55,6 +55,11 @@ def days(n: float) -> timedelta:
     return timedelta(days=n)
 
 
+#: Three flags earn the warning (day 2), three more after it revoke the margin (day 5).
+TO_REVOCATION = [T0 + days(i) for i in range(6)]
+REVOKED_AT = T0 + days(5)
+
+
 def test_a_warning_once_the_threshold_is_reached_in_the_window() -> None:
     standing, outcomes = flag_all([T0, T0 + days(1), T0 + days(2)])
     assert outcomes[:2] == [[], []]
@@ -71,9 +76,13 @@ def test_a_warning_once_the_threshold_is_reached_in_the_window() -> None:
     }
 
 
-def test_the_next_flag_after_a_warning_revokes_the_margin() -> None:
-    standing, _ = flag_all([T0, T0 + days(1), T0 + days(2)])
-    at = T0 + days(3)
+def test_excessive_escalations_again_after_the_warning_revoke_the_margin() -> None:
+    """Seed 001: "If the partner ... continues to have excessive escalations ... will have their
+    accounts reverted to a full price account": the threshold met again after the warning."""
+    standing, outcomes = flag_all(TO_REVOCATION[:5])
+    assert [[type(p) for p in o] for o in outcomes] == [[], [], [PartnerWarningIssued], [], []]
+    assert not standing.margin_revoked(TO_REVOCATION[4])
+    at = REVOKED_AT
     standing, decided = flag(standing, at)
     (revoked,) = decided
     assert isinstance(revoked, PartnerMarginRevoked)
@@ -85,16 +94,40 @@ def test_the_next_flag_after_a_warning_revokes_the_margin() -> None:
     assert view["margin_restored_on"] == (at + days(183)).isoformat()
 
 
+def test_a_single_flag_after_the_warning_does_not_revoke() -> None:
+    """Seed 001: "continues to have excessive escalations" - after the warning, a single flag a
+    month later, with only 3 flags inside the 30-day window (threshold 5), keeps the margin."""
+    rules = RULES.model_copy(update={"excessive_escalation_threshold": 5})
+    standing, outcomes = flag_all([T0 + days(i) for i in range(5)], rules)
+    assert [type(p) for p in outcomes[-1]] == [PartnerWarningIssued]
+    later = T0 + days(33)  # the flags of days 3, 4 and 33 are inside the window
+    standing, decided = flag(standing, later, rules)
+    assert decided == []
+    assert not standing.margin_revoked(later)
+    # Excessive again after the warning (five flags after it inside the window) revokes.
+    standing, outcomes = flag_all([later + days(i) for i in (1, 2, 3, 4)], rules, standing)
+    assert [[type(p) for p in o] for o in outcomes] == [[], [], [], [PartnerMarginRevoked]]
+
+
+def test_a_warning_lapses_once_the_escalations_stop_for_a_window() -> None:
+    """Seed 001 revokes for partners that "continue": after 30 days without a flag the warning
+    has lapsed, and excessive escalations later earn a new warning, not a revocation."""
+    standing, _ = flag_all([T0, T0 + days(1), T0 + days(2)])
+    resumed = T0 + days(2 + 31)
+    standing, outcomes = flag_all([resumed + days(i) for i in range(3)], standing=standing)
+    assert [[type(p) for p in o] for o in outcomes] == [[], [], [PartnerWarningIssued]]
+
+
 def test_a_flag_while_revoked_extends_the_revocation() -> None:
-    standing, _ = flag_all([T0 + days(i) for i in range(4)])
-    assert standing.restore_on == T0 + days(3 + 183)
+    standing, _ = flag_all(TO_REVOCATION)
+    assert standing.restore_on == REVOKED_AT + days(183)
     at = T0 + days(100)
     standing, decided = flag(standing, at)
     (extended,) = decided
     assert isinstance(extended, PartnerMarginExtended)
     assert extended.restore_on == at + days(183)
     assert standing.restore_on == at + days(183)
-    assert standing.margin_revoked(T0 + days(3 + 183))  # the old date no longer restores it
+    assert standing.margin_revoked(REVOKED_AT + days(183))  # the old date no longer restores it
 
 
 def test_flags_spread_wider_than_the_window_never_warn() -> None:
@@ -113,12 +146,12 @@ def test_a_flag_just_older_than_the_window_does_not_count() -> None:
 
 
 def test_the_margin_comes_back_after_margin_restore_days() -> None:
-    standing, _ = flag_all([T0 + days(i) for i in range(4)])
-    restore_on = T0 + days(3 + 183)
+    standing, _ = flag_all(TO_REVOCATION)
+    restore_on = REVOKED_AT + days(183)
     assert standing.margin_revoked(restore_on - timedelta(seconds=1))
     assert not standing.margin_revoked(restore_on)
     assert standing.view(restore_on) == {
-        "flagged_tickets": 4,
+        "flagged_tickets": 6,
         "warnings": 0,
         "margin": "granted",
         "margin_restored_on": None,
@@ -126,22 +159,24 @@ def test_the_margin_comes_back_after_margin_restore_days() -> None:
 
 
 def test_after_restoration_the_count_starts_afresh() -> None:
-    standing, _ = flag_all([T0 + days(i) for i in range(4)])
-    restored = T0 + days(3 + 183)
+    standing, _ = flag_all(TO_REVOCATION)
+    restored = REVOKED_AT + days(183)
     # Old flags do not count, and the warning was used up by the revocation: it takes the full
-    # threshold again for a warning, and one more for a revocation.
-    standing, outcomes = flag_all([restored + days(i) for i in range(4)], standing=standing)
+    # threshold again for a warning, and the threshold again after it for a revocation.
+    standing, outcomes = flag_all([restored + days(i) for i in range(6)], standing=standing)
     assert [[type(p) for p in o] for o in outcomes] == [
         [],
         [],
         [PartnerWarningIssued],
+        [],
+        [],
         [PartnerMarginRevoked],
     ]
 
 
 def test_flags_from_before_the_restoration_do_not_count_even_inside_the_window() -> None:
-    standing, _ = flag_all([T0 + days(i) for i in range(4)])
-    restored = T0 + days(3 + 183)
+    standing, _ = flag_all(TO_REVOCATION)
+    restored = REVOKED_AT + days(183)
     # two flags in the last days before restoration extend it; the count after it is fresh
     standing, outcomes = flag_all([restored - days(2), restored - days(1)], standing=standing)
     assert [[type(p) for p in o] for o in outcomes] == [[PartnerMarginExtended]] * 2
@@ -158,22 +193,20 @@ def test_without_warnings_the_threshold_revokes_at_once() -> None:
 
 def test_several_warnings_before_the_penalty() -> None:
     rules = RULES.model_copy(update={"warnings_before_penalty": 2})
-    standing, outcomes = flag_all([T0 + days(i) for i in range(5)], rules)
+    standing, outcomes = flag_all([T0 + days(i) for i in range(9)], rules)
     assert [[type(p) for p in o] for o in outcomes] == [
-        [],
-        [],
-        [PartnerWarningIssued],
-        [PartnerWarningIssued],
-        [PartnerMarginRevoked],
-    ]
-    assert standing.margin_revoked(T0 + days(4))
+        [], [], [PartnerWarningIssued],
+        [], [], [PartnerWarningIssued],
+        [], [], [PartnerMarginRevoked],
+    ]  # fmt: skip
+    assert standing.margin_revoked(T0 + days(8))
 
 
 def test_a_zero_day_restoration_period_never_revokes_for_long() -> None:
     rules = RULES.model_copy(update={"margin_restore_days": 0})
-    standing, outcomes = flag_all([T0 + days(i) for i in range(4)], rules)
-    assert [type(p) for p in outcomes[3]] == [PartnerMarginRevoked]
-    assert not standing.margin_revoked(T0 + days(3))
+    standing, outcomes = flag_all(TO_REVOCATION, rules)
+    assert [type(p) for p in outcomes[5]] == [PartnerMarginRevoked]
+    assert not standing.margin_revoked(REVOKED_AT)
 
 
 @given(st.lists(st.integers(min_value=0, max_value=2000), max_size=30))
@@ -181,16 +214,22 @@ def test_a_zero_day_restoration_period_never_revokes_for_long() -> None:
 def test_no_revocation_without_a_warning_first(offsets: list[int]) -> None:
     standing = PartnerStanding()
     warned = False
+    since_warning: list[datetime] = []
     for hours in sorted(offsets):
         at = T0 + timedelta(hours=hours * 12)
         revoked_before = standing.margin_revoked(at)
         standing, decided = flag(standing, at)
+        since_warning.append(at)
         for payload in decided:
             if isinstance(payload, PartnerWarningIssued):
                 assert not revoked_before
                 warned = True
+                since_warning = []
             elif isinstance(payload, PartnerMarginRevoked):
                 assert warned
+                # Excessive again after the warning: the threshold met inside the window.
+                in_window = [t for t in since_warning if t >= at - days(RULES.window_days)]
+                assert len(in_window) >= RULES.excessive_escalation_threshold
                 assert not revoked_before
                 assert payload.restore_on == at + days(183)
                 warned = False
@@ -209,13 +248,15 @@ def test_a_warning_older_than_the_window_lapses() -> None:
     standing, outcome = flag(standing, later)
     assert outcome == []
     assert not standing.margin_revoked(later)
-    # Within the window after the warning, a further flag does revoke.
+    # Excessive again: a new warning; excessive once more while it stands: revoked.
     standing, decided = flag_all(
         [later + timedelta(days=1), later + timedelta(days=2)], standing=standing
     )
     assert isinstance(decided[-1][0], PartnerWarningIssued)
-    standing, outcome = flag(standing, later + timedelta(days=3))
-    assert isinstance(outcome[0], PartnerMarginRevoked)
+    standing, decided = flag_all(
+        [later + days(3), later + days(4), later + days(5)], standing=standing
+    )
+    assert [[type(p) for p in o] for o in decided] == [[], [], [PartnerMarginRevoked]]
 
 
 def test_the_seed_001_preset_withholds_the_margin_for_at_least_six_calendar_months() -> None:

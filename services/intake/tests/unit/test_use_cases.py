@@ -290,7 +290,7 @@ async def flag_partner_tickets(partner_world: World, count: int) -> None:
 
 
 async def test_partner_flags_lead_to_a_warning(world: World) -> None:
-    partner_world = await World("partner_reseller").setup()
+    partner_world = await World("partner_reseller", plan={"discount_percent": 20}).setup()
     await flag_partner_tickets(partner_world, 5)  # the preset's threshold in its window
     assert "account.partner_warning_issued" in partner_world.intake.types()
     closed = await world.open()
@@ -304,7 +304,7 @@ async def test_a_partner_with_the_end_user_support_plan_is_exempt_from_the_rule(
     """Seed 001: 'Partners not signed up for a LogicCloud IT partner end-user support plan with
     excessive escalations ... will receive a warning ... and then ... reverted to a full price
     account'. Signed up, twice the threshold of flags brings neither."""
-    plan = {"partner_rules": {"end_user_support_plan": True}}
+    plan = {"partner_rules": {"end_user_support_plan": True}, "plan": {"discount_percent": 20}}
     partner_world = await World("partner_reseller", **plan).setup()
     await flag_partner_tickets(partner_world, 10)
     types = partner_world.intake.types()

@@ -55,6 +55,12 @@ CONTACT_MAILS = [
     (_event("ticket.resolved", resolution="fix", summary="Replaced"), "resolved"),
     (_event("sla.follow_up_due", actor="system", reminder=2, max_unanswered=3), "follow_up"),
     (_event("ticket.closed", actor="system", reason="no_response"), "auto_closed"),
+    # Seed 002: "If the ticket can't be finished in 30 minutes or less limited support may
+    # apply" - the contact is told, not only staff.
+    (
+        _event("billing.fair_use_exceeded", actor="system", cap="per_ticket", limit_minutes=30),
+        "fair_use",
+    ),
 ]
 
 
@@ -100,6 +106,14 @@ def test_partner_warning_and_invoice_go_to_account_roles() -> None:
     assert (invoice.kind, invoice.recipient) == ("invoice_final", "billing_contacts")
     assert invoice.subject == "Your invoice for 2025-05"
     assert invoice.in_reply_to is None
+    # Seed 004: "the Managed Support budget is reviewed regularly and may be adjusted quarterly"
+    (review,) = mails_for(_event("billing.budget_reviewed", actor="system", quarter="2026-Q1"))
+    assert (review.kind, review.recipient) == ("budget_review", "billing_contacts")
+    assert review.subject == "Your support budget review for 2026-Q1"
+    assert mails_for(_event("billing.budget_reviewed", quarter="2025-Q4", catching_up=True)) == ()
+    # Imported history tells nobody: a fair-use exceedance raised by an imported entry.
+    imported = _event("billing.fair_use_exceeded", actor="system", cap="per_day", imported=True)
+    assert mails_for(imported, TICKET) == ()
 
 
 @pytest.mark.parametrize(

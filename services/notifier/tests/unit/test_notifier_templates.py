@@ -53,8 +53,15 @@ ALL_INTENTS = [
     _intent("sla.breached", kind="response"),
     _intent("account.partner_warning_issued", flagged_in_window=4, window_days=90),
     _intent("account.partner_margin_revoked", restore_on="2026-01-01T00:00:00Z"),
+    _intent("billing.fair_use_exceeded", cap="per_day", limit_minutes=30, used_minutes=45,
+            day="2025-06-02"),
+    _intent("billing.fair_use_exceeded", cap="per_ticket", limit_minutes=30, used_minutes=40),
+    _intent("billing.budget_reviewed", quarter="2026-Q1", currency="USD", budget_cents=900000,
+            covered_value_cents=41250, balance_cents=858750, next_budget_cents=1050000,
+            by_kind={"incident": {"minutes": 195, "covered_minutes": 165, "billed_minutes": 30,
+                                  "covered_value_cents": 41250, "billed_cents": 7500}}),
     _intent("billing.invoice_finalized", period="2025-05", total_cents=56000, currency="USD"),
-]
+]  # fmt: skip
 
 
 def test_every_kind_has_both_templates() -> None:
@@ -84,6 +91,15 @@ def test_specific_content() -> None:
     resolved = renderer.render(ALL_INTENTS[3], ANN)
     assert "workaround" in resolved.text
     assert "confirm" in resolved.text
+    per_day, per_ticket = (renderer.render(i, ANN) for i in ALL_INTENTS[-4:-2])
+    review = renderer.render(ALL_INTENTS[-2], ANN)
+    assert "budget for 2026-Q1: USD 9,000.00" in review.text
+    assert "incident: 195 min, 165 covered, 30 billed (USD 75.00)" in review.text
+    assert "From the next quarter the budget is USD 10,500.00." in review.text
+    assert "on 2025-06-02" in per_day.text
+    assert "45 minutes: more than the 30 minutes a day" in per_day.text
+    assert "40 minutes: more than the 30 minutes a ticket" in per_ticket.text
+    assert "can't be finished in 30 minutes or less, limited support may apply" in per_ticket.text
     opened = renderer.render(ALL_INTENTS[0], ANN)
     assert "&lt;script&gt;" in opened.html
     assert "<script>alert(1)</script>" in opened.text

@@ -103,7 +103,9 @@ async def test_partner_reseller_business_days_engineering_tier_and_vendor_pause(
     # Escalation to engineering: its own 72 business hours (nine business days) on the
     # same calendar; escalation to a vendor pauses every clock until the vendor hands it back.
     # May 2026 is on EDT (UTC−4) throughout; its only holiday, Memorial Day, is Monday 25 May.
-    account = await new_account(admin, {"preset": "partner_reseller"})
+    account = await new_account(
+        admin, {"preset": "partner_reseller", "plan": {"discount_percent": 20}}
+    )
     reported = datetime(2026, 5, 8, 16, 0, tzinfo=NEW_YORK)  # Friday 8 May, 16:00 EDT
     required_on_open = {
         "partner_domain": "partner.example",

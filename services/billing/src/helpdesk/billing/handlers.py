@@ -1,4 +1,5 @@
-"""Billing's projection of the stream, its fair-use reaction and its finalisation loop.
+"""Billing's projection of the stream, its fair-use reaction, its finalisation loop and its
+quarterly budget reviews.
 
 The projection stores rows as the events say (accounts, agreement versions, contacts, tickets,
 time entries, margin revocations) and, from billing's own events, the fair-use exceedances and
@@ -22,6 +23,7 @@ from helpdesk.billing.adapters.books import contract_lines, final_row, load_book
 from helpdesk.billing.adapters.tables import (
     billing_accounts,
     billing_agreements,
+    billing_budget_reviews,
     billing_contacts,
     billing_entries,
     billing_fair_use_events,
@@ -33,6 +35,7 @@ from helpdesk.billing.adapters.tables import (
 )
 from helpdesk.billing.domain.book import AccountBook, invoice_id
 from helpdesk.billing.domain.fair_use import fair_use_exceedances
+from helpdesk.billing.domain.periods import next_quarter, quarter_periods
 from helpdesk.shared.agreements import Agreement
 from helpdesk.shared.consumer import AnyEvent, Projection, Reactions, UnitOfWork
 from helpdesk.shared.context import Context, system_actor, utc_now
@@ -45,7 +48,12 @@ from helpdesk.shared.contracts.accounts import (
     PartnerMarginRevoked,
     PartnerWarningIssued,
 )
-from helpdesk.shared.contracts.billing import FairUseExceeded, InvoiceFinalized
+from helpdesk.shared.contracts.billing import (
+    BudgetReviewed,
+    FairUseExceeded,
+    InvoiceFinalized,
+    KindReview,
+)
 from helpdesk.shared.contracts.tickets import (
     TicketOpened,
     TicketReopened,
@@ -215,6 +223,7 @@ async def tickets(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
                     "category": payload.category,
                     "reported_at": payload.reported_at,
                     "resolved_at": None,
+                    "resolutions": [],
                     "partition": event.partition,
                 }
                 changed.add(payload.ticket_id)
@@ -225,9 +234,19 @@ async def tickets(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
         if isinstance(payload, TicketTriaged):
             ticket.update(kind=payload.kind, scope=payload.scope, category=payload.category)
         elif isinstance(payload, TicketResolved):
-            ticket["resolved_at"] = event.envelope.occurred_at
+            resolved_at = event.envelope.occurred_at
+            ticket["resolved_at"] = resolved_at
+            spans = list(ticket["resolutions"])
+            if not spans or spans[-1]["reopened_at"] is not None:
+                spans.append({"resolved_at": resolved_at.isoformat(), "reopened_at": None})
+            ticket["resolutions"] = spans
         elif isinstance(payload, TicketReopened):
             ticket["resolved_at"] = None
+            spans = list(ticket["resolutions"])
+            if spans and spans[-1]["reopened_at"] is None:
+                reopened_at = event.envelope.occurred_at.isoformat()
+                spans[-1] = {**spans[-1], "reopened_at": reopened_at}
+            ticket["resolutions"] = spans
         elif isinstance(payload, TicketTimeLogged):
             entries.setdefault(
                 payload.entry_id,
@@ -241,6 +260,7 @@ async def tickets(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
                     "ticket_scope": ticket["scope"],
                     "kind": payload.kind,
                     "after_hours": payload.after_hours,
+                    "solution_design": payload.solution_design,
                     "worked_at": payload.worked_at,
                     "logged_at": event.envelope.occurred_at,
                 },
@@ -252,7 +272,7 @@ async def tickets(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
         billing_tickets,
         [rows[t] for t in sorted(changed, key=str)],
         conflict=["ticket_id"],
-        update=["kind", "scope", "category", "resolved_at"],
+        update=["kind", "scope", "category", "resolved_at", "resolutions"],
     )
     await bulk_upsert(uow.conn, billing_entries, list(entries.values()), conflict=["entry_id"])
 
@@ -294,6 +314,7 @@ async def fair_use(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
                 entry_id=found.entry_id,
                 worked_at=found.worked_at,
                 day=found.day,
+                imported=causes[account_id].envelope.actor.type == "import",
             )
             decided.append(
                 ctx.event(
@@ -412,3 +433,112 @@ async def _finalise(uow: UnitOfWork, book: AccountBook, key: str, now: datetime)
             )
         ]
     )
+
+
+# --- quarterly budget reviews (seed 004) ---------------------------------------------------------
+
+
+def _review_row(payload: BudgetReviewed, event_id: UUID) -> dict[str, Any]:
+    return {
+        "account_id": payload.account_id,
+        "quarter": payload.quarter,
+        "event_id": event_id,
+        "review": payload.model_dump(mode="json"),
+        "reviewed_at": payload.reviewed_at,
+    }
+
+
+@projection.on(BudgetReviewed)
+async def budget_reviewed(uow: UnitOfWork, event: Event[BudgetReviewed]) -> None:
+    """A quarter's review as its event gave it: one per account and quarter, also after a
+    rebuild."""
+    row = _review_row(event.payload, event.envelope.event_id)
+    await uow.conn.execute(pg_insert(billing_budget_reviews).values(row).on_conflict_do_nothing())
+
+
+def review_payload(
+    book: AccountBook, quarter: str, now: datetime, *, catching_up: bool = False
+) -> BudgetReviewed:
+    """The `billing.budget_reviewed` payload of `quarter`, with what the book knows now."""
+    review = book.budget_review(quarter)
+    return BudgetReviewed(
+        account_id=book.account_id,
+        quarter=quarter,
+        periods=list(quarter_periods(quarter)),
+        currency=review.currency,
+        budget_cents=review.budget_cents,
+        covered_value_cents=review.covered_value_cents,
+        balance_cents=review.balance_cents,
+        next_budget_cents=book.budget_review(next_quarter(quarter)).budget_cents,
+        by_kind={
+            kind: KindReview(
+                minutes=use.minutes,
+                covered_minutes=use.covered_minutes,
+                covered_value_cents=use.covered_value_cents,
+                billed_minutes=use.billed_minutes,
+                billed_cents=use.billed_cents,
+            )
+            for kind, use in review.by_kind.items()
+        },
+        reviewed_at=now,
+        catching_up=catching_up,
+    )
+
+
+def reviewer(settings: BillingSettings) -> LiveLoop:
+    """The live loop that gives each quarterly-reviewed account its budget review once the
+    quarter and its last month's grace period are over (seed 004)."""
+    grace = settings.grace
+
+    async def review(live: LiveContext) -> datetime | None:
+        next_due: datetime | None = None
+        for partition in live.partitions:
+            watermark = live.watermark(partition)
+            async with live.engine.connect() as conn:
+                account_ids = list(
+                    await conn.scalars(
+                        sa.select(billing_accounts.c.account_id).where(
+                            billing_accounts.c.partition == partition
+                        )
+                    )
+                )
+                books = await load_books(conn, account_ids)
+                reviewed: dict[UUID, set[str]] = {}
+                for row in await conn.execute(
+                    sa.select(
+                        billing_budget_reviews.c.account_id, billing_budget_reviews.c.quarter
+                    ).where(billing_budget_reviews.c.account_id.in_(list(books)))
+                ):
+                    reviewed.setdefault(row.account_id, set()).add(row.quarter)
+            ready: list[BudgetReviewed] = []
+            for account_id in sorted(books, key=str):
+                book = books[account_id]
+                due, later = book.reviews_due(reviewed.get(account_id, set()), grace, watermark)
+                # Only the latest due quarter is news; earlier ones are given to catch up.
+                ready += [
+                    review_payload(book, quarter, live.now, catching_up=quarter != due[-1])
+                    for quarter in due
+                ]
+                if later is not None:
+                    next_due = later if next_due is None else min(next_due, later)
+            if ready:
+                async with live.claim([partition]) as uow:
+                    for payload in ready:
+                        await _give_review(uow, payload, live.now)
+        return next_due
+
+    return review
+
+
+async def _give_review(uow: UnitOfWork, payload: BudgetReviewed, now: datetime) -> None:
+    event_id = derive_event_id(payload.account_id, f"budget_review:{payload.quarter}")
+    claimed = await uow.conn.scalar(
+        pg_insert(billing_budget_reviews)
+        .values(_review_row(payload, event_id))
+        .on_conflict_do_nothing()
+        .returning(billing_budget_reviews.c.quarter)
+    )
+    if claimed is None:
+        return  # given already (another replica, or before a restart)
+    ctx = Context(ACTOR, now, now)
+    await uow.emit([ctx.event(payload, account_id=payload.account_id, event_id=event_id)])

@@ -8,7 +8,13 @@ import helpdesk.shared.contracts  # noqa: F401 - registers every event type
 from helpdesk.billing.adapters.metrics import BillingMetrics
 from helpdesk.billing.adapters.tables import metadata, runtime
 from helpdesk.billing.api.routes import router
-from helpdesk.billing.handlers import BillingSettings, finaliser, projection, reactions
+from helpdesk.billing.handlers import (
+    BillingSettings,
+    finaliser,
+    projection,
+    reactions,
+    reviewer,
+)
 from helpdesk.shared.service import ServiceSpec, run_cli
 
 
@@ -24,7 +30,7 @@ def build_spec() -> ServiceSpec:
         reactions=reactions,
         migrations=Path(__file__).parent / "migrations",
         routers=[router],
-        live_loops=lambda runtime: [finaliser(settings)],
+        live_loops=lambda runtime: [finaliser(settings), reviewer(settings)],
         metrics=lambda runtime: [BillingMetrics(runtime.engine, runtime.clock)],
     )
 

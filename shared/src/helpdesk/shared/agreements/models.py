@@ -676,8 +676,13 @@ class Plan(ContractModel):
     - `managed`: `monthly_fee_cents` covers all work on tickets of kinds not in `excluded_kinds`,
       remote or on-site; tickets of an excluded kind are billed at `flat_fees[kind]` when one is
       agreed, else as time and materials at the discounted rate; out-of-scope work as `monthly`;
-    - `after_hours_billable`: entries flagged after hours are billed at the discounted rate even
-      where the plan would otherwise cover them.
+    - `after_hours_billable`: after-hours entries are billed at the discounted rate even where
+      the plan would otherwise cover them. An entry is after hours when the technician flags it
+      so, or, unflagged, when its `worked_at` lies outside `business_hours_calendar` (a
+      calendar of the agreement; none: only the flag counts);
+    - on any plan, an incident's entry worked while the ticket stood resolved is solution
+      design, unless the technician marks it as incident work (seed 004 "Research and
+      troubleshooting (solution design) following incident resolution").
     """
 
     kind: PlanKind
@@ -690,6 +695,8 @@ class Plan(ContractModel):
     excluded_kinds: list[TicketKind] = Field(default_factory=list)
     flat_fees: dict[TicketKind, Cents] | None = None
     after_hours_billable: Annotated[bool, Field(strict=True)] = False
+    #: The calendar (a key of the agreement's `calendars`) whose closed time is after hours.
+    business_hours_calendar: CalendarName | None = None
     #: Seed 000 Pro: "Designated engineer assigned to your account".
     designated_engineer: Annotated[bool, Field(strict=True)] = False
     #: How often the plan is reviewed with the customer (seed 004: quarterly = 3; 000 Pro: 1).
@@ -919,6 +926,9 @@ class Agreement(ContractModel):
                 yield _unknown_calendar(
                     ("escalation_targets", tier, "calendar"), escalation.calendar, known
                 )
+        hours = self.plan.business_hours_calendar
+        if hours is not None and hours not in self.calendars:
+            yield _unknown_calendar(("plan", "business_hours_calendar"), hours, known)
         for index, window in enumerate(self.maintenance_windows):
             if (
                 window.service_class is not None

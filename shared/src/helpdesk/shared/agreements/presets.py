@@ -75,6 +75,9 @@ class Preset(ContractModel):
     #: Alternative plans; the agreement carries the default one. Empty when the seed has one plan.
     plan_variants: dict[str, PlanVariant] = Field(default_factory=dict)
     default_plan_variant: str | None = None
+    #: Terms the seed relies on but cannot know, which every PUT naming the preset must set:
+    #: dotted path in the agreement body -> what to put there and why (seed 001's margin).
+    operator_must_set: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -364,11 +367,18 @@ def _partner_reseller() -> Preset:
             "steps_taken; 'any error messages associated' is asked for only where there are "
             "some, so error_messages is optional (absent or empty is accepted), and the "
             "control-panel URL is asked for only 'if applicable', so it is not required "
-            "either (add either to on_open where it always applies). Excessive escalations: "
-            "a warning, then 0 % margin 'until ... "
-            "stopped, and then for a period of not less than 6 months' -> partner_rules: 5 or "
-            "more within 30 days are excessive (the seed gives no number), one warning, margin "
-            "restored 184 days after they stop. Scope: partner billing and provider-level "
+            "either (add either to on_open where it always applies). Excessive escalations 'will receive a warning'; one that "
+            "'continues to have excessive escalations' is 'reverted to a full price account (AKA "
+            "0% margin) until ... stopped, and then for a period of not less than 6 months' -> "
+            "partner_rules: 5 or more flagged tickets within 30 days are excessive (the seed "
+            "gives no number) and earn one warning; the margin is revoked only when 5 more are "
+            "flagged after the warning while it stands (it lapses once 30 days pass without a "
+            "flag), "
+            "never by a single flag; each flag while revoked pushes the return back, and the "
+            "margin returns 184 days after the last. The margin is the plan's discount_percent "
+            "on billed work, and the seed cannot know it: every PUT of this preset must set "
+            "plan.discount_percent (operator_must_set; 0 is allowed and means a revocation "
+            "changes no invoice). Scope: partner billing and provider-level "
             "outages or malfunctions; end-user support is the partner's unless it has an "
             "end-user support plan: partner_rules.end_user_support_plan true moves "
             "end_user_support, end_user_devices and end_user_portals into scope and exempts "
@@ -417,6 +427,13 @@ def _partner_reseller() -> Preset:
                 margin_restore_days=184,
             ),
         ),
+        operator_must_set={
+            "plan.discount_percent": (
+                "the partner's margin, as a percent off the hourly rate of billed work (0 to "
+                "100); seed 001 revokes it ('reverted to a full price account (AKA 0% margin)') "
+                "after excessive escalations, so with 0 a revocation changes no invoice"
+            )
+        },
     )
 
 
@@ -454,8 +471,11 @@ def _small_business_remote() -> Preset:
             "30 mins of "
             "remote service per day' and 'If the ticket can't be finished in 30 minutes or "
             "less limited support may apply' -> fair_use 30 min per day and per ticket, remote "
-            "work only. After hours is 'an add-on ... at an extra cost' -> after_hours_billable; "
-            "an account with the add-on points targets at the included 24x7 calendar. "
+            "work only. After hours is 'an add-on ... at an extra cost' -> after_hours_billable "
+            "with business_hours_calendar business_hours: a time entry whose worked_at lies "
+            "outside those hours (or on a holiday) is billed as after-hours work at $150/h, "
+            "and the technician's after_hours flag overrides that either way; an account with "
+            "the add-on points targets at the included 24x7 calendar. "
             "'Limited support may apply' items -> out_of_scope; the exclusions list -> "
             "unsupported. Silent on price: monthly plan in USD with fee 0 (set yours) and "
             "$150/h for billable work. The seed says nothing about closing unanswered tickets "
@@ -480,6 +500,7 @@ def _small_business_remote() -> Preset:
                 hourly_rate_cents=DEFAULT_HOURLY_RATE_CENTS,
                 increment_minutes=15,
                 after_hours_billable=True,
+                business_hours_calendar="business_hours",
             ),
             fair_use=FairUse(per_day_minutes=30, per_ticket_minutes=30, work_types=["remote"]),
             scope_catalogue=ScopeCatalogue(
@@ -526,10 +547,19 @@ def _managed_budget() -> Preset:
             "'The following work is excluded: Service requests (new scopes of work), "
             "After-hours incident response, Research and troubleshooting (solution design) "
             "following incident resolution' -> excluded_kinds service_request and "
-            "solution_design, after_hours_billable; excluded work is 'billed separately, either "
+            "solution_design, after_hours_billable. Billing classifies each time entry: its "
+            "worked_at outside business_hours_calendar (business_hours, holidays included) is "
+            "after-hours work, and work on an incident after its resolution (until a reopen, "
+            "and again after a reopened cycle is resolved) is solution design; the "
+            "technician's after_hours and solution_design marks override either way, and the "
+            "invoice line says which reason applied. Excluded work is 'billed separately, either "
             "as a pre-approved flat fee project or as a post-action invoice for time and "
             "materials' -> flat_fees per kind when agreed (none by default), else $150/h in "
-            "15-minute increments; 'may be adjusted quarterly' -> review_every_months 3. The "
+            "15-minute increments; 'reviewed regularly and may be adjusted quarterly' -> "
+            "review_every_months 3: billing emits billing.budget_reviewed for each quarter once "
+            "it has ended and its last invoice's grace period has passed, and a new "
+            "monthly_fee_cents takes effect from the start of the next quarter (the version's "
+            "other terms at once). The "
             "seed states no response or resolution times ('as quickly as feasible' is no "
             "guarantee) -> no targets: no SLA clock runs, nothing is due, warned or breached, "
             "and the ticket's own history shows when it was answered; set "
@@ -556,6 +586,7 @@ def _managed_budget() -> Preset:
                 increment_minutes=15,
                 excluded_kinds=["service_request", "solution_design"],
                 after_hours_billable=True,
+                business_hours_calendar="business_hours",
                 review_every_months=3,
             ),
             scope_catalogue=ScopeCatalogue(

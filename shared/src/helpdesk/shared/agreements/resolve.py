@@ -74,8 +74,9 @@ def resolve_agreement(
     plan of `overrides["plan_variant"]` when the preset has variants, then `deep_merge` the
     overrides and validate. `overrides` may also carry `preset` (a PUT body does); it must then
     agree with `preset_name`. Raises pydantic's ValidationError, located at `preset` for an
-    unknown preset and at `plan_variant` for an unknown variant; `agreement_errors` turns it into
-    field/reason pairs.
+    unknown preset, at `plan_variant` for an unknown variant and at each of the preset's
+    `operator_must_set` paths the body leaves out; `agreement_errors` turns it into field/reason
+    pairs.
 
     `local_timezone` (the account's zone) moves the preset's business-hours calendars, kept in
     America/New_York, to that zone before the overrides apply: "Mon-Fri 08:30-17:30" is the
@@ -116,6 +117,17 @@ def resolve_agreement(
             f"unknown preset '{preset_name}'; known presets: {', '.join(preset_names())}",
             preset_name,
         )
+    missing = [
+        InitErrorDetails(
+            type=PydanticCustomError("required_by_preset", f"preset '{preset_name}': {why}"),
+            loc=tuple(path.split(".")),
+            input=None,
+        )
+        for path, why in preset.operator_must_set.items()
+        if not _is_set(body, path)
+    ]
+    if missing:
+        raise ValidationError.from_exception_data("Agreement", missing)
     base = preset.agreement.model_dump(mode="json")
     if local_timezone is not None:
         for calendar in base.get("calendars", {}).values():
@@ -159,6 +171,16 @@ def _with_end_user_plan(agreement: Agreement) -> Agreement:
         }
     )
     return agreement.model_copy(update={"scope_catalogue": catalogue})
+
+
+def _is_set(body: Mapping[str, Any], path: str) -> bool:
+    """Whether the PUT body gives the dotted `path` a value (null is no value)."""
+    value: Any = body
+    for key in path.split("."):
+        if not isinstance(value, Mapping) or value.get(key) is None:
+            return False
+        value = value[key]
+    return True
 
 
 class FieldError(TypedDict):

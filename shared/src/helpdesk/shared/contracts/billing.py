@@ -70,6 +70,8 @@ class FairUseExceeded(Payload):
     `key` names what the cap counts ("per_day:2026-03-10" or "per_ticket:<ticket id>"): one
     event per key. `ticket_id`, `entry_id` and `worked_at` are those of the entry that took the
     count over; `day` is the account-local date for a per-day cap, null for a per-ticket cap.
+    `imported` says the time entry that raised it came from a history import: the record is
+    kept, and nobody is told about history (seed 002's notice goes to the contact otherwise).
     """
 
     account_id: UUID
@@ -81,3 +83,42 @@ class FairUseExceeded(Payload):
     entry_id: UUID
     worked_at: AwareDatetime
     day: date | None = None
+    imported: bool = False
+
+
+class KindReview(Payload):
+    """One ticket kind's share of a quarter in a budget review."""
+
+    minutes: int
+    #: Minutes the fee (or the allowance) covered, and their value at the discounted rate.
+    covered_minutes: int
+    covered_value_cents: int
+    #: Minutes billed on top of the fee, and what they were invoiced for.
+    billed_minutes: int
+    billed_cents: int
+
+
+@registry.register("billing.budget_reviewed")
+class BudgetReviewed(Payload):
+    """Seed 004's quarterly budget review ("reviewed regularly and may be adjusted quarterly").
+
+    Produced once per account and quarter for a plan reviewed every 3 months, when the quarter
+    has ended and its last month's invoice grace period has passed (so it agrees with the final
+    invoices). `budget_cents` is what the quarter's fees billed, `covered_value_cents` the
+    covered work at the discounted rate; `next_budget_cents` the fees of the next quarter as
+    agreed so far (a budget change takes effect from a quarter's start). `catching_up` marks a
+    review given for a quarter before the latest ended one (history imported, reviews switched
+    on later): the notifier mails the latest review to the account's billing contacts only.
+    """
+
+    account_id: UUID
+    quarter: str = Field(pattern=r"^\d{4}-Q[1-4]$")
+    periods: list[str]
+    currency: str
+    budget_cents: int
+    covered_value_cents: int
+    balance_cents: int
+    next_budget_cents: int
+    by_kind: dict[str, KindReview]
+    reviewed_at: AwareDatetime
+    catching_up: bool = False

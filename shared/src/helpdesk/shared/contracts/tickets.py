@@ -126,18 +126,24 @@ class TicketVendorReturned(Payload):
 
 @registry.register("ticket.time_logged")
 class TicketTimeLogged(Payload):
-    """Work booked on the ticket; billing rates it against the agreement's plan."""
+    """Work booked on the ticket; billing rates it against the agreement's plan.
+
+    `after_hours` and `solution_design` are the technician's marks; null (or absent) lets
+    billing classify the entry: after hours by the agreement's business-hours calendar, and
+    solution design when an incident is worked on after its resolution (docs/policies.md).
+    """
 
     entry_id: UUID
     minutes: int = Field(gt=0)
     work_type: WorkType
     scope: Scope
-    after_hours: bool
+    after_hours: bool | None = None
     worked_at: AwareDatetime
     note: str = ""
     technician: str
     kind: TicketKind
     category: str | None = None
+    solution_design: bool | None = None
 
 
 @registry.register("ticket.resolved")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -20,8 +21,10 @@ from helpdesk.billing.adapters.tables import (
     billing_tickets,
 )
 from helpdesk.billing.domain.book import AccountBook
+from helpdesk.billing.domain.classification import ResolvedSpan, stood_resolved
 from helpdesk.billing.domain.invoices import Invoice, InvoiceLine
 from helpdesk.billing.domain.rating import MarginRevocation, PlanVersion, TimeEntry, TopUp
+from helpdesk.billing.domain.review import quarterly_budgets
 from helpdesk.shared.agreements import Agreement
 from helpdesk.shared.contracts import billing as contract
 
@@ -100,6 +103,30 @@ def invoice_of_row(row: Any) -> Invoice:
     )
 
 
+def plan_version(effective_at: datetime, agreement: Agreement) -> PlanVersion:
+    """An agreement version as billing rates with it: its plan, label and business hours."""
+    hours = agreement.plan.business_hours_calendar
+    return PlanVersion(
+        effective_at=effective_at,
+        plan=agreement.plan,
+        label=plan_label(agreement),
+        business_hours=agreement.calendars.get(hours) if hours else None,
+    )
+
+
+def resolved_spans(stored: Sequence[dict[str, Any]]) -> tuple[ResolvedSpan, ...]:
+    """The `resolutions` column of a ticket row as the domain's spans."""
+    return tuple(
+        ResolvedSpan(
+            resolved_at=datetime.fromisoformat(span["resolved_at"]),
+            reopened_at=datetime.fromisoformat(span["reopened_at"])
+            if span["reopened_at"]
+            else None,
+        )
+        for span in stored
+    )
+
+
 def _in(column: Any, ids: Sequence[UUID]) -> Any:
     return column == sa.any_(sa.bindparam(None, list(ids), type_=_UUIDS))
 
@@ -127,6 +154,7 @@ async def load_books(conn: AsyncConnection, account_ids: Sequence[UUID]) -> dict
             sa.select(billing_tickets).where(_in(billing_tickets.c.account_id, account_ids))
         )
     }
+    spans = {ticket_id: resolved_spans(row.resolutions) for ticket_id, row in tickets.items()}
     entries: defaultdict[UUID, list[TimeEntry]] = defaultdict(list)
     for row in await conn.execute(
         sa.select(billing_entries).where(_in(billing_entries.c.account_id, account_ids))
@@ -145,6 +173,8 @@ async def load_books(conn: AsyncConnection, account_ids: Sequence[UUID]) -> dict
                 kind=ticket.kind if ticket is not None else row.kind,
                 after_hours=row.after_hours,
                 worked_at=row.worked_at,
+                solution_design=row.solution_design,
+                after_resolution=stood_resolved(row.worked_at, spans.get(row.ticket_id, ())),
             )
         )
     revocations: defaultdict[UUID, list[MarginRevocation]] = defaultdict(list)
@@ -173,9 +203,12 @@ async def load_books(conn: AsyncConnection, account_ids: Sequence[UUID]) -> dict
         books[account_id] = AccountBook(
             account_id=account_id,
             timezone=timezone,
-            plans=tuple(
-                PlanVersion(effective_at=row.effective_at, plan=a.plan, label=plan_label(a))
-                for row, a in zip(versions, parsed, strict=True)
+            plans=quarterly_budgets(
+                [
+                    plan_version(row.effective_at, a)
+                    for row, a in zip(versions, parsed, strict=True)
+                ],
+                timezone,
             ),
             entries=tuple(entries[account_id]),
             # The plan lists every top-up bought so far: the latest version is the record.

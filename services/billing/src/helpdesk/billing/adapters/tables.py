@@ -55,6 +55,9 @@ billing_tickets = sa.Table(
     sa.Column("reported_at", sa.DateTime(timezone=True), nullable=False),
     # The latest resolution; cleared by a reopen (an hourly ticket is invoiced when resolved).
     sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+    # Every span the ticket stood resolved: [{"resolved_at", "reopened_at"}], in order. Work on
+    # an incident inside one is solution design (seed 004).
+    sa.Column("resolutions", pg.JSONB, nullable=False, server_default="[]"),
     sa.Column("partition", sa.Integer, nullable=True),
 )
 
@@ -70,7 +73,9 @@ billing_entries = sa.Table(
     # The ticket's scope when the entry was logged: an entry that followed it follows a re-triage.
     sa.Column("ticket_scope", sa.Text, nullable=False),
     sa.Column("kind", sa.Text, nullable=False),
-    sa.Column("after_hours", sa.Boolean, nullable=False),
+    # The technician's marks; null lets billing classify the entry (domain/classification.py).
+    sa.Column("after_hours", sa.Boolean, nullable=True),
+    sa.Column("solution_design", sa.Boolean, nullable=True),
     sa.Column("worked_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("logged_at", sa.DateTime(timezone=True), nullable=False),
 )
@@ -123,6 +128,17 @@ billing_invoices = sa.Table(
     sa.UniqueConstraint("account_id", "invoice_key", name="billing_invoices_account_key"),
 )
 
+billing_budget_reviews = sa.Table(
+    "billing_budget_reviews",
+    metadata,
+    # One review per account and quarter, ever: the live loop claims it here (seed 004).
+    sa.Column("account_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("quarter", sa.Text, primary_key=True),
+    sa.Column("event_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("review", pg.JSONB, nullable=False),
+    sa.Column("reviewed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 projection_tables = [
     billing_accounts,
     billing_agreements,
@@ -133,4 +149,5 @@ projection_tables = [
     billing_partner_warnings,
     billing_fair_use_events,
     billing_invoices,
+    billing_budget_reviews,
 ]

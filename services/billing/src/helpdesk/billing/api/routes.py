@@ -32,15 +32,15 @@ from helpdesk.billing.domain.book import (
     monthly_key,
     ticket_key,
 )
-from helpdesk.billing.domain.invoices import Invoice, invoice_csv, monthly_invoice
+from helpdesk.billing.domain.invoices import Invoice, explanation, invoice_csv, monthly_invoice
 from helpdesk.billing.domain.periods import (
     next_period,
+    next_quarter,
     period_bounds,
     period_of,
     quarter_periods,
 )
-from helpdesk.billing.domain.rating import PlanVersion
-from helpdesk.billing.domain.review import quarterly_review
+from helpdesk.billing.domain.rating import PlanVersion, version_at
 from helpdesk.billing.domain.usage import Usage, period_usage
 from helpdesk.shared.agreements import Plan, agreement_errors, get_preset
 from helpdesk.shared.auth import Principal
@@ -137,6 +137,19 @@ def _usage_view(usage: Usage) -> dict[str, Any]:
             }
             for x in usage.fair_use
         ],
+        # Why work is billed apart from the ticket's kind or hours (seed 004, seed 002 add-on).
+        "classified": [
+            {
+                "entry_id": str(p.entry_id),
+                "ticket_id": str(p.ticket_id),
+                "worked_at": p.worked_at.isoformat(),
+                "minutes": p.minutes,
+                "kind": p.kind,
+                "treatment": p.treatment,
+                "reason": explanation(p.kind, p.kind_reason, p.after_hours_reason),
+            }
+            for p in usage.classified
+        ],
     }
 
 
@@ -166,6 +179,7 @@ async def usage(account_id: UUID, runtime: Runtime, caller: Caller, period: str)
             "billable_minutes": 0,
             "amount_cents": 0,
             "fair_use": [],
+            "classified": [],
         }
     else:
         figures = _usage_view(period_usage(book.rating(period)))
@@ -345,15 +359,7 @@ async def budget_review(
         book = await load_book(conn, account_id)
     if book is None:
         raise Problem(409, "Conflict", "The account has no agreement yet.")
-    review = quarterly_review(
-        quarter,
-        book.timezone,
-        book.entries,
-        book.plans,
-        top_ups=book.top_ups,
-        revocations=book.revocations,
-        rounding=book.rounding,
-    )
+    review = book.budget_review(quarter)
     return {
         "account_id": str(account_id),
         "quarter": review.quarter,
@@ -362,6 +368,9 @@ async def budget_review(
         "budget_cents": review.budget_cents,
         "covered_value_cents": review.covered_value_cents,
         "balance_cents": review.balance_cents,
+        # What the next quarter's fees come to as agreed so far: a budget change takes effect
+        # from a quarter's start (seed 004 "may be adjusted quarterly").
+        "next_budget_cents": book.budget_review(next_quarter(quarter)).budget_cents,
         "by_kind": {
             kind: {
                 "minutes": use.minutes,
@@ -421,7 +430,11 @@ async def what_if(
     if book is None:
         raise Problem(409, "Conflict", "The account has no agreement yet.")
     start, _ = period_bounds(period, book.timezone)
-    rating = book.rating(period, plans=[PlanVersion(effective_at=start, plan=plan)])
+    # The account's own business hours classify after-hours work under the other plan too.
+    hours = version_at(book.plans, start).business_hours if plan.business_hours_calendar else None
+    rating = book.rating(
+        period, plans=[PlanVersion(effective_at=start, plan=plan, business_hours=hours)]
+    )
     invoice = monthly_invoice(account_id, rating)
     return {
         "account_id": str(account_id),

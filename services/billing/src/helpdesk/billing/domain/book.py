@@ -18,7 +18,7 @@ keeps its id when it becomes final.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -30,7 +30,14 @@ from helpdesk.billing.domain.invoices import (
     monthly_invoice,
     ticket_invoice,
 )
-from helpdesk.billing.domain.periods import next_period, period_bounds, period_of
+from helpdesk.billing.domain.periods import (
+    next_period,
+    next_quarter,
+    period_bounds,
+    period_of,
+    quarter_bounds,
+    quarter_of,
+)
 from helpdesk.billing.domain.rating import (
     MarginRevocation,
     PeriodRating,
@@ -40,7 +47,9 @@ from helpdesk.billing.domain.rating import (
     TopUp,
     plan_at,
     rate_period,
+    version_at,
 )
+from helpdesk.billing.domain.review import BudgetReview, quarterly_review, reviewed_quarterly
 from helpdesk.shared.agreements import FairUse
 
 _INVOICE_IDS = uuid5(NAMESPACE_URL, "https://helpdesk.local/invoice-id")
@@ -227,6 +236,44 @@ class AccountBook:
             if key not in self.finals:
                 due.append((self.resolved[ticket_id] + grace, key))
         return min(due)
+
+    # --- quarterly budget reviews (seed 004) ----------------------------------------------
+
+    def budget_review(self, quarter: str) -> BudgetReview:
+        """The budget review of `quarter` with everything known."""
+        return quarterly_review(
+            quarter,
+            self.timezone,
+            self.entries,
+            self.plans,
+            top_ups=self.top_ups,
+            revocations=self.revocations,
+            rounding=self.rounding,
+        )
+
+    def reviews_due(
+        self, reviewed: Collection[str], grace: timedelta, until: datetime
+    ) -> tuple[list[str], datetime | None]:
+        """Quarters whose budget review is due by `until` and not given yet, in order, and when
+        the next one falls due (None: no plan of the account is reviewed quarterly).
+
+        A quarter is reviewed when the plan in force at its end is reviewed every 3 months, once
+        it has ended and its last month's grace period has passed: the review then agrees with
+        that month's final invoice.
+        """
+        if not any(reviewed_quarterly(v) for v in self.plans):
+            return [], None
+        due: list[str] = []
+        quarter = quarter_of(self.first_period())
+        while True:
+            end = quarter_bounds(quarter, self.timezone)[1]
+            if end + grace > until:
+                return due, end + grace
+            if quarter not in reviewed and reviewed_quarterly(
+                version_at(self.plans, end - timedelta(microseconds=1))
+            ):
+                due.append(quarter)
+            quarter = next_quarter(quarter)
 
     def with_final(self, key: str, invoice: Invoice) -> AccountBook:
         """The book once `invoice` is final under `key`."""

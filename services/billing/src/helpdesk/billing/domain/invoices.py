@@ -118,7 +118,12 @@ def work_lines(pieces: Iterable[RatedPiece], *, by_ticket: bool = False) -> list
         ticket = p.ticket_id if per_ticket else None
         # Zero-priced lines carry no rate: they show the minutes, not a notional price.
         rate, discount = (p.hourly_rate_cents, p.discount_percent) if p.time_billed else (0, 0)
-        label: str = p.kind if kind == "time_and_materials" else ""
+        # The label keeps apart work classified for different reasons, so each line says why.
+        label = (
+            f"{p.kind}|{p.kind_reason}|{p.after_hours_reason or ''}"
+            if kind in ("time_and_materials", "after_hours")
+            else ""
+        )
         key = (kind, label, ticket, rate, discount)
         sums[key] = sums.get(key, 0) + p.minutes
     lines = []
@@ -137,6 +142,28 @@ def work_lines(pieces: Iterable[RatedPiece], *, by_ticket: bool = False) -> list
     return lines
 
 
+_KIND_REASONS = {
+    "after_resolution": "incident work after its resolution",
+    "marked_solution_design": "marked so by the technician",
+    "marked_incident": "after its resolution, marked incident work by the technician",
+}
+_AFTER_HOURS_REASONS = {
+    "flagged": "flagged after hours by the technician",
+    "outside_business_hours": "worked outside business hours",
+}
+
+
+def explanation(kind: str, kind_reason: str, after_hours_reason: str | None) -> str:
+    """Why billing classified work as it did, in words: its kind ("solution design: incident
+    work after its resolution" when billing or the technician made it so), then why it is after
+    hours ("worked outside business hours", "flagged after hours by the technician")."""
+    name = _KIND_NAMES.get(kind, kind)
+    reasons = [f"{name}: {_KIND_REASONS[kind_reason]}" if kind_reason in _KIND_REASONS else name]
+    if after_hours_reason:
+        reasons.append(_AFTER_HOURS_REASONS.get(after_hours_reason, after_hours_reason))
+    return "; ".join(reasons)
+
+
 def _work_description(kind: LineKind, label: str, minutes: int) -> str:
     time = _hours(minutes)
     if kind == "overage":
@@ -145,9 +172,11 @@ def _work_description(kind: LineKind, label: str, minutes: int) -> str:
         return f"Out-of-scope work within the included allowance, {time} (no charge)"
     if kind == "in_scope":
         return f"Work covered by the plan, {time} (no charge)"
+    ticket_kind, kind_reason, after_hours_reason = label.split("|")
+    why = explanation(ticket_kind, kind_reason, after_hours_reason or None)
     if kind == "after_hours":
-        return f"After-hours work, {time}"
-    return f"Time and materials ({_KIND_NAMES.get(label, label)}), {time}"
+        return f"After-hours work ({why}), {time}"
+    return f"Time and materials ({why}), {time}"
 
 
 def _line_order(line: InvoiceLine) -> tuple[int, str, int, int, str]:

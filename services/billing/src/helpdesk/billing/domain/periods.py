@@ -90,3 +90,22 @@ def quarter_periods(quarter: str) -> tuple[str, str, str]:
         f"{year:04d}-{first + 1:02d}",
         f"{year:04d}-{first + 2:02d}",
     )
+
+
+def quarter_bounds(quarter: str, timezone: str) -> tuple[datetime, datetime]:
+    """The [start, end) instants of `quarter` ("YYYY-Qn") in `timezone`."""
+    first, _, last = quarter_periods(quarter)
+    return period_bounds(first, timezone)[0], period_bounds(last, timezone)[1]
+
+
+def next_quarter(quarter: str) -> str:
+    """The quarter after `quarter`."""
+    return quarter_of(next_period(quarter_periods(quarter)[2]))
+
+
+def quarter_start_from(instant: datetime, timezone: str) -> datetime:
+    """`instant` itself when a quarter starts there (local midnight of 1 January, April, July
+    or October in `timezone`), else the start of the next quarter."""
+    quarter = quarter_of(period_of(instant, timezone))
+    start, end = quarter_bounds(quarter, timezone)
+    return instant if instant == start else end

@@ -3,14 +3,17 @@
 Pure: every input is a parameter (entries, plan versions, top-ups, margin revocations, the
 period and the account's time zone); nothing reads a clock.
 
-How an entry is treated, under the plan version in force at its `worked_at`:
+How an entry is treated, under the plan version in force at its `worked_at`, once
+`classification.classify` has said what it is (its kind: an incident worked on after its
+resolution is solution design; and whether it is after hours: flagged so, or worked outside the
+plan's business-hours calendar):
 
-1. its ticket kind is in `plan.excluded_kinds` (seed 004): billed separately, as the kind's
+1. its kind is in `plan.excluded_kinds` (seed 004): billed separately, as the kind's
    pre-approved flat fee when `plan.flat_fees` names one (`flat_fee`; the fee is charged once per
    ticket and kind, in the period of the first such entry, and covers all of that ticket's work
    of that kind, after hours included), else as time and materials at the discounted rate
    (`time_and_materials`). Scope does not matter: the kind is excluded either way;
-2. it is flagged after hours and `plan.after_hours_billable` (seed 004 "after-hours incident
+2. it is after hours and `plan.after_hours_billable` (seed 004 "after-hours incident
    response", seed 002's add-on): billed as time and materials at the discounted rate
    (`after_hours`), even when in scope, and it does not draw the included allowance (the
    allowance is for ordinary out-of-scope work during hours);
@@ -46,6 +49,12 @@ from fractions import Fraction
 from typing import Literal
 from uuid import UUID
 
+from helpdesk.billing.domain.classification import (
+    AfterHoursReason,
+    Classification,
+    KindReason,
+    classify,
+)
 from helpdesk.billing.domain.fair_use import FairUseExceedance, fair_use_exceedances
 from helpdesk.billing.domain.periods import (
     local_date,
@@ -55,7 +64,7 @@ from helpdesk.billing.domain.periods import (
     period_of,
     require_aware,
 )
-from helpdesk.shared.agreements import FairUse, Plan, TicketKind, WorkType
+from helpdesk.shared.agreements import Calendar, FairUse, Plan, TicketKind, WorkType
 from helpdesk.shared.contracts.common import Scope
 
 Rounding = Literal["per_entry", "per_ticket"]
@@ -114,7 +123,9 @@ class TimeEntry:
     """Work booked on a ticket, as the service maps a `ticket.time_logged` event.
 
     `scope` and `kind` are the ticket's current ones: a later `ticket.triaged` re-rates the
-    ticket by mapping its entries again.
+    ticket by mapping its entries again. `after_hours` and `solution_design` are the
+    technician's marks (None: billing classifies, see `classification`); `after_resolution`
+    says the ticket stood resolved at `worked_at`, as its resolutions and reopens tell.
     """
 
     entry_id: UUID
@@ -123,8 +134,10 @@ class TimeEntry:
     work_type: WorkType
     scope: Scope
     kind: TicketKind
-    after_hours: bool
+    after_hours: bool | None
     worked_at: datetime
+    solution_design: bool | None = None
+    after_resolution: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.minutes, bool) or not isinstance(self.minutes, int):
@@ -142,6 +155,9 @@ class PlanVersion:
     plan: Plan
     #: Shown on fee lines, e.g. "Starter" or "Pro".
     label: str = ""
+    #: The agreement's calendar named by `plan.business_hours_calendar`: work outside it is
+    #: after hours unless the technician says otherwise.
+    business_hours: Calendar | None = None
 
     def __post_init__(self) -> None:
         require_aware(self.effective_at, "effective_at")
@@ -206,6 +222,10 @@ class RatedPiece:
     discount_percent: int
     #: Billed on the ticket's own invoice at resolution (hourly plan), not the monthly one.
     per_ticket: bool = False
+    #: Why the entry has its kind (the ticket's, or solution design after a resolution...).
+    kind_reason: KindReason = "ticket"
+    #: Why it is after hours (flagged, or worked outside business hours); None when it is not.
+    after_hours_reason: AfterHoursReason | None = None
 
     @property
     def time_billed(self) -> bool:
@@ -316,12 +336,25 @@ def discount_at(plan: Plan, instant: datetime, revocations: Sequence[MarginRevoc
 _Class = Literal["in_scope", "allowance", "time_and_materials", "after_hours", "flat_fee"]
 
 
-def _classify(entry: TimeEntry, plan: Plan) -> _Class:
-    if entry.kind in plan.excluded_kinds:
-        if plan.flat_fees is not None and entry.kind in plan.flat_fees:
+def classify_entry(entry: TimeEntry, plans: Sequence[PlanVersion]) -> Classification:
+    """What `entry` is under the plan version in force at its worked_at (see
+    `classification.classify`)."""
+    return classify(
+        kind=entry.kind,
+        worked_at=entry.worked_at,
+        after_hours=entry.after_hours,
+        solution_design=entry.solution_design,
+        after_resolution=entry.after_resolution,
+        business_hours=version_at(plans, entry.worked_at).business_hours,
+    )
+
+
+def _classify(entry: TimeEntry, what: Classification, plan: Plan) -> _Class:
+    if what.kind in plan.excluded_kinds:
+        if plan.flat_fees is not None and what.kind in plan.flat_fees:
             return "flat_fee"
         return "time_and_materials"
-    if entry.after_hours and plan.after_hours_billable:
+    if what.after_hours and plan.after_hours_billable:
         return "after_hours"
     if entry.scope == "out":
         return "time_and_materials" if plan.kind == "hourly" else "allowance"
@@ -366,14 +399,17 @@ def _rate(
     """Rate `entries` (one period's, or one ticket's) into pieces, drawing the allowance."""
     ordered = _sorted(entries)
     plans_of = [plan_at(plans, e.worked_at) for e in ordered]
-    classes = [_classify(e, p) for e, p in zip(ordered, plans_of, strict=True)]
+    whats = [classify_entry(e, plans) for e in ordered]
+    classes = [_classify(e, w, p) for e, w, p in zip(ordered, whats, plans_of, strict=True)]
     minutes = _rounded_minutes(ordered, classes, plans, rounding)
     used = 0
     pieces: list[RatedPiece] = []
-    for entry, plan, cls, billed in zip(ordered, plans_of, classes, minutes, strict=True):
+    for entry, what, plan, cls, billed in zip(
+        ordered, whats, plans_of, classes, minutes, strict=True
+    ):
         discount = discount_at(plan, entry.worked_at, revocations)
         if cls != "allowance":
-            pieces.append(_piece(entry, plan, discount, cls, billed))
+            pieces.append(_piece(entry, what, plan, discount, cls, billed))
             continue
         allowance = plan.included_minutes + sum(
             t.minutes for t in top_ups if t.effective_at <= entry.worked_at
@@ -381,19 +417,24 @@ def _rate(
         included = min(billed, max(allowance - used, 0))
         used += included
         if included:
-            pieces.append(_piece(entry, plan, discount, "included", included))
+            pieces.append(_piece(entry, what, plan, discount, "included", included))
         if billed > included:
-            pieces.append(_piece(entry, plan, discount, "overage", billed - included))
+            pieces.append(_piece(entry, what, plan, discount, "overage", billed - included))
     return pieces
 
 
 def _piece(
-    entry: TimeEntry, plan: Plan, discount: int, treatment: Treatment, minutes: int
+    entry: TimeEntry,
+    what: Classification,
+    plan: Plan,
+    discount: int,
+    treatment: Treatment,
+    minutes: int,
 ) -> RatedPiece:
     return RatedPiece(
         entry_id=entry.entry_id,
         ticket_id=entry.ticket_id,
-        kind=entry.kind,
+        kind=what.kind,
         scope=entry.scope,
         worked_at=entry.worked_at,
         minutes=minutes,
@@ -401,6 +442,8 @@ def _piece(
         hourly_rate_cents=plan.hourly_rate_cents,
         discount_percent=discount,
         per_ticket=plan.kind == "hourly",
+        kind_reason=what.kind_reason,
+        after_hours_reason=what.after_hours_reason,
     )
 
 
@@ -450,8 +493,8 @@ def _flat_fee_charges(
             e
             for e in history
             if e.ticket_id == ticket_id
-            and e.kind == kind
-            and _classify(e, plan_at(plans, e.worked_at)) == "flat_fee"
+            and (what := classify_entry(e, plans)).kind == kind
+            and _classify(e, what, plan_at(plans, e.worked_at)) == "flat_fee"
         )
         fees = plan_at(plans, first.worked_at).flat_fees
         assert fees is not None

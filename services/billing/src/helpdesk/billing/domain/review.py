@@ -10,12 +10,13 @@ it is rounded half up once per kind.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
-from helpdesk.billing.domain.periods import quarter_periods
+from helpdesk.billing.domain.periods import quarter_periods, quarter_start_from
 from helpdesk.billing.domain.rating import (
     MarginRevocation,
     PlanVersion,
@@ -26,6 +27,49 @@ from helpdesk.billing.domain.rating import (
     rate_period,
     round_half_up,
 )
+
+#: A plan reviewed every this many months has a quarterly budget (seed 004).
+QUARTERLY = 3
+
+
+def reviewed_quarterly(version: PlanVersion) -> bool:
+    """Whether the version's plan has a budget reviewed each quarter."""
+    return version.plan.review_every_months == QUARTERLY
+
+
+def quarterly_budgets(plans: Sequence[PlanVersion], timezone: str) -> tuple[PlanVersion, ...]:
+    """The plan versions with seed 004's "may be adjusted quarterly" applied to the fee.
+
+    When a version changes the monthly fee of a plan reviewed quarterly (it and the version
+    before it both have `review_every_months` 3), the new fee takes effect from the start of
+    the next quarter in `timezone` (at once when the version starts a quarter); its other terms
+    take effect when it does. A later version supersedes a fee change still pending. Any other
+    version changes the fee when it takes effect. The result splits the timeline where a
+    version or a deferred fee begins.
+    """
+    ordered = sorted(plans, key=lambda v: v.effective_at)
+    fee_from = [ordered[0].effective_at] + [
+        quarter_start_from(v.effective_at, timezone)
+        if reviewed_quarterly(v) and reviewed_quarterly(before)
+        else v.effective_at
+        for before, v in itertools.pairwise(ordered)
+    ]
+    versions: list[PlanVersion] = []
+    for start in sorted({v.effective_at for v in ordered} | set(fee_from)):
+        # The latest version by `start` (of two at one instant, the later) sets the terms.
+        terms = ordered[max(i for i, v in enumerate(ordered) if v.effective_at <= start)]
+        # The latest version whose fee is in force by `start` decides the fee.
+        fee = max(i for i, at in enumerate(fee_from) if at <= start)
+        versions.append(
+            replace(
+                terms,
+                effective_at=start,
+                plan=terms.plan.model_copy(
+                    update={"monthly_fee_cents": ordered[fee].plan.monthly_fee_cents}
+                ),
+            )
+        )
+    return tuple(versions)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from helpdesk.billing.domain.fair_use import FairUseExceedance
 from helpdesk.billing.domain.invoices import monthly_lines, work_lines
-from helpdesk.billing.domain.rating import PeriodRating
+from helpdesk.billing.domain.rating import PeriodRating, RatedPiece
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,9 @@ class Usage:
     #: carried from earlier periods), plus work under an hourly plan, priced per ticket.
     amount_cents: int
     fair_use: tuple[FairUseExceedance, ...] = ()
+    #: Work whose kind or after-hours standing is not simply the ticket's: solution design
+    #: after a resolution, after-hours work (by the calendar or by the technician's flag).
+    classified: tuple[RatedPiece, ...] = ()
 
     @property
     def included_remaining_minutes(self) -> int:
@@ -63,4 +66,9 @@ def period_usage(rating: PeriodRating) -> Usage:
         billable_minutes=sum(p.minutes for p in rating.pieces if p.time_billed),
         amount_cents=monthly + per_ticket,
         fair_use=rating.fair_use,
+        classified=tuple(
+            p
+            for p in rating.pieces
+            if p.kind_reason != "ticket" or p.after_hours_reason is not None
+        ),
     )

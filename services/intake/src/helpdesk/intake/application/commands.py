@@ -215,12 +215,19 @@ class VendorReturn(Imported):
 
 
 class TimeEntry(Imported):
-    """POST /v1/tickets/{id}/time-entries."""
+    """POST /v1/tickets/{id}/time-entries.
+
+    `after_hours` and `solution_design` are the technician's marks, each an override both ways;
+    left out (or null), billing classifies the entry: after hours when `worked_at` lies outside
+    the agreement's business-hours calendar, solution design when an incident is worked on
+    after its resolution (docs/policies.md, seed 004).
+    """
 
     minutes: Annotated[StrictInt, Field(gt=0, le=24 * 60)]
     work_type: WorkType
     scope: Scope | None = None
-    after_hours: StrictBool = False
+    after_hours: StrictBool | None = None
+    solution_design: StrictBool | None = None
     worked_at: Instant
     note: Annotated[str, Field(max_length=10_000)] = ""
 

@@ -358,6 +358,7 @@ async def _log_time(
         work_type=command.work_type,
         scope=command.scope,
         after_hours=command.after_hours,
+        solution_design=command.solution_design,
         worked_at=command.worked_at,
         note=command.note,
         technician=author_of(principal),

@@ -1,5 +1,6 @@
-"""Seed 001's partner rules: warn on excessive partner-resolvable escalations, then revoke the
-partner margin until none has happened for `margin_restore_days`.
+"""Seed 001's partner rules: warn on excessive partner-resolvable escalations, revoke the partner
+margin when they are excessive again after the warning, until none has happened for
+`margin_restore_days`.
 
 Pure: `PartnerStanding` is folded from the account's events; `on_flagged` decides what one more
 flagged ticket at instant `at` means.
@@ -7,6 +8,7 @@ flagged ticket at instant `at` means.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -94,26 +96,43 @@ def fold(standing: PartnerStanding, payload: BaseModel, at: datetime) -> Partner
     return standing
 
 
+def _stands(
+    warned_at: datetime, flagged_at: tuple[datetime, ...], at: datetime, window: timedelta
+) -> bool:
+    """Whether a warning given at `warned_at` still stands at `at`: no stretch of `window`
+    without a flag has passed since (the escalations have not stopped)."""
+    points = [warned_at, *sorted(t for t in flagged_at if warned_at < t <= at), at]
+    return all(later - earlier <= window for earlier, later in itertools.pairwise(points))
+
+
 def on_flagged(
     standing: PartnerStanding, at: datetime, rules: PartnerRules, account_id: UUID
 ) -> list[BaseModel]:
     """What flagging one more ticket at `at` leads to; `standing` already includes it.
 
-    Seed 001: excessive escalations earn a warning; a partner that *continues* (a further
-    flagged ticket while a warning is within the rolling window) loses its margin until none
-    has been flagged for `margin_restore_days`.
+    Seed 001: partners "with excessive escalations ... will receive a warning"; one that
+    "continues to have excessive escalations" loses its margin until they "have stopped, and
+    then for a period of not less than 6 months thereafter". Excessive is the threshold met
+    inside the window. After a warning only flags *after* it count, so the margin goes when
+    the threshold is met again while the warning stands; a single flag later is not enough.
+    A warning stands until the escalations stop: it lapses once `window_days` pass without a
+    flag. While the margin is revoked each flag pushes its return back (docs/policies.md,
+    seed 001).
     """
     restore_on = at + timedelta(days=rules.margin_restore_days)
     if standing.margin_revoked(at):
         return [PartnerMarginExtended(account_id=account_id, restore_on=restore_on)]
-    window_start = at - timedelta(days=rules.window_days)
-    active_warnings = [w for w in standing.warned_at if w >= window_start]
-    if 0 < rules.warnings_before_penalty <= len(active_warnings):
-        return [PartnerMarginRevoked(account_id=account_id, restore_on=restore_on)]
-    # Only flags inside the window count, and none from before a margin came back.
+    window = timedelta(days=rules.window_days)
+    window_start = at - window
+    active_warnings = [w for w in standing.warned_at if _stands(w, standing.flagged_at, at, window)]
+    # Only flags inside the window count, none from before a margin came back, and none a
+    # standing warning already answered.
+    counted_from = window_start
     if standing.restore_on is not None:
-        window_start = max(window_start, standing.restore_on)
-    recent = [t for t in standing.flagged_at if t >= window_start]
+        counted_from = max(counted_from, standing.restore_on)
+    recent = [t for t in standing.flagged_at if t >= counted_from]
+    if active_warnings:
+        recent = [t for t in recent if t > max(active_warnings)]
     if len(recent) < rules.excessive_escalation_threshold:
         return []
     if len(active_warnings) < rules.warnings_before_penalty:

@@ -531,10 +531,11 @@ def log_time(
     minutes: int,
     work_type: WorkType,
     scope: Scope | None,
-    after_hours: bool,
+    after_hours: bool | None,
     worked_at: datetime,
     note: str,
     technician: str,
+    solution_design: bool | None = None,
 ) -> TicketTimeLogged:
     """Book work; allowed in any state (late entries on closed tickets are billed too)."""
     return TicketTimeLogged(
@@ -548,6 +549,7 @@ def log_time(
         technician=technician,
         kind=ticket.kind,
         category=ticket.category,
+        solution_design=solution_design,
     )
 
 

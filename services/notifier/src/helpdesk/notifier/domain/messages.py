@@ -21,6 +21,11 @@ Rules:
 - `account.partner_warning_issued` → the partner's key contacts (seed 001), and
   `account.partner_margin_revoked` likewise;
 - `billing.invoice_finalized` → the account's billing contacts;
+- `billing.budget_reviewed` → the account's billing contacts (seed 004's quarterly review),
+  unless it is `catching_up` on an earlier quarter;
+- `billing.fair_use_exceeded` → the contact of the ticket whose work went over the cap (seed
+  002: "If the ticket can't be finished in 30 minutes or less limited support may apply"),
+  unless an imported time entry raised it;
 - `daily_digest` → the managers, tickets at risk or breached (not event-driven).
 """
 
@@ -49,6 +54,8 @@ MailKind = Literal[
     "partner_warning",
     "partner_margin_revoked",
     "invoice_final",
+    "fair_use",
+    "budget_review",
     "daily_digest",
 ]
 
@@ -215,6 +222,10 @@ def mails_for(
         period = one_line(str(payload.get("period") or ""), 20)
         subject = f"Your invoice for {period}" if period else "Your invoice"
         return (_account_mail("invoice_final", subject, "billing_contacts", event, domain),)
+    if type_ == "billing.budget_reviewed" and payload.get("catching_up") is not True:
+        quarter = one_line(str(payload.get("quarter") or ""), 20)
+        subject = f"Your support budget review for {quarter}" if quarter else "Budget review"
+        return (_account_mail("budget_review", subject, "billing_contacts", event, domain),)
 
     if ticket is None:
         return ()
@@ -239,6 +250,9 @@ def mails_for(
         label = f"Reminder {reminder}" if isinstance(reminder, int) else "Reminder"
         label += ": we are waiting for your reply"
         return (_ticket_mail("follow_up", label, "ticket_contact", event, ticket, domain),)
+    if type_ == "billing.fair_use_exceeded" and to_contact and payload.get("imported") is not True:
+        label = "Limited support may apply"
+        return (_ticket_mail("fair_use", label, "ticket_contact", event, ticket, domain),)
     if type_ == "ticket.closed" and to_contact and payload.get("reason") == "no_response":
         label = "Closed without reply"
         return (_ticket_mail("auto_closed", label, "ticket_contact", event, ticket, domain),)
