@@ -389,12 +389,16 @@ def test_business_hours_presets_close_on_the_accounts_public_holidays(name: str)
     assert not calendar.is_holiday(dt.date(2026, 7, 6))
     assert not calendar.is_24x7
     # The account's country replaces the US holidays; an explicit country in the body wins.
-    local = resolve_agreement(name, {}, local_country="GB").calendars["business_hours"]
+    local = resolve_agreement(name, _operator_terms(name), local_country="GB").calendars[
+        "business_hours"
+    ]
     assert local.country == "GB"
     assert not local.is_holiday(dt.date(2026, 11, 26))
     assert local.is_holiday(dt.date(2026, 12, 28))  # Boxing Day (Sat 26) observed Monday
     chosen = resolve_agreement(
-        name, {"calendars": {"business_hours": {"country": "DE"}}}, local_country="GB"
+        name,
+        {"calendars": {"business_hours": {"country": "DE"}}, **_operator_terms(name)},
+        local_country="GB",
     )
     assert chosen.calendars["business_hours"].country == "DE"
 
@@ -448,7 +452,10 @@ def test_the_end_user_support_plan_moves_end_users_into_scope() -> None:
     assert without.partner_rules is not None
     assert not without.partner_rules.end_user_support_plan
     assert without.scope_catalogue.scope_of("end_user_support") == "unsupported"
-    plan = resolve_agreement("partner_reseller", {"partner_rules": {"end_user_support_plan": True}})
+    plan = resolve_agreement(
+        "partner_reseller",
+        {"partner_rules": {"end_user_support_plan": True}, **_operator_terms("partner_reseller")},
+    )
     for category in ("end_user_support", "end_user_devices", "end_user_portals"):
         assert plan.scope_catalogue.scope_of(category) == "in"
     assert plan.scope_catalogue.unsupported == []
@@ -742,9 +749,9 @@ def _weekly(*intervals: tuple[str, str, str]) -> dict[str, Any]:
             id="response-in-two-units",
         ),
         pytest.param(
-            {"targets": {"P2": {"response_minutes": None}}},
+            {"targets": {"P2": {"response_minutes": 60, "response_business_days": 1}}},
             "targets.P2.response_minutes",
-            id="response-without-target",
+            id="response-in-two-units",
         ),
         pytest.param(
             {"targets": {"P2": {"response_minutes": None, "response_business_days": 0}}},

@@ -547,13 +547,14 @@ class Target(ContractModel):
 
     @model_validator(mode="after")
     def _one_response_unit(self) -> Self:
+        # Neither is a target without a response clock (a policy that states no response time).
         given = (self.response_minutes is not None) + (self.response_business_days is not None)
-        if given != 1:
+        if given > 1:
             _fail(
                 "Target",
                 ("response_minutes",),
                 "response_unit",
-                "give exactly one of response_minutes and response_business_days",
+                "give at most one of response_minutes and response_business_days",
                 None,
             )
         return self
