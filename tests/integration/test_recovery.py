@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import pytest
 import sqlalchemy as sa
 
-from helpdesk.shared.consumer import ConsumerRuntime, fence_key
+from helpdesk.shared.consumer import ConsumerRuntime, Ownership, Projection, fence_key
 from helpdesk.shared.errors import Conflict
 from helpdesk.shared.failures import is_transient
+from helpdesk.shared.live import LiveContext
 from helpdesk.shared.outbox import (
     MAX_EVENT_BYTES,
     EventTooLargeError,
@@ -408,3 +410,30 @@ async def test_a_live_loop_claim_waits_for_a_rebuild_swap(settings: Settings) ->
 
 async def _count_is(runtime: ServiceRuntime, table: sa.Table, count: int, **where: object) -> bool:
     return await count_rows(runtime, table, **where) == count
+
+
+def test_a_deadline_is_acted_on_only_after_its_allowed_lateness() -> None:
+    """Before, a deadline fired as soon as the watermark passed it: a resolution that occurred
+    30 ms before the deadline and was relayed 30 ms after it let a breach fire for a ticket
+    that met its target. Now a live loop acts on deadlines at least `lateness` old."""
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    lateness = timedelta(seconds=2)
+
+    def context(watermark: datetime) -> LiveContext:
+        return LiveContext(
+            owned={0: Ownership(0, 1, watermark)},
+            now=now,
+            engine=cast(Any, None),
+            tables=cast(Any, None),
+            projection=Projection(),
+            consumer="sla_timer",
+            owner="replica",
+            lateness=lateness,
+        )
+
+    assert context(now).due_until(0) == now - lateness  # caught up
+    lagging = now - timedelta(minutes=5)
+    assert context(lagging).due_until(0) == lagging - lateness
+    nothing_applied = datetime.min.replace(tzinfo=UTC)
+    assert context(nothing_applied).due_until(0) == nothing_applied
+    assert Settings().allowed_lateness_seconds == 2.0

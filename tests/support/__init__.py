@@ -21,6 +21,7 @@ from typing import TypeVar
 
 import httpx
 import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -259,3 +260,32 @@ class ServiceProcess:
         return httpx.AsyncClient(
             base_url=self.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
         )
+
+
+async def events_on_topic(settings: Settings, type_prefix: str = "") -> list[Envelope]:
+    """Every event on the stack's topic so far whose type starts with `type_prefix`, in
+    partition order (copies of one event included)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(settings.topic, p) for p in range(settings.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        found: list[Envelope] = []
+        pending = {tp for tp in partitions if ends[tp] > 0}
+        while pending:
+            batches = await consumer.getmany(*pending, timeout_ms=1000)
+            for tp, records in batches.items():
+                for record in records:
+                    # By the type header: a record another producer wrote may be no envelope.
+                    type_ = dict(record.headers or ()).get("type", b"").decode()
+                    if type_.startswith(type_prefix):
+                        found.append(Envelope.from_bytes(record.value))
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+        return found
+    finally:
+        await consumer.stop()

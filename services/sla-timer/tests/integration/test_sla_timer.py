@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from helpdesk.shared.agreements import country_holidays
 from helpdesk.shared.db import table_digest
@@ -30,7 +29,7 @@ from services.intake.tests.integration._support import (
     problem_fields,
     run,
 )
-from tests.support import InProcessService, wait_for
+from tests.support import InProcessService, events_on_topic, wait_for
 from tests.support.stack import instant, iso, sla_view
 
 pytestmark = pytest.mark.integration
@@ -42,29 +41,7 @@ async def _events_of(settings: Settings, ticket_id: str) -> list[Envelope]:
 
 async def sla_events(settings: Settings, type_prefix: str = "sla.") -> list[Envelope]:
     """Every `sla.*` event on the stack's topic so far."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(settings.topic, p) for p in range(settings.partitions)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        found: list[Envelope] = []
-        pending = {tp for tp in partitions if ends[tp] > 0}
-        while pending:
-            batches = await consumer.getmany(*pending, timeout_ms=1000)
-            for tp, records in batches.items():
-                for record in records:
-                    envelope = Envelope.from_bytes(record.value)
-                    if envelope.type.startswith(type_prefix):
-                        found.append(envelope)
-                if await consumer.position(tp) >= ends[tp]:
-                    pending.discard(tp)
-        return found
-    finally:
-        await consumer.stop()
+    return await events_on_topic(settings, type_prefix)
 
 
 def clock(view: dict[str, Any], kind: str, cycle: int = 1) -> dict[str, Any]:
@@ -537,7 +514,7 @@ async def test_a_rebuild_reproduces_clocks_and_timers_and_fires_nothing_again(
     assert len(ids) == len(set(ids)), "an event was decided again after the rebuild"
 
 
-async def test_a_live_deadline_fires_within_a_second(
+async def test_a_live_deadline_fires_within_a_second_of_its_allowed_lateness(
     sla: InProcessService, admin: As, importer: As, stack: Settings
 ) -> None:
     account = await new_account(admin, {"preset": "four_tier_24x7"})
@@ -557,5 +534,6 @@ async def test_a_live_deadline_fires_within_a_second(
     [event] = await wait_for(breached, timeout=30, interval=0.2)
     assert event.occurred_at == reported + timedelta(hours=1)
     late = (event.recorded_at - event.occurred_at).total_seconds()
-    print(f"response breach fired {late:.3f} s after its deadline")
-    assert 0 <= late < 1.0
+    lateness = stack.allowed_lateness_seconds  # a met deadline's event may still be on its way
+    print(f"response breach fired {late:.3f} s after its deadline ({lateness} s allowed)")
+    assert lateness <= late < lateness + 1.0

@@ -651,9 +651,9 @@ class BatchApplier:
         if reason == "failed":
             self.metrics.handler_errors.labels(meta.type or "?").inc()
             log.error(
-                "event parked: its headers cannot be read"
-                if meta.unreadable
-                else "event parked: its handler failed",
+                "event parked: %s: %s",
+                "its headers cannot be read" if meta.unreadable else "its handler failed",
+                error[:500],
                 extra={"event_id": str(meta.event_id), "error": error[:500]},
             )
 

@@ -67,15 +67,17 @@ class Context:
         seq: int | None = None,
         purpose: str | None = None,
         event_id: UUID | None = None,
+        item: UUID | str | None = None,
     ) -> Event[P]:
         """Wrap a decided payload for the stream.
 
         The id is `event_id` when given (a live loop derives it from what it fires, e.g. ticket,
-        clock, cycle and kind); else, with a cause and a `purpose`, it is derived from both, so
-        deciding the same thing again yields the same id; otherwise it is a fresh UUIDv7.
+        clock, cycle and kind, and names that `item`: it becomes the causation id); else, with a
+        cause and a `purpose`, it is derived from both, so deciding the same thing again yields
+        the same id; otherwise it is a fresh UUIDv7.
         """
         cause = self.causation
-        causation_id = None
+        causation_id = None if item is None else str(item)
         if cause is not None:
             causation_id = str(cause.envelope.event_id)
             if event_id is None and purpose is not None:

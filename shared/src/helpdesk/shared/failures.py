@@ -9,6 +9,7 @@ Transient:
 - PostgreSQL's serialisation failure (40001) and deadlock (40P01), and a lock or statement
   timeout (55P03, 57014);
 - a lost or refused connection (the database restarted, a network blip);
+- a prepared statement made stale by a rebuild's swap (asyncpg's InvalidCachedStatementError);
 - `helpdesk.shared.errors.Conflict`: a concurrent command changed what the handler read (intake's
   auto-close against a technician's reply), and a new transaction sees the new state.
 """
@@ -23,6 +24,12 @@ from helpdesk.shared.errors import Conflict
 TRANSIENT_ATTEMPTS = 3
 
 _TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014"})
+# asyncpg's, by name (the runtime does not import the driver): a lost connection, and a
+# prepared statement whose table a rebuild's swap replaced (it is prepared again next time).
+_TRANSIENT_CLASSES = frozenset(
+    {"ConnectionDoesNotExistError", "InterfaceError", "InvalidCachedStatementError"}
+)
+_STALE_PLAN = "cached statement plan is invalid"
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -37,7 +44,7 @@ def is_transient(exc: BaseException) -> bool:
             return True
         if getattr(current, "sqlstate", None) in _TRANSIENT_SQLSTATES:
             return True
-        if type(current).__name__ in {"ConnectionDoesNotExistError", "InterfaceError"}:
+        if type(current).__name__ in _TRANSIENT_CLASSES or _STALE_PLAN in str(current):
             return True
         current = getattr(current, "orig", None) or current.__cause__ or current.__context__
     return False

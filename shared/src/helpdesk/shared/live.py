@@ -21,7 +21,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -57,6 +57,8 @@ class LiveContext:
     consumer: str
     owner: str
     metrics: Metrics | None = None
+    #: How long a deadline waits past its instant before it is acted on (`due_until`).
+    lateness: timedelta = timedelta(0)
 
     @property
     def partitions(self) -> list[int]:
@@ -66,6 +68,17 @@ class LiveContext:
     def watermark(self, partition: int) -> datetime:
         """The instant up to which `partition`'s projection is current."""
         return self.owned[partition].watermark
+
+    def due_until(self, partition: int) -> datetime:
+        """The latest deadline of `partition` to act on now: current in the projection and at
+        least `lateness` in the past. An event that met the deadline just before it may still
+        be on its way (in another service's outbox, or relayed by a slower host) when the
+        deadline passes; the allowed lateness gives it time to arrive, so that a ticket that
+        met its target is not declared breached. What is fired keeps its own instant."""
+        current = min(self.watermark(partition), self.now)
+        if current - datetime.min.replace(tzinfo=UTC) < self.lateness:
+            return current  # nothing applied yet: no deadline is due anyway
+        return current - self.lateness
 
     @contextlib.asynccontextmanager
     async def claim(self, partitions: Iterable[int]) -> AsyncIterator[UnitOfWork]:
@@ -113,6 +126,7 @@ class LiveLoops:
         clock: Clock,
         max_idle: float = 5.0,
         retry_after: float = 0.05,
+        lateness: timedelta = timedelta(0),
     ) -> None:
         self._consumer = consumer
         self._loops = list(loops)
@@ -123,6 +137,7 @@ class LiveLoops:
         self._clock = clock
         self._max_idle = max_idle
         self._retry_after = retry_after
+        self._lateness = lateness
         self._wakeups = [asyncio.Event() for _ in self._loops]
         self._next_due: list[datetime | None] = [None for _ in self._loops]
         consumer.on_progress(self.wake)
@@ -147,6 +162,7 @@ class LiveLoops:
             consumer=self._consumer.name,
             owner=self._consumer.owner,
             metrics=self._metrics,
+            lateness=self._lateness,
         )
 
     async def run(self) -> None:

@@ -169,6 +169,8 @@ class OutboxRelay:
         self._lock_key = _LOCK_NAMESPACE ^ hash_schema(tables.schema or "")
         self._lease: AsyncConnection | None = None
         self._leased = False
+        #: A round ended mid-statement (cancelled or failed): the lease is not to be reused.
+        self._broken = False
         #: The partition count publishing assumes (set at start): a topic that grows would move
         #: accounts to other partitions, so the relay refuses to publish rather than rehash.
         self.partitions: int | None = None
@@ -184,7 +186,7 @@ class OutboxRelay:
 
     async def stop(self) -> None:
         """Give up the lease, then flush and close the producer."""
-        await self._release()
+        await self._release(broken=self._broken)
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
@@ -241,6 +243,8 @@ class OutboxRelay:
 
     async def _acquire(self) -> AsyncConnection | None:
         """The lease connection if this relay holds the service's relay lock (taking it if free)."""
+        if self._broken:
+            await self._release(broken=True)
         if self._lease is None:
             lease = await self._engine.connect()
             self._lease = await lease.execution_options(isolation_level="AUTOCOMMIT")
@@ -254,7 +258,7 @@ class OutboxRelay:
 
     async def _release(self, *, broken: bool = False) -> None:
         lease, self._lease, leased = self._lease, None, self._leased
-        self._leased = False
+        self._leased = self._broken = False
         if lease is None:
             return
         try:
@@ -276,11 +280,19 @@ class OutboxRelay:
 
         Returns 0 when another relay of the service holds the lease.
         """
-        outbox = self._tables.outbox
         assert self._producer is not None, "start() the relay first"
         lease = await self._acquire()
         if lease is None:
             return 0
+        try:
+            return await self._round(lease)
+        except BaseException:
+            self._broken = True  # cancelled or failed mid-statement
+            raise
+
+    async def _round(self, lease: AsyncConnection) -> int:
+        outbox = self._tables.outbox
+        assert self._producer is not None
         rows = (
             await lease.execute(
                 sa.select(

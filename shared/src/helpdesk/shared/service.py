@@ -169,6 +169,7 @@ class ServiceRuntime:
             metrics=self.metrics,
             clock=clock,
             max_idle=settings.live_loop_max_idle_ms / 1000,
+            lateness=timedelta(seconds=settings.allowed_lateness_seconds),
         )
         runtime_state = RuntimeStateCollector(
             self.engine,

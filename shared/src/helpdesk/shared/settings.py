@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     consumer_poll_ms: int = 50
     # A live loop with nothing due sleeps at most this long (it is woken by new state anyway).
     live_loop_max_idle_ms: int = 5000
+    # A deadline is acted on this long after its instant, so that an event that met it just
+    # before (still in another service's outbox, or relayed late) arrives first (ADR 0005).
+    allowed_lateness_seconds: float = 2.0
     # processed_events rows older than this are pruned (a republished copy comes within seconds).
     dedup_retention_hours: float = 168.0
     # /readyz says caught up while every owned partition is at most this many records behind.

@@ -430,6 +430,7 @@ async def _finalise(uow: UnitOfWork, book: AccountBook, key: str, now: datetime)
                 payload,
                 account_id=book.account_id,
                 event_id=finalisation_event_id(book, key),
+                item=f"invoice:{book.account_id}:{key}",
             )
         ]
     )
@@ -541,4 +542,7 @@ async def _give_review(uow: UnitOfWork, payload: BudgetReviewed, now: datetime) 
     if claimed is None:
         return  # given already (another replica, or before a restart)
     ctx = Context(ACTOR, now, now)
-    await uow.emit([ctx.event(payload, account_id=payload.account_id, event_id=event_id)])
+    item = f"budget_review:{payload.account_id}:{payload.quarter}"
+    await uow.emit(
+        [ctx.event(payload, account_id=payload.account_id, event_id=event_id, item=item)]
+    )

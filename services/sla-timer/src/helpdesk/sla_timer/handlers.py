@@ -387,7 +387,8 @@ async def timers_fired(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
 
 
 async def fire_timers(live: LiveContext) -> dt.datetime | None:
-    """Fire every timer due by now in the owned partitions whose projection is current past it.
+    """Fire every timer due by now, less the allowed lateness, in the owned partitions whose
+    projection is current past it.
 
     Each is claimed with a conditional update in a transaction that holds the partition, and the
     event recording it is emitted there (its occurred_at is the instant it was due; imported
@@ -396,7 +397,7 @@ async def fire_timers(live: LiveContext) -> dt.datetime | None:
     """
     again = False
     for partition in live.partitions:
-        until = min(live.watermark(partition), live.now)
+        until = live.due_until(partition)
         async with live.engine.connect() as conn:
             due = list(
                 (
@@ -427,7 +428,7 @@ async def fire_timers(live: LiveContext) -> dt.datetime | None:
         return live.now
     async with live.engine.connect() as conn:
         upcoming: dt.datetime | None = await first_unfired_due(conn, live.partitions)
-    return upcoming
+    return None if upcoming is None else upcoming + live.lateness
 
 
 def _fired_event(row: sa.Row[Any], now: dt.datetime) -> AnyEvent:
@@ -435,5 +436,9 @@ def _fired_event(row: sa.Row[Any], now: dt.datetime) -> AnyEvent:
     actor = IMPORTED if row.imported else ACTOR
     context = Context(actor, recorded_at=now, occurred_at=row.due_at)
     return context.event(
-        payload, account_id=row.account_id, ticket_id=row.ticket_id, event_id=row.event_id
+        payload,
+        account_id=row.account_id,
+        ticket_id=row.ticket_id,
+        event_id=row.event_id,
+        item=f"timer:{row.ticket_id}:{row.action}:{row.key}",
     )

@@ -365,7 +365,11 @@ class WebhookDeliveries:
                 delivered_at=record.started_at,
             )
             event_id = derive_event_id(due.delivery_id, "delivered")
-            return [context.event(delivered, account_id=due.account_id, event_id=event_id)]
+            return [
+                context.event(
+                    delivered, account_id=due.account_id, event_id=event_id, item=due.delivery_id
+                )
+            ]
         if decision.verdict == Verdict.GIVE_UP:
             failed = DeliveryFailed(
                 delivery_id=due.delivery_id,
@@ -378,7 +382,11 @@ class WebhookDeliveries:
                 failed_at=now,
             )
             event_id = derive_event_id(due.delivery_id, "failed")
-            return [context.event(failed, account_id=due.account_id, event_id=event_id)]
+            return [
+                context.event(
+                    failed, account_id=due.account_id, event_id=event_id, item=due.delivery_id
+                )
+            ]
         if decision.verdict == Verdict.DISABLE_ENDPOINT:
             disabled = EndpointDisabled(
                 subscription_id=due.subscription_id,
@@ -389,7 +397,9 @@ class WebhookDeliveries:
             )
             event_id = derive_event_id(due.delivery_id, f"endpoint_disabled:{attempt}")
             account = due.subscription_account or PROVIDER_ACCOUNT
-            return [context.event(disabled, account_id=account, event_id=event_id)]
+            return [
+                context.event(disabled, account_id=account, event_id=event_id, item=due.delivery_id)
+            ]
         return []
 
     async def _next_due(self, live: LiveContext) -> datetime | None:

@@ -233,5 +233,6 @@ class DailyDigests:
             sent,
             account_id=PROVIDER_ACCOUNT,
             event_id=derive_event_id(owed.mail_id, "sent"),
+            item=owed.mail_id,
         )
         await record_sent(live, owed.mail_id, until, event)

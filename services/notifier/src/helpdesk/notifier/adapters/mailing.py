@@ -151,7 +151,13 @@ class SubmissionFailures:
         )
         context = Context(system_actor("notifier"), now, now)
         event_id = derive_event_id(mail.mail_id, "failed")
-        await uow.emit([context.event(failed, account_id=mail.account_id, event_id=event_id)])
+        await uow.emit(
+            [
+                context.event(
+                    failed, account_id=mail.account_id, event_id=event_id, item=mail.mail_id
+                )
+            ]
+        )
 
 
 class MailDeliveries:
@@ -229,7 +235,10 @@ class MailDeliveries:
         )
         context = Context(system_actor("notifier"), now, now)
         event = context.event(
-            sent, account_id=row.account_id, event_id=derive_event_id(row.mail_id, "sent")
+            sent,
+            account_id=row.account_id,
+            event_id=derive_event_id(row.mail_id, "sent"),
+            item=row.mail_id,
         )
         await record_sent(live, row.mail_id, until, event)
 
