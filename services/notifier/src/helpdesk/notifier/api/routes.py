@@ -12,8 +12,9 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from helpdesk.notifier.adapters.settings import NotifierSettings
 from helpdesk.notifier.adapters.tables import (
@@ -41,6 +42,7 @@ from helpdesk.shared.contracts.notifications import (
 from helpdesk.shared.deps import Caller, Runtime
 from helpdesk.shared.events import Actor
 from helpdesk.shared.service import ServiceRuntime
+from helpdesk.shared.validation import Instant
 from helpdesk.shared.web import Problem
 
 MANAGING_STAFF = frozenset({"admin", "manager"})
@@ -70,11 +72,12 @@ class SubscriptionPatch(_Body):
 
 
 class ReplayRequest(_Body):
-    """POST /v1/subscriptions/{id}/replay: events that occurred in [from, to)."""
+    """POST /v1/subscriptions/{id}/replay: events that occurred in [from, to), both RFC 3339
+    instants between 1970 and now (`helpdesk.shared.validation.Instant`)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    since: AwareDatetime = Field(alias="from")
-    until: AwareDatetime = Field(alias="to")
+    since: Instant = Field(alias="from")
+    until: Instant = Field(alias="to")
 
 
 def fingerprint(secret: str) -> str:
@@ -168,16 +171,24 @@ def _view(row: Any) -> dict[str, Any]:
     }
 
 
-async def _load(runtime: ServiceRuntime, caller: Principal, subscription_id: UUID) -> Any:
-    async with runtime.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                sa.select(subscriptions).where(
-                    subscriptions.c.subscription_id == subscription_id,
-                    subscriptions.c.deleted_at.is_(None),
-                )
-            )
-        ).first()
+async def _load(
+    runtime: ServiceRuntime,
+    caller: Principal,
+    subscription_id: UUID,
+    conn: AsyncConnection | None = None,
+) -> Any:
+    """The subscription if the caller may see it, else 404. A route that has just written it
+    reads it on `conn`, its own transaction: under an Idempotency-Key that transaction is not
+    committed before the answer is stored (docs/adr/0004)."""
+    query = sa.select(subscriptions).where(
+        subscriptions.c.subscription_id == subscription_id,
+        subscriptions.c.deleted_at.is_(None),
+    )
+    if conn is not None:
+        row = (await conn.execute(query)).first()
+    else:
+        async with runtime.engine.connect() as own:
+            row = (await own.execute(query)).first()
     if row is None or not _may_see(caller, row):
         raise Problem(404, "Not Found", "No such subscription.")
     return row
@@ -245,7 +256,7 @@ def build_router(settings: NotifierSettings) -> APIRouter:
                     )
                 ]
             )
-        row = await _load(runtime, caller, subscription_id)
+            row = await _load(runtime, caller, subscription_id, uow.conn)
         return {**_view(row), "secret": secret}
 
     @router.get("/subscriptions")
@@ -287,7 +298,7 @@ def build_router(settings: NotifierSettings) -> APIRouter:
             await uow.emit(
                 [_context(runtime, caller).event(updated, account_id=_stream_account(row))]
             )
-        return _view(await _load(runtime, caller, subscription_id))
+            return _view(await _load(runtime, caller, subscription_id, uow.conn))
 
     @router.delete("/subscriptions/{subscription_id}", status_code=204)
     async def delete_subscription(
