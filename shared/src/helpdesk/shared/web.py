@@ -19,10 +19,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from email.message import Message
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -176,6 +176,9 @@ def problem_response(problem: Problem, request: Request) -> JSONResponse:
 
 
 # -- If-Match (RFC 9110, 13.1.1) ----------------------------------------------------------------
+
+#: The `If-Match` request header of a state-changing route (see `check_if_match`).
+IfMatch = Annotated[str | None, Header(alias="If-Match")]
 
 _ENTITY_TAG = re.compile(r'\s*(W/)?"([\x21\x23-\x7e\x80-\xff]*)"\s*')
 

@@ -34,11 +34,12 @@ class PostgresAccounts:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 
-    async def get(self, account_id: UUID) -> AccountRecord | None:
-        """The account, or None."""
-        row = (
-            await self.conn.execute(sa.select(accounts).where(accounts.c.id == account_id))
-        ).first()
+    async def get(self, account_id: UUID, *, lock: bool = False) -> AccountRecord | None:
+        """The account, or None; with `lock`, its row is locked until the transaction ends."""
+        query = sa.select(accounts).where(accounts.c.id == account_id)
+        if lock:
+            query = query.with_for_update()
+        row = (await self.conn.execute(query)).first()
         return None if row is None else account_record(row)
 
     async def clash(self, name: str, number: str | None, exclude: UUID | None = None) -> str | None:
@@ -53,8 +54,14 @@ class PostgresAccounts:
         return "name" if row.name == name else "number"
 
     async def next_number(self) -> str:
-        """A readable account number."""
-        return f"AC-{await self.conn.scalar(account_numbers.next_value())}"
+        """A readable account number no account has: numbers clients chose are skipped."""
+        while True:
+            number = f"AC-{await self.conn.scalar(account_numbers.next_value())}"
+            taken = await self.conn.scalar(
+                sa.select(accounts.c.id).where(accounts.c.number == number).limit(1)
+            )
+            if taken is None:
+                return number
 
     async def opening(self, account_id: UUID) -> Opening | None:
         """What opening a ticket needs, in one round trip."""
