@@ -27,6 +27,7 @@ from helpdesk.intake.application.ports import (
 )
 from helpdesk.intake.domain import partner
 from helpdesk.intake.domain import tickets as rules
+from helpdesk.intake.domain.names import name_key
 from helpdesk.intake.domain.partner import PartnerStanding
 from helpdesk.intake.domain.tickets import Ticket
 from helpdesk.shared.agreements import Agreement
@@ -114,7 +115,7 @@ class MemoryAccounts:
         for account in self.state.accounts.values():
             if account.id == exclude:
                 continue
-            if account.name == name:
+            if name_key(account.name) == name_key(name):
                 return "name"
             if account.number == number:
                 return "number"

@@ -225,6 +225,27 @@ async def test_a_replay_window_lies_between_1970_and_now(stack: Stack) -> None:
     assert problem_fields(await admin.post(replay, {"from": _now(), "to": 1.5})) == ["to"]
 
 
+async def test_a_subscription_is_replayed_at_most_ten_times_an_hour(stack: Stack) -> None:
+    """Issue 21, point 8: each replay re-sends everything, and a contact could ask without
+    limit. Ten an hour per subscription (HELPDESK_NOTIFIER_REPLAYS_PER_HOUR); concurrent
+    requests are counted one after the other."""
+    account = await new_account(stack.admin)
+    _, customer = await contact_key(stack.admin, account["id"], visibility="account")
+    customer = await stack.key_known(customer)
+    body = {"url": "http://127.0.0.1:9/h", "event_types": ["*"]}
+    created = ok(await customer.post("/v1/subscriptions", body), 201)
+    replay = f"/v1/subscriptions/{created['id']}/replay"
+    window = {"from": "2020-01-01T00:00:00Z", "to": _now()}
+    answers = await asyncio.gather(*(customer.post(replay, window) for _ in range(12)))
+    assert sorted(a.status_code for a in answers) == [202] * 10 + [429] * 2
+    refused = next(a for a in answers if a.status_code == 429)
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert 3000 < int(refused.headers["retry-after"]) <= 3600
+    # another subscription has its own share
+    other = ok(await customer.post("/v1/subscriptions", body), 201)
+    ok(await customer.post(f"/v1/subscriptions/{other['id']}/replay", window), 202)
+
+
 async def test_retries_until_accepted_in_ticket_order_then_survives_a_rebuild(
     stack: Stack,
 ) -> None:
@@ -303,6 +324,9 @@ async def test_account_subscription_sees_only_its_public_events(stack: Stack) ->
         bodies = [json.loads(r.body)["data"] for r in rx.requests]
         assert {b["account_id"] for b in bodies} == {account["id"]}
         assert bodies[1]["payload"]["public"] is True
+        # Issue 21, point 8: the provider's people by display name, never a key or staff id
+        assert [b["actor"] for b in bodies] == [{"type": "staff", "name": "Support"}] * 2
+        assert bodies[1]["payload"]["author"] == "Support"
         Webhook(sub["secret"]).verify(rx.requests[0].body, rx.requests[0].headers)
 
         # A test ping is answered with its attempt; a replay re-sends under new webhook-ids.

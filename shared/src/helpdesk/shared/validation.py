@@ -14,7 +14,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, WithJsonSchema
 
 from helpdesk.shared.context import utc_now
 
@@ -27,9 +27,33 @@ CLOCK_SKEW = timedelta(minutes=5)
 YEARS_AHEAD = 1
 FIRST_YEAR = EARLIEST.year
 
-#: The OpenAPI patterns of a period and a quarter (ASCII digits, anchored at both ends).
-PERIOD_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
-QUARTER_PATTERN = r"^[0-9]{4}-Q[1-4]$"
+
+def years_pattern(first: int, last: int) -> str:
+    """A regular expression group matching the four-digit years `first` to `last`."""
+    parts, year = [], first
+    while year <= last:
+        if year % 10 == 0 and year + 9 <= last:
+            parts.append(f"{year // 10}[0-9]")
+            year += 10
+        else:
+            parts.append(str(year))
+            year += 1
+    return "(" + "|".join(parts) + ")"
+
+
+# The OpenAPI patterns, built when the service starts: the years they name are the ones the
+# server takes (a pattern built last year is stricter than the server, never looser).
+_THIS_YEAR = utc_now().year
+#: A period and a quarter: ASCII digits, years 1970 to next year, anchored at both ends.
+PERIOD_PATTERN = rf"^{years_pattern(FIRST_YEAR, _THIS_YEAR + YEARS_AHEAD)}-(0[1-9]|1[0-2])$"
+QUARTER_PATTERN = rf"^{years_pattern(FIRST_YEAR, _THIS_YEAR + YEARS_AHEAD)}-Q[1-4]$"
+#: An instant as OpenAPI declares it: an RFC 3339 date-time of a past year after 1970 (the
+#: server also takes 1970 and this year up to a few minutes from now; JSON Schema cannot say
+#: "now").
+INSTANT_PATTERN = (
+    rf"^{years_pattern(FIRST_YEAR + 1, _THIS_YEAR - 1)}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])$"
+)
 _PERIOD = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])", re.ASCII)
 _QUARTER = re.compile(r"([0-9]{4})-Q([1-4])", re.ASCII)
 
@@ -91,7 +115,19 @@ def _sane(value: datetime) -> datetime:
 
 
 #: A request's instant: an RFC 3339 string with an offset, from 1970 to a few minutes from now.
-Instant = Annotated[AwareDatetime, BeforeValidator(_text_only), AfterValidator(_sane)]
+Instant = Annotated[
+    AwareDatetime,
+    BeforeValidator(_text_only),
+    AfterValidator(_sane),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "pattern": INSTANT_PATTERN,
+            "description": "An RFC 3339 date-time with an offset, from 1970 to now.",
+        }
+    ),
+]
 #: A request's period and quarter, as plain strings with their OpenAPI pattern.
 Period = Annotated[str, Field(pattern=PERIOD_PATTERN, examples=["2026-03"])]
 Quarter = Annotated[str, Field(pattern=QUARTER_PATTERN, examples=["2026-Q1"])]

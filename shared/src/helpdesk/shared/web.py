@@ -73,21 +73,22 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 
 
-def _problem_response_doc(description: str) -> dict[str, Any]:
+def problem_doc(description: str) -> dict[str, Any]:
+    """The OpenAPI document of a problem+json answer (for a route's own `responses`)."""
     return {"description": description, "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
 
 
 #: The error answers every route of every service may give, declared once for the OpenAPI docs.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _problem_response_doc("Malformed request: not JSON, not UTF-8, or a bad header"),
-    401: _problem_response_doc("No API key, or an unknown or revoked one"),
-    403: _problem_response_doc("The key's role may not do this"),
-    404: _problem_response_doc("No such resource, or not one the caller may see"),
-    409: _problem_response_doc("Conflicts with the current state (e.g. a name is taken)"),
-    412: _problem_response_doc("If-Match names a version that is not the current one"),
-    413: _problem_response_doc("The body is larger than this route takes"),
-    415: _problem_response_doc("The body is of a media type this route does not take"),
-    422: _problem_response_doc("One or more fields are invalid; `errors` names them"),
+    400: problem_doc("Malformed request: not JSON, not UTF-8, or a bad header"),
+    401: problem_doc("No API key, or an unknown or revoked one"),
+    403: problem_doc("The key's role may not do this"),
+    404: problem_doc("No such resource, or not one the caller may see"),
+    409: problem_doc("Conflicts with the current state (e.g. a name is taken)"),
+    412: problem_doc("If-Match names a version that is not the current one"),
+    413: problem_doc("The body is larger than this route takes"),
+    415: problem_doc("The body is of a media type this route does not take"),
+    422: problem_doc("One or more fields are invalid; `errors` names them"),
 }
 
 
@@ -177,8 +178,13 @@ def problem_response(problem: Problem, request: Request) -> JSONResponse:
 
 # -- If-Match (RFC 9110, 13.1.1) ----------------------------------------------------------------
 
+#: `If-Match` as OpenAPI declares it: `*` or a list of entity tags (`check_if_match` reads it).
+IF_MATCH_PATTERN = r'^ *(\*|(W/)?"[!#-~]*"( *, *(W/)?"[!#-~]*")*) *$'
 #: The `If-Match` request header of a state-changing route (see `check_if_match`).
-IfMatch = Annotated[str | None, Header(alias="If-Match")]
+IfMatch = Annotated[
+    str | None,
+    Header(alias="If-Match", json_schema_extra={"pattern": IF_MATCH_PATTERN}, examples=['"3"']),
+]
 
 _ENTITY_TAG = re.compile(r'\s*(W/)?"([\x21\x23-\x7e\x80-\xff]*)"\s*')
 
@@ -519,6 +525,30 @@ def _database_problem(exc: sa.exc.DBAPIError) -> Problem | None:
     return None
 
 
+#: What the input guard refuses in any text, as OpenAPI declares it: a NUL character.
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+
+
+def declare_text_guard(document: dict[str, Any]) -> dict[str, Any]:
+    """`document` (an OpenAPI document) with the input guard's refusal of NUL characters
+    declared: a `pattern` on every string schema that has no pattern, format or fixed values,
+    and `propertyNames` on every free-form object."""
+    stack: list[Any] = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        if node.get("type") == "string" and not {"pattern", "format", "enum", "const"} & set(node):
+            node["pattern"] = NO_NUL_PATTERN
+        if node.get("type") == "object" and node.get("additionalProperties", True) is not False:
+            node.setdefault("propertyNames", {}).setdefault("pattern", NO_NUL_PATTERN)
+        stack.extend(node.values())
+    return document
+
+
 def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
     """Every method some documented route serves at the request's path, with OPTIONS.
 
@@ -610,6 +640,15 @@ def create_app(
         app.add_middleware(inner)
     app.add_middleware(InputGuard, raw_body_paths=raw_body_paths)
     app.add_middleware(CorrelationIds)
+
+    framework_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = declare_text_guard(framework_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

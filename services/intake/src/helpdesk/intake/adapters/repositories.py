@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from helpdesk.intake.adapters.tables import account_numbers, accounts, agreements, contacts, staff
 from helpdesk.intake.adapters.tables import runtime as runtime_tables
 from helpdesk.intake.application.ports import AccountRecord, ContactRecord, KeyRecord, Opening
+from helpdesk.intake.domain.names import name_key
 from helpdesk.intake.domain.partner import PartnerStanding
 from helpdesk.shared.agreements import Agreement
 
@@ -44,14 +45,15 @@ class PostgresAccounts:
 
     async def clash(self, name: str, number: str | None, exclude: UUID | None = None) -> str | None:
         """`"name"` or `"number"` when another account has it, else None."""
-        clash = sa.or_(accounts.c.name == name, accounts.c.number == number)
-        query = sa.select(accounts.c.name, accounts.c.number).where(clash)
+        key = name_key(name)
+        clash = sa.or_(accounts.c.name_key == key, accounts.c.number == number)
+        query = sa.select(accounts.c.name_key, accounts.c.number).where(clash)
         if exclude is not None:
             query = query.where(accounts.c.id != exclude)
         row = (await self.conn.execute(query)).first()
         if row is None:
             return None
-        return "name" if row.name == name else "number"
+        return "name" if row.name_key == key else "number"
 
     async def next_number(self) -> str:
         """A readable account number no account has: numbers clients chose are skipped."""

@@ -20,7 +20,7 @@ from pydantic import (
     field_validator,
 )
 
-from helpdesk.shared.agreements.models import known_time_zone
+from helpdesk.shared.agreements.models import known_time_zone, place_time_zones
 from helpdesk.shared.contracts.accounts import ContactRole, KeyRole, StaffRole, Visibility
 from helpdesk.shared.contracts.common import (
     AccountStatus,
@@ -94,6 +94,12 @@ Fields = Annotated[
 ]
 
 
+#: An IANA time zone of a place; OpenAPI lists them.
+TimeZone = Annotated[
+    str, Field(json_schema_extra={"enum": list(place_time_zones())}, examples=["Europe/Berlin"])
+]
+
+
 class Body(BaseModel):
     """A request body: unknown fields are an error, not silently dropped."""
 
@@ -109,7 +115,7 @@ class AccountCreate(Body):
 
     name: Name
     number: Annotated[str, Field(min_length=1, max_length=40)] | None = None
-    timezone: str = "UTC"
+    timezone: TimeZone = "UTC"
 
     _zone = field_validator("timezone")(_known_zone)
 
@@ -118,7 +124,7 @@ class AccountPatch(Body):
     """PATCH /v1/accounts/{id}: any of name, time zone, status."""
 
     name: Name | None = None
-    timezone: str | None = None
+    timezone: TimeZone | None = None
     status: AccountStatus | None = None
 
     _zone = field_validator("timezone")(_known_zone)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import secrets
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Annotated, Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -21,12 +22,13 @@ from helpdesk.notifier.adapters.tables import (
     attempts,
     deliveries,
     mails,
+    replay_requests,
     subscription_secrets,
     subscriptions,
     tickets,
 )
 from helpdesk.notifier.adapters.webhooks import WebhookMessage, WebhookSender, system_resolver
-from helpdesk.notifier.domain.filters import InvalidFilterError, validate_filter
+from helpdesk.notifier.domain.filters import FILTER_PATTERN, InvalidFilterError, validate_filter
 from helpdesk.notifier.domain.signing import SigningSecrets, new_secret
 from helpdesk.notifier.domain.ssrf import TargetRejectedError, check_addresses, check_url
 from helpdesk.shared.auth import Principal
@@ -43,7 +45,7 @@ from helpdesk.shared.deps import Caller, Runtime
 from helpdesk.shared.events import Actor
 from helpdesk.shared.service import ServiceRuntime
 from helpdesk.shared.validation import Instant
-from helpdesk.shared.web import Problem
+from helpdesk.shared.web import Problem, problem_doc
 
 MANAGING_STAFF = frozenset({"admin", "manager"})
 
@@ -52,11 +54,15 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: An event type, a `namespace.*` wildcard or `*` (declared; `_filters` checks it).
+EventFilter = Annotated[str, Field(json_schema_extra={"pattern": FILTER_PATTERN})]
+
+
 class SubscriptionCreate(_Body):
     """POST /v1/subscriptions."""
 
     url: str = Field(min_length=1, max_length=2000)
-    event_types: list[str] = Field(min_length=1, max_length=100)
+    event_types: list[EventFilter] = Field(min_length=1, max_length=100)
     enabled: bool = True
     description: str = Field(default="", max_length=500)
     account_id: UUID | None = None  # staff: None = provider-wide; a contact: its own account
@@ -66,7 +72,7 @@ class SubscriptionPatch(_Body):
     """PATCH /v1/subscriptions/{id}: only the fields given change."""
 
     url: str | None = Field(default=None, min_length=1, max_length=2000)
-    event_types: list[str] | None = Field(default=None, min_length=1, max_length=100)
+    event_types: list[EventFilter] | None = Field(default=None, min_length=1, max_length=100)
     enabled: bool | None = None
     description: str | None = Field(default=None, max_length=500)
 
@@ -223,6 +229,56 @@ def build_router(settings: NotifierSettings) -> APIRouter:
     """The notifier's routes, configured by its settings."""
     router = APIRouter(prefix="/v1")
 
+    async def _within_replay_limit(
+        conn: AsyncConnection, subscription_id: UUID, replay_id: UUID, now: datetime
+    ) -> None:
+        """Record a replay of the subscription, or answer 429 when it had its hour's share.
+
+        Concurrent replays of one subscription are counted one after the other (the
+        subscription's row is locked until the transaction ends)."""
+        await conn.execute(
+            sa.select(subscriptions.c.subscription_id)
+            .where(subscriptions.c.subscription_id == subscription_id)
+            .with_for_update()
+        )
+        hour_ago = now - timedelta(hours=1)
+        recent = (
+            (
+                await conn.execute(
+                    sa.select(replay_requests.c.requested_at)
+                    .where(
+                        replay_requests.c.subscription_id == subscription_id,
+                        replay_requests.c.requested_at > hour_ago,
+                    )
+                    .order_by(replay_requests.c.requested_at)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if len(recent) >= settings.replays_per_hour:
+            wait = recent[len(recent) - settings.replays_per_hour] + timedelta(hours=1) - now
+            seconds = max(1, math.ceil(wait.total_seconds()))
+            raise Problem(
+                429,
+                "Too Many Requests",
+                f"A subscription may be replayed {settings.replays_per_hour} times an hour; "
+                f"retry in {seconds} s.",
+                errors=[{"field": "subscription_id", "reason": "replayed too often"}],
+                headers={"Retry-After": str(seconds)},
+            )
+        await conn.execute(
+            sa.delete(replay_requests).where(
+                replay_requests.c.subscription_id == subscription_id,
+                replay_requests.c.requested_at <= hour_ago,
+            )
+        )
+        await conn.execute(
+            replay_requests.insert().values(
+                replay_id=replay_id, subscription_id=subscription_id, requested_at=now
+            )
+        )
+
     @router.post("/subscriptions", status_code=201)
     async def create_subscription(
         body: SubscriptionCreate, runtime: Runtime, caller: Caller
@@ -361,11 +417,12 @@ def build_router(settings: NotifierSettings) -> APIRouter:
 
     @router.get("/subscriptions/{subscription_id}/deliveries")
     async def list_deliveries(
-        subscription_id: UUID, runtime: Runtime, caller: Caller, limit: int = 100
+        subscription_id: UUID,
+        runtime: Runtime,
+        caller: Caller,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
         """The latest deliveries, newest first, each with every attempt made."""
-        if not 1 <= limit <= 1000:
-            raise _invalid("limit", "between 1 and 1000")
         await _load(runtime, caller, subscription_id)
         async with runtime.engine.connect() as conn:
             rows = (
@@ -423,7 +480,11 @@ def build_router(settings: NotifierSettings) -> APIRouter:
         ]
         return pings[::-1] + listed
 
-    @router.post("/subscriptions/{subscription_id}/replay", status_code=202)
+    @router.post(
+        "/subscriptions/{subscription_id}/replay",
+        status_code=202,
+        responses={429: problem_doc("Replayed too often this hour; Retry-After says when")},
+    )
     async def replay(
         subscription_id: UUID, body: ReplayRequest, runtime: Runtime, caller: Caller
     ) -> dict[str, Any]:
@@ -439,6 +500,7 @@ def build_router(settings: NotifierSettings) -> APIRouter:
             until=body.until,
         )
         async with runtime.unit_of_work() as uow:
+            await _within_replay_limit(uow.conn, subscription_id, replay_id, runtime.clock())
             await uow.emit(
                 [_context(runtime, caller).event(requested, account_id=_stream_account(row))]
             )
