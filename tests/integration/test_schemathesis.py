@@ -89,6 +89,9 @@ UNDECLARABLE = (
     "invalid plan",
     "intake can read",  # a raw e-mail must be a message with a sender
     "special-use or reserved name",  # e-mail domains that cannot receive mail
+    "reload it and retry",  # 412: If-Match names another version than the current one
+    "has no such variant",  # a preset's variants
+    '"field":"url"',  # the SSRF guard: where a host resolves is the network's to say
 )
 CHECKS = [
     not_a_server_error,

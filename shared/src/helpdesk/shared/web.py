@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as AsgiMessage
@@ -183,7 +184,8 @@ IF_MATCH_PATTERN = r'^ *(\*|(W/)?"[!#-~]*"( *, *(W/)?"[!#-~]*")*) *$'
 #: The `If-Match` request header of a state-changing route (see `check_if_match`).
 IfMatch = Annotated[
     str | None,
-    Header(alias="If-Match", json_schema_extra={"pattern": IF_MATCH_PATTERN}, examples=['"3"']),
+    Header(alias="If-Match"),
+    WithJsonSchema({"type": "string", "pattern": IF_MATCH_PATTERN, "examples": ['"3"']}),
 ]
 
 _ENTITY_TAG = re.compile(r'\s*(W/)?"([\x21\x23-\x7e\x80-\xff]*)"\s*')
@@ -532,7 +534,8 @@ NO_NUL_PATTERN = "^[^\\u0000]*$"
 def declare_text_guard(document: dict[str, Any]) -> dict[str, Any]:
     """`document` (an OpenAPI document) with the input guard's refusal of NUL characters
     declared: a `pattern` on every string schema that has no pattern, format or fixed values,
-    and `propertyNames` on every free-form object."""
+    and `propertyNames` on every free-form object. Responses are left as they are (a problem
+    names the field that held a NUL)."""
     stack: list[Any] = [document]
     while stack:
         node = stack.pop()
@@ -541,6 +544,7 @@ def declare_text_guard(document: dict[str, Any]) -> dict[str, Any]:
             continue
         if not isinstance(node, dict):
             continue
+        node = {k: v for k, v in node.items() if k != "responses"} if "responses" in node else node
         if node.get("type") == "string" and not {"pattern", "format", "enum", "const"} & set(node):
             node["pattern"] = NO_NUL_PATTERN
         if node.get("type") == "object" and node.get("additionalProperties", True) is not False:

@@ -13,7 +13,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from helpdesk.billing.adapters.books import lines_json, load_book
@@ -41,7 +41,7 @@ from helpdesk.billing.domain.periods import (
 from helpdesk.billing.domain.rating import PlanVersion
 from helpdesk.billing.domain.review import quarterly_review
 from helpdesk.billing.domain.usage import Usage, period_usage
-from helpdesk.shared.agreements import Plan, agreement_errors, get_preset
+from helpdesk.shared.agreements import Plan, agreement_errors, get_preset, list_presets
 from helpdesk.shared.auth import Principal
 from helpdesk.shared.deps import Caller, Runtime
 from helpdesk.shared.validation import Period, Quarter
@@ -362,6 +362,12 @@ async def budget_review(
     }
 
 
+#: The name of a preset (OpenAPI lists them).
+PresetName = Annotated[
+    str, Field(json_schema_extra={"enum": [preset.name for preset in list_presets()]})
+]
+
+
 class WhatIf(BaseModel):
     """POST /v1/accounts/{id}/invoices/what-if: a period priced under another plan."""
 
@@ -369,7 +375,7 @@ class WhatIf(BaseModel):
 
     period: Period
     #: A plan object, or the name of a preset (with `plan_variant` for one of its variants).
-    plan: dict[str, Any] | str
+    plan: dict[str, Any] | PresetName
     plan_variant: str | None = None
 
 

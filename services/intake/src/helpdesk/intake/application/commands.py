@@ -13,6 +13,7 @@ from uuid import UUID
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
@@ -54,8 +55,19 @@ MAX_FIELDS_BYTES = 32_768
 Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
 Note = Annotated[str, Field(max_length=MAX_NOTE)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _integral(value: Any) -> Any:
+    # JSON (and JSON Schema's "integer") does not tell 1.0 from 1; 1.5 stays a float, refused.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 # JSON true is not 1, and "3" is not 3: numbers and booleans are taken as they are typed.
 StrictInt = Annotated[int, Strict()]
+#: After a StrictInt's bounds (so that OpenAPI still states them): 1.0 is taken as 1.
+Integral = BeforeValidator(_integral)
 StrictBool = Annotated[bool, Strict()]
 
 
@@ -176,7 +188,7 @@ class TicketCreate(Imported):
     scope: Scope = "in"
     category: Annotated[str, Field(max_length=100)] | None = None
     severity: Annotated[str, Field(max_length=100)] | None = None
-    affected_users: Annotated[StrictInt, Field(ge=0, le=MAX_AFFECTED_USERS)] | None = None
+    affected_users: Annotated[StrictInt, Field(ge=0, le=MAX_AFFECTED_USERS), Integral] | None = None
     service_class: Annotated[str, Field(max_length=100)] | None = None
     fields: Fields = Field(default_factory=dict)
     reported_at: Instant | None = None
@@ -232,7 +244,7 @@ class VendorReturn(Imported):
 class TimeEntry(Imported):
     """POST /v1/tickets/{id}/time-entries."""
 
-    minutes: Annotated[StrictInt, Field(gt=0, le=MAX_ENTRY_MINUTES)]
+    minutes: Annotated[StrictInt, Field(gt=0, le=MAX_ENTRY_MINUTES), Integral]
     work_type: WorkType
     scope: Scope | None = None
     after_hours: StrictBool = False

@@ -54,6 +54,9 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: An http(s) URL with a host and no credentials, as declared (`_checked_url` checks it, and
+#: where the host resolves).
+URL_PATTERN = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[!-~]*)?$"
 #: An event type, a `namespace.*` wildcard or `*` (declared; `_filters` checks it).
 EventFilter = Annotated[str, Field(json_schema_extra={"pattern": FILTER_PATTERN})]
 
@@ -61,7 +64,7 @@ EventFilter = Annotated[str, Field(json_schema_extra={"pattern": FILTER_PATTERN}
 class SubscriptionCreate(_Body):
     """POST /v1/subscriptions."""
 
-    url: str = Field(min_length=1, max_length=2000)
+    url: str = Field(min_length=1, max_length=2000, json_schema_extra={"pattern": URL_PATTERN})
     event_types: list[EventFilter] = Field(min_length=1, max_length=100)
     enabled: bool = True
     description: str = Field(default="", max_length=500)
@@ -71,7 +74,9 @@ class SubscriptionCreate(_Body):
 class SubscriptionPatch(_Body):
     """PATCH /v1/subscriptions/{id}: only the fields given change."""
 
-    url: str | None = Field(default=None, min_length=1, max_length=2000)
+    url: str | None = Field(
+        default=None, min_length=1, max_length=2000, json_schema_extra={"pattern": URL_PATTERN}
+    )
     event_types: list[EventFilter] | None = Field(default=None, min_length=1, max_length=100)
     enabled: bool | None = None
     description: str | None = Field(default=None, max_length=500)
