@@ -37,6 +37,7 @@ from services.intake.tests.integration._support import (
     As,
     new_account,
     new_ticket,
+    ok,
     problem_fields,
 )
 from tests.support import (
@@ -224,5 +225,35 @@ async def test_billing_refuses_periods_outside_its_range(
         return (await billing.get(url, period="2026-01")).status_code != 404
 
     await wait_for(known)
-    for period in ("0000-01", "0001-01", "9999-12"):
+    for period in ("0000-01", "0001-01", "9999-12", "1969-12", "２０２６-01", "2026-01\n"):
         assert problem_fields(await billing.get(url, period=period)) == ["period"], period
+    review = f"/v1/accounts/{account['id']}/budget-review"
+    for quarter in ("9999-Q1", "２０２６-Q1", "2026-Q1\n"):
+        assert problem_fields(await billing.get(review, quarter=quarter)) == ["quarter"], quarter
+
+
+async def test_the_sla_timer_refuses_periods_outside_the_shared_bounds(
+    services: dict[str, InProcessService],
+) -> None:
+    """Issue 21, point 5: year 10000 and 0001-01 on Europe/Amsterdam answered 500; full-width
+    digits and a trailing newline were taken. One validator (helpdesk.shared.validation) now
+    bounds periods everywhere."""
+    admin = As(services["intake"].http, ADMIN_TOKEN)
+    account = await new_account(
+        admin, {"preset": "small_business_remote"}, timezone="Europe/Amsterdam"
+    )
+    sla = As(services["sla_timer"].http, ADMIN_TOKEN)
+    report = f"/v1/accounts/{account['id']}/sla-report"
+
+    async def known() -> bool:  # the SLA timer has seen the account
+        return (await sla.get(report, period="2026-01")).status_code == 200
+
+    await wait_for(known)
+    for period in ("9999-12", "0001-01", "1969-12", "２０２６-01", "2026-01\n", "2026-1"):
+        for path in (report, f"/v1/accounts/{account['id']}/availability"):
+            assert problem_fields(await sla.get(path, period=period)) == ["period"], (path, period)
+        what_if = await sla.post(
+            f"{report}/what-if", {"period": period, "agreement": "small_business_remote"}
+        )
+        assert problem_fields(what_if) == ["period"], period
+    assert ok(await sla.get(report, period="1970-01"))["period"] == "1970-01"
