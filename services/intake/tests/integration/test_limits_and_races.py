@@ -24,6 +24,7 @@ from helpdesk.shared.contracts.tickets import MAX_AFFECTED_USERS
 from helpdesk.shared.web import MAX_BODY_BYTES
 from services.intake.tests.integration._support import (
     As,
+    contact_key,
     new_account,
     new_ticket,
     ok,
@@ -226,3 +227,17 @@ async def test_every_creating_route_answers_with_and_without_an_idempotency_key(
         entry = {"minutes": 5, "work_type": "remote", "worked_at": ticket["reported_at"]}
         logged = ok(await run(admin, ticket["id"], "time-entries", entry, key()))
         assert logged["id"] == ticket["id"]
+
+
+async def test_a_contact_who_sees_only_their_tickets_lists_only_themselves(
+    admin: As, account: dict[str, Any]
+) -> None:
+    """Issue 21, point 8: a contact with visibility `own` could list every colleague's e-mail
+    address. They see their own entry; a contact who sees the account's tickets sees all."""
+    own, own_key = await contact_key(admin, account["id"], visibility="own")
+    colleague, colleague_key = await contact_key(admin, account["id"], visibility="account")
+    url = f"/v1/accounts/{account['id']}/contacts"
+    assert [c["id"] for c in ok(await own_key.get(url))] == [own["id"]]
+    everyone = {c["id"] for c in ok(await colleague_key.get(url))}
+    assert {own["id"], colleague["id"]} <= everyone
+    assert {c["id"] for c in ok(await admin.get(url))} == everyone

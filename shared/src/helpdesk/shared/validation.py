@@ -47,12 +47,11 @@ _THIS_YEAR = utc_now().year
 #: A period and a quarter: ASCII digits, years 1970 to next year, anchored at both ends.
 PERIOD_PATTERN = rf"^{years_pattern(FIRST_YEAR, _THIS_YEAR + YEARS_AHEAD)}-(0[1-9]|1[0-2])$"
 QUARTER_PATTERN = rf"^{years_pattern(FIRST_YEAR, _THIS_YEAR + YEARS_AHEAD)}-Q[1-4]$"
-#: An instant as OpenAPI declares it: an RFC 3339 date-time of a past year after 1970 (the
-#: server also takes 1970 and this year up to a few minutes from now; JSON Schema cannot say
-#: "now").
+#: An instant as OpenAPI declares it: an RFC 3339 date-time from 1970 to this year (that it
+#: may not lie more than a few minutes past now, JSON Schema cannot say).
 INSTANT_PATTERN = (
-    rf"^{years_pattern(FIRST_YEAR + 1, _THIS_YEAR - 1)}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
-    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])$"
+    rf"^{years_pattern(FIRST_YEAR, _THIS_YEAR)}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )
 _PERIOD = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])", re.ASCII)
 _QUARTER = re.compile(r"([0-9]{4})-Q([1-4])", re.ASCII)
