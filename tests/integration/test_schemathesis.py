@@ -26,7 +26,10 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import strategies as st
 from schemathesis.checks import CheckContext, not_a_server_error
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import (
+    positive_data_acceptance,
+    response_schema_conformance,
+)
 
 from helpdesk.shared.settings import Settings
 from helpdesk.shared.web import PROBLEM_JSON
@@ -34,6 +37,7 @@ from services.intake.tests.integration._support import (
     As,
     new_account,
     new_ticket,
+    ok,
     problem_fields,
 )
 from tests.support import (
@@ -68,7 +72,34 @@ def errors_are_problem_json(ctx: CheckContext, response: Any, case: Any) -> bool
     return None
 
 
-CHECKS = [not_a_server_error, response_schema_conformance, errors_are_problem_json]
+#: `positive_data_acceptance`: a request the document calls valid is not refused with a 4xx
+#: other than 401/403/404/409 ("valid request rejected"): every constraint the server enforces
+#: on its own is declared (issue 21). Except the refusals no JSON Schema can state, each named
+#: here by what the answer says: a rule on the resource's state or on another resource.
+UNDECLARABLE = (
+    "not a cursor from this API",  # an opaque cursor the server issued
+    "lies before the ticket was reported",  # the ticket's own time
+    "lies in the future",  # "now" (instants of this year and 1970 are taken, not declared)
+    "lies before 1970-01-01T00:00:00Z",  # 1970-01-01 at a positive offset
+    "no such contact",  # ids must name existing resources
+    "No such contact",
+    "with this id",
+    "A staff key names a staff member of that role",
+    "The agreement is not valid",  # free-form agreement documents: docs/adr, the presets
+    "Invalid agreement",
+    "invalid plan",
+    "intake can read",  # a raw e-mail must be a message with a sender
+    "special-use or reserved name",  # e-mail domains that cannot receive mail
+    "reload it and retry",  # 412: If-Match names another version than the current one
+    "has no such variant",  # a preset's variants
+    '"field":"url"',  # the SSRF guard: where a host resolves is the network's to say
+)
+CHECKS = [
+    not_a_server_error,
+    response_schema_conformance,
+    errors_are_problem_json,
+    positive_data_acceptance,
+]
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +148,12 @@ def _run_operation(
             findings.append(f"{label}: raised {type(exc).__name__}: {exc}")
             return
         try:
+            if response.status_code < 500 and any(s in response.text for s in UNDECLARABLE):
+                case.validate_response(response, checks=CHECKS[:-1])
+                return
             case.validate_response(response, checks=CHECKS)
-        except Exception as failure:  # schemathesis raises a group of every failed check
+        # schemathesis raises a group of every failed check (a BaseExceptionGroup)
+        except (Exception, BaseExceptionGroup) as failure:
             findings.append(f"{label}: {' '.join(str(failure).split())[:600]}")
 
     examples()
@@ -190,5 +225,35 @@ async def test_billing_refuses_periods_outside_its_range(
         return (await billing.get(url, period="2026-01")).status_code != 404
 
     await wait_for(known)
-    for period in ("0000-01", "0001-01", "9999-12"):
+    for period in ("0000-01", "0001-01", "9999-12", "1969-12", "２０２６-01", "2026-01\n"):
         assert problem_fields(await billing.get(url, period=period)) == ["period"], period
+    review = f"/v1/accounts/{account['id']}/budget-review"
+    for quarter in ("9999-Q1", "２０２６-Q1", "2026-Q1\n"):
+        assert problem_fields(await billing.get(review, quarter=quarter)) == ["quarter"], quarter
+
+
+async def test_the_sla_timer_refuses_periods_outside_the_shared_bounds(
+    services: dict[str, InProcessService],
+) -> None:
+    """Issue 21, point 5: year 10000 and 0001-01 on Europe/Amsterdam answered 500; full-width
+    digits and a trailing newline were taken. One validator (helpdesk.shared.validation) now
+    bounds periods everywhere."""
+    admin = As(services["intake"].http, ADMIN_TOKEN)
+    account = await new_account(
+        admin, {"preset": "small_business_remote"}, timezone="Europe/Amsterdam"
+    )
+    sla = As(services["sla_timer"].http, ADMIN_TOKEN)
+    report = f"/v1/accounts/{account['id']}/sla-report"
+
+    async def known() -> bool:  # the SLA timer has seen the account
+        return (await sla.get(report, period="2026-01")).status_code == 200
+
+    await wait_for(known)
+    for period in ("9999-12", "0001-01", "1969-12", "２０２６-01", "2026-01\n", "2026-1"):
+        for path in (report, f"/v1/accounts/{account['id']}/availability"):
+            assert problem_fields(await sla.get(path, period=period)) == ["period"], (path, period)
+        what_if = await sla.post(
+            f"{report}/what-if", {"period": period, "agreement": "small_business_remote"}
+        )
+        assert problem_fields(what_if) == ["period"], period
+    assert ok(await sla.get(report, period="1970-01"))["period"] == "1970-01"

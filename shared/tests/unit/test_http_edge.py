@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -13,7 +13,7 @@ from fastapi import Request
 from helpdesk.shared.auth import Principal, PrincipalCache
 from helpdesk.shared.logs import correlation_id
 from helpdesk.shared.metrics import Metrics
-from helpdesk.shared.web import create_app
+from helpdesk.shared.web import MAX_BODY_BYTES, create_app
 
 pytestmark = pytest.mark.unit
 
@@ -113,3 +113,67 @@ async def test_the_input_guard_answers_problems_and_hands_the_body_on() -> None:
         query = await client.get("/healthz", params={"q": "a\x00"})
         assert query.status_code == 422
         assert query.json()["instance"] == "/healthz"
+
+
+async def test_a_body_is_taken_up_to_one_mebibyte_and_refused_one_byte_over() -> None:
+    """Issue 21: one oversized request must not become an event the stream cannot carry."""
+    filler = MAX_BODY_BYTES - len(b'{"a":""}')
+    at_limit = b'{"a":"' + b"x" * filler + b'"}'
+    assert len(at_limit) == MAX_BODY_BYTES
+    over = b'{"a":"' + b"x" * (filler + 1) + b'"}'
+    json_type = {"Content-Type": "application/json"}
+    async with _app_client() as client:
+        taken = await client.post("/echo", content=at_limit, headers=json_type)
+        assert taken.status_code == 200
+        assert len(taken.json()["a"]) == filler
+        refused = await client.post("/echo", content=over, headers=json_type)
+        assert refused.status_code == 413
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["errors"] == [
+            {"field": "body", "reason": f"longer than {MAX_BODY_BYTES} bytes"}
+        ]
+
+        # streamed without a length: refused once the bytes received pass the limit, and the
+        # rest of the stream is never read
+        sent: list[int] = []
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(64):
+                sent.append(1)
+                yield b"x" * 65_536
+
+        streamed = await client.post("/echo", content=chunks(), headers=json_type)
+        assert streamed.status_code == 413
+        assert len(sent) < 64
+        # any media type is limited (the framework would read it whole to answer 415)
+        text = await client.post("/echo", content=over, headers={"Content-Type": "text/plain"})
+        assert text.status_code == 413
+
+
+async def test_the_guard_refuses_numbers_and_text_json_cannot_carry() -> None:
+    """Issue 21, point 5: NaN, Infinity and 1e400 are not stored as null; a lone surrogate in
+    a key or a string is a 422 naming it, not a 500."""
+    json_type = {"Content-Type": "application/json"}
+    async with _app_client() as client:
+        for literal in (b"NaN", b"Infinity", b"-Infinity", b"1e400"):
+            response = await client.post(
+                "/echo", content=b'{"a": ' + literal + b"}", headers=json_type
+            )
+            assert response.status_code == 422, literal
+            assert response.headers["content-type"] == "application/problem+json"
+        assert (await client.post("/echo", content=b'{"a": 1e300}', headers=json_type)).json() == {
+            "a": 1e300
+        }
+        surrogate = await client.post(
+            "/echo", content=b'{"f": {"\\udfff": 1}, "g": "\\ud800"}', headers=json_type
+        )
+        assert surrogate.status_code == 422
+        assert surrogate.json()["errors"] == [
+            {"field": "f.\\udfff", "reason": "contains a lone surrogate (not Unicode text)"},
+            {"field": "g", "reason": "contains a lone surrogate (not Unicode text)"},
+        ]
+        # a body without a media type is read as JSON by the framework, so it is checked too
+        untyped = await client.post("/echo", content=b'{"a": NaN}')
+        assert untyped.status_code == 422
+        pair = await client.post("/echo", json={"a": "\U0001f600"})  # a valid surrogate pair
+        assert pair.json() == {"a": "\U0001f600"}

@@ -117,9 +117,20 @@ async def test_bad_account_patches(
 
 
 @pytest.mark.usefixtures("unchanged")
-async def test_a_duplicate_account_name_is_409(admin: As, account: dict[str, Any]) -> None:
+async def test_a_duplicate_account_name_is_409(
+    admin: As, account: dict[str, Any], other: dict[str, Any]
+) -> None:
     clash = await admin.post("/v1/accounts", {"name": account["name"]})
     assert problem_fields(clash, 409) == ["name"]
+    # Issue 21: names differing only by case, white space or character width are one name
+    for alike in (
+        account["name"].upper(),
+        f" {account['name']} ",
+        account["name"].replace("-", "－"),
+    ):
+        assert problem_fields(await admin.post("/v1/accounts", {"name": alike}), 409) == ["name"]
+    renamed = await admin.patch(f"/v1/accounts/{other['id']}", {"name": account["name"].upper()})
+    assert problem_fields(renamed, 409) == ["name"]
     clash = await admin.post("/v1/accounts", {"name": unique("n"), "number": account["number"]})
     assert problem_fields(clash, 409) == ["number"]
 

@@ -27,6 +27,7 @@ from helpdesk.intake.application.ports import (
 )
 from helpdesk.intake.domain import partner
 from helpdesk.intake.domain import tickets as rules
+from helpdesk.intake.domain.names import name_key
 from helpdesk.intake.domain.partner import PartnerStanding
 from helpdesk.intake.domain.tickets import Ticket
 from helpdesk.shared.agreements import Agreement, EscalationTier
@@ -108,22 +109,25 @@ class MemoryAccounts:
     def __init__(self, state: State) -> None:
         self.state = state
 
-    async def get(self, account_id: UUID) -> AccountRecord | None:
-        return self.state.accounts.get(account_id)
+    async def get(self, account_id: UUID, *, lock: bool = False) -> AccountRecord | None:
+        return self.state.accounts.get(account_id)  # one task: nothing to lock against
 
     async def clash(self, name: str, number: str | None, exclude: UUID | None = None) -> str | None:
         for account in self.state.accounts.values():
             if account.id == exclude:
                 continue
-            if account.name == name:
+            if name_key(account.name) == name_key(name):
                 return "name"
             if account.number == number:
                 return "number"
         return None
 
     async def next_number(self) -> str:
-        self.state.account_number += 1
-        return f"AC-{self.state.account_number}"
+        taken = {account.number for account in self.state.accounts.values()}
+        while True:
+            self.state.account_number += 1
+            if f"AC-{self.state.account_number}" not in taken:
+                return f"AC-{self.state.account_number}"
 
     async def opening(self, account_id: UUID) -> Opening | None:
         account = self.state.accounts.get(account_id)

@@ -10,9 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from helpdesk.intake.domain.email import (
+    Attachment,
     InboundEmail,
     UnreadableEmailError,
     html_to_text,
+    list_attachments,
     parse_message,
     ticket_number_in,
     without_quoted_reply,
@@ -223,3 +225,19 @@ def test_a_reply_that_is_only_a_quote_is_kept_whole() -> None:
 
 def test_html_to_text_keeps_paragraphs() -> None:
     assert html_to_text("<p>a  b</p><p>c</p>") == "a b\n\nc"
+
+
+def test_a_ticket_names_the_first_attachments_and_counts_the_rest() -> None:
+    """Issue 21: 6,000 attachments made an event larger than the stream takes."""
+    small = tuple(Attachment(f"{i}.pdf", "application/pdf", 10) for i in range(30))
+    listed = list_attachments(small, max_count=20, max_bytes=16_384)
+    assert [a.filename for a in listed.listed] == [f"{i}.pdf" for i in range(20)]
+    assert listed.fields()["attachments_not_listed"] == {"count": 10, "bytes": 100}
+    assert listed.note().endswith("19.pdf (10 bytes) and 10 more (100 bytes)]")
+    # long names: the byte budget ends the list first
+    long = tuple(Attachment("\u001f" * 255, "application/pdf", 1) for _ in range(20))
+    named = list_attachments(long, max_count=20, max_bytes=16_384)
+    assert 0 < len(named.listed) < 20
+    assert len(named.listed) + named.unlisted == 20
+    assert list_attachments((), 20, 16_384).fields() == {}
+    assert list_attachments((), 20, 16_384).note() == ""

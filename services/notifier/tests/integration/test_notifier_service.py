@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from email import message_from_bytes
 from email.policy import default
 from typing import Any
@@ -34,6 +35,7 @@ from services.intake.tests.integration._support import (
     new_ticket,
     ok,
     problem_fields,
+    unique,
 )
 from services.notifier.tests.integration.test_notifier_smtp import Inbox
 from services.notifier.tests.integration.test_notifier_webhook_delivery import (
@@ -173,6 +175,77 @@ async def test_ssrf_guard_and_tenancy_at_creation(stack: Stack) -> None:
     assert ok(await stranger.get("/v1/subscriptions")) == []
 
 
+async def test_every_creating_route_answers_the_same_with_and_without_an_idempotency_key(
+    stack: Stack,
+) -> None:
+    """Issue 21, point 4: a keyed create used to answer 404 although the subscription was
+    created, because it read its own uncommitted write on another connection."""
+    admin = stack.on_notifier(stack.admin)
+    account = await new_account(stack.admin)
+    _, customer = await contact_key(stack.admin, account["id"], visibility="account")
+    customer = await stack.key_known(customer)
+    for caller in (admin, customer):
+        for headers in (None, {"Idempotency-Key": unique("sub")}):
+            body = {"url": "http://127.0.0.1:9/h", "event_types": ["ticket.*"]}
+            created = ok(await caller.post("/v1/subscriptions", body, headers), 201)
+            assert created["secret"].startswith("whsec_"), headers
+            path = f"/v1/subscriptions/{created['id']}"
+            assert ok(await caller.get(path))["secret_fingerprint"] == created["secret_fingerprint"]
+            if headers is not None:  # a retry creates nothing; the secret is not shown again
+                listed = len(ok(await caller.get("/v1/subscriptions")))
+                again = await caller.post("/v1/subscriptions", body, headers)
+                assert again.status_code == 409, again.text
+                assert len(ok(await caller.get("/v1/subscriptions"))) == listed
+            rotated = ok(await caller.post(f"{path}/rotate-secret", None, _key(headers)))
+            assert rotated["secret"].startswith("whsec_")
+            assert ok(await caller.get(path))["secret_fingerprint"] != created["secret_fingerprint"]
+            window = {"from": "2020-01-01T00:00:00Z", "to": _now()}
+            replay = ok(await caller.post(f"{path}/replay", window, _key(headers)), 202)
+            assert replay["deliveries"] == 0
+
+
+def _key(headers: dict[str, str] | None) -> dict[str, str] | None:
+    return None if headers is None else {"Idempotency-Key": unique("again")}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+async def test_a_replay_window_lies_between_1970_and_now(stack: Stack) -> None:
+    """Issue 21, point 5: `from: 0` was taken as 1970, and year 1 at +14:00 answered 500."""
+    admin = stack.on_notifier(stack.admin)
+    body = {"url": "http://127.0.0.1:9/h", "event_types": ["*"]}
+    created = ok(await admin.post("/v1/subscriptions", body), 201)
+    replay = f"/v1/subscriptions/{created['id']}/replay"
+    for since in (0, "0001-01-01T00:00:00+14:00", "1969-12-31T23:59:59Z", "9999-12-31T23:59Z"):
+        assert problem_fields(await admin.post(replay, {"from": since, "to": _now()})) == [
+            "from"
+        ], since
+    assert problem_fields(await admin.post(replay, {"from": _now(), "to": 1.5})) == ["to"]
+
+
+async def test_a_subscription_is_replayed_at_most_ten_times_an_hour(stack: Stack) -> None:
+    """Issue 21, point 8: each replay re-sends everything, and a contact could ask without
+    limit. Ten an hour per subscription (HELPDESK_NOTIFIER_REPLAYS_PER_HOUR); concurrent
+    requests are counted one after the other."""
+    account = await new_account(stack.admin)
+    _, customer = await contact_key(stack.admin, account["id"], visibility="account")
+    customer = await stack.key_known(customer)
+    body = {"url": "http://127.0.0.1:9/h", "event_types": ["*"]}
+    created = ok(await customer.post("/v1/subscriptions", body), 201)
+    replay = f"/v1/subscriptions/{created['id']}/replay"
+    window = {"from": "2020-01-01T00:00:00Z", "to": _now()}
+    answers = await asyncio.gather(*(customer.post(replay, window) for _ in range(12)))
+    assert sorted(a.status_code for a in answers) == [202] * 10 + [429] * 2
+    refused = next(a for a in answers if a.status_code == 429)
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert 3000 < int(refused.headers["retry-after"]) <= 3600
+    # another subscription has its own share
+    other = ok(await customer.post("/v1/subscriptions", body), 201)
+    ok(await customer.post(f"/v1/subscriptions/{other['id']}/replay", window), 202)
+
+
 async def test_retries_until_accepted_in_ticket_order_then_survives_a_rebuild(
     stack: Stack,
 ) -> None:
@@ -251,6 +324,9 @@ async def test_account_subscription_sees_only_its_public_events(stack: Stack) ->
         bodies = [json.loads(r.body)["data"] for r in rx.requests]
         assert {b["account_id"] for b in bodies} == {account["id"]}
         assert bodies[1]["payload"]["public"] is True
+        # Issue 21, point 8: the provider's people by display name, never a key or staff id
+        assert [b["actor"] for b in bodies] == [{"type": "staff", "name": "Support"}] * 2
+        assert bodies[1]["payload"]["author"] == "Support"
         Webhook(sub["secret"]).verify(rx.requests[0].body, rx.requests[0].headers)
 
         # A test ping is answered with its attempt; a replay re-sends under new webhook-ids.
@@ -258,7 +334,7 @@ async def test_account_subscription_sees_only_its_public_events(stack: Stack) ->
         ping = ok(await there.post(f"/v1/subscriptions/{sub['id']}/test"))
         assert (ping["status"], ping["status_code"]) == ("delivered", 200)
         assert _types(rx)[-1] == "notification.test"
-        window = {"from": ticket["reported_at"], "to": "2100-01-01T00:00:00Z"}
+        window = {"from": ticket["reported_at"], "to": _now()}
         replay = ok(await there.post(f"/v1/subscriptions/{sub['id']}/replay", window), 202)
         assert replay["deliveries"] == 2
 

@@ -29,7 +29,6 @@ from helpdesk.sla_timer.domain.timers import (
     clock_timers,
     follow_up_timers,
     nearest_deadline,
-    parse_period,
     ticket_status,
     timer_identity,
 )
@@ -154,13 +153,6 @@ def test_history_round_trips_and_the_view_shows_business_minutes() -> None:
     )
     vip = fold(events, four_tier(), TUESDAY, vip_contact=True)
     assert vip.effective_priority == "P1"
-
-
-def test_periods_are_months() -> None:
-    assert parse_period("2026-03") == (2026, 3)
-    for bad in ("2026-13", "2026-3", "26-03", "2026-03-01", "0000-01"):
-        with pytest.raises(ValueError, match="YYYY-MM"):
-            parse_period(bad)
 
 
 def test_a_clock_closed_before_its_reply_shows_stopped_as_the_report_counts_it() -> None:

@@ -83,6 +83,9 @@ class ServiceSpec:
     #: Accounts whose partitions a rebuild replays before the rest, because applying other
     #: partitions' events needs theirs (the notifier's provider-wide subscriptions).
     rebuild_first: Sequence[UUID] = ()
+    #: Paths whose routes read and limit their own request bodies (intake's raw e-mail); every
+    #: other body is limited to `helpdesk.shared.web.MAX_BODY_BYTES`.
+    raw_body_paths: Sequence[str] = ()
 
     @property
     def schema(self) -> str:
@@ -305,6 +308,7 @@ class ServiceRuntime:
             readiness=self.readiness,
             lifespan=lifespan,
             middleware=[idempotency.middleware],
+            raw_body_paths=self.spec.raw_body_paths,
         )
         for router in [*self.spec.routers, operations_router()]:
             # One shared set of problem+json error answers in every service's OpenAPI document.

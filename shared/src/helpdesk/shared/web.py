@@ -1,9 +1,11 @@
 """What every service's HTTP app has: RFC 9457 errors, health, readiness, metrics, request ids.
 
 Every error answer is `application/problem+json`, including the ones the framework would
-otherwise answer in its own shape: a body that is not JSON, not UTF-8 or nested too deep (400),
-a body of another media type (415), text with NUL characters (422; PostgreSQL cannot store
-them), a uniqueness race lost in the database (409) and an unexpected fault (500).
+otherwise answer in its own shape: a body larger than `MAX_BODY_BYTES` (413, refused while it
+streams in), a body that is not JSON, not UTF-8 or nested too deep (400), a body of another
+media type (415), text with NUL characters or lone surrogates and the numbers NaN, Infinity or
+1e400 (422; PostgreSQL and JSON cannot store them), a uniqueness race lost in the database
+(409) and an unexpected fault (500).
 """
 
 from __future__ import annotations
@@ -11,16 +13,19 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from datetime import datetime
 from email.message import Message
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as AsgiMessage
@@ -28,6 +33,7 @@ from starlette.types import Message as AsgiMessage
 from helpdesk.shared.errors import ApplicationError
 from helpdesk.shared.logs import correlation_id
 from helpdesk.shared.metrics import Metrics
+from helpdesk.shared.validation import parse_period, parse_quarter
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,10 @@ AsgiMiddleware = Callable[[ASGIApp], ASGIApp]
 # Deeper JSON than any request body of the API needs; deeper still would exhaust the parser.
 MAX_JSON_DEPTH = 32
 NUL = "\x00"
+#: The largest request body any route takes (1 MiB), unless a route reads and limits its own
+#: (intake's raw e-mail). Far above what the field limits allow; far below a topic message.
+MAX_BODY_BYTES = 1_048_576
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # PostgreSQL's SQLSTATEs for text it cannot store (a NUL character, in text or in jsonb).
 _UNSTORABLE_TEXT = frozenset({"22021", "22P05"})
 _UNIQUE_VIOLATION = "23505"
@@ -64,21 +74,22 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 
 
-def _problem_response_doc(description: str) -> dict[str, Any]:
+def problem_doc(description: str) -> dict[str, Any]:
+    """The OpenAPI document of a problem+json answer (for a route's own `responses`)."""
     return {"description": description, "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
 
 
 #: The error answers every route of every service may give, declared once for the OpenAPI docs.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _problem_response_doc("Malformed request: not JSON, not UTF-8, or a bad header"),
-    401: _problem_response_doc("No API key, or an unknown or revoked one"),
-    403: _problem_response_doc("The key's role may not do this"),
-    404: _problem_response_doc("No such resource, or not one the caller may see"),
-    409: _problem_response_doc("Conflicts with the current state (e.g. a name is taken)"),
-    412: _problem_response_doc("If-Match names a version that is not the current one"),
-    413: _problem_response_doc("The body is larger than this route takes"),
-    415: _problem_response_doc("The body is of a media type this route does not take"),
-    422: _problem_response_doc("One or more fields are invalid; `errors` names them"),
+    400: problem_doc("Malformed request: not JSON, not UTF-8, or a bad header"),
+    401: problem_doc("No API key, or an unknown or revoked one"),
+    403: problem_doc("The key's role may not do this"),
+    404: problem_doc("No such resource, or not one the caller may see"),
+    409: problem_doc("Conflicts with the current state (e.g. a name is taken)"),
+    412: problem_doc("If-Match names a version that is not the current one"),
+    413: problem_doc("The body is larger than this route takes"),
+    415: problem_doc("The body is of a media type this route does not take"),
+    422: problem_doc("One or more fields are invalid; `errors` names them"),
 }
 
 
@@ -128,6 +139,23 @@ def invalid(field: str, reason: str, detail: str | None = None) -> Problem:
     )
 
 
+def checked_period(text: str, now: datetime, field: str = "period") -> tuple[int, int]:
+    """(year, month) of a period a request names, or a 422 naming `field` (the shared bounds
+    of `helpdesk.shared.validation`)."""
+    try:
+        return parse_period(text, now)
+    except ValueError as exc:
+        raise invalid(field, str(exc)) from exc
+
+
+def checked_quarter(text: str, now: datetime, field: str = "quarter") -> tuple[int, int]:
+    """(year, quarter) of a quarter a request names, or a 422 naming `field`."""
+    try:
+        return parse_quarter(text, now)
+    except ValueError as exc:
+        raise invalid(field, str(exc)) from exc
+
+
 def field_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
     """Pydantic error dicts as `{field, reason}` pairs, with the request-part prefix dropped."""
     out = []
@@ -150,6 +178,15 @@ def problem_response(problem: Problem, request: Request) -> JSONResponse:
 
 
 # -- If-Match (RFC 9110, 13.1.1) ----------------------------------------------------------------
+
+#: `If-Match` as OpenAPI declares it: `*` or a list of entity tags (`check_if_match` reads it).
+IF_MATCH_PATTERN = r'^ *(\*|(W/)?"[!#-~]*"( *, *(W/)?"[!#-~]*")*) *$'
+#: The `If-Match` request header of a state-changing route (see `check_if_match`).
+IfMatch = Annotated[
+    str | None,
+    Header(alias="If-Match"),
+    WithJsonSchema({"type": "string", "pattern": IF_MATCH_PATTERN, "examples": ['"3"']}),
+]
 
 _ENTITY_TAG = re.compile(r'\s*(W/)?"([\x21\x23-\x7e\x80-\xff]*)"\s*')
 
@@ -213,20 +250,31 @@ def is_json(content_type: str | None) -> bool:
     )
 
 
-def nul_fields(value: Any, path: str = "") -> list[str]:
-    """Where in a decoded JSON document a key or string holds a NUL character."""
-    found: list[str] = []
+def _unstorable(text: str) -> str | None:
+    if NUL in text:
+        return "contains a NUL character"
+    if _SURROGATE.search(text):
+        return "contains a lone surrogate (not Unicode text)"
+    return None
+
+
+def unstorable_text(value: Any, path: str = "") -> list[tuple[str, str]]:
+    """Where in a decoded JSON document a key or string holds what no column can store (a NUL
+    character, a lone surrogate), with the reason, sorted by place."""
+    found: list[tuple[str, str]] = []
     stack = [(path, value)]
     while stack:
         where, item = stack.pop()
         if isinstance(item, str):
-            if NUL in item:
-                found.append(where or "body")
+            reason = _unstorable(item)
+            if reason:
+                found.append((where or "body", reason))
         elif isinstance(item, dict):
             for key, child in item.items():
                 child_path = f"{where}.{key}" if where else str(key)
-                if NUL in key:
-                    found.append(child_path)
+                reason = _unstorable(key)
+                if reason:
+                    found.append((child_path, reason))
                 stack.append((child_path, child))
         elif isinstance(item, list):
             stack.extend((f"{where}.{i}" if where else str(i), c) for i, c in enumerate(item))
@@ -258,7 +306,7 @@ def check_json_body(raw: bytes) -> None:
             "not valid UTF-8",
         ) from exc
     try:
-        document = json.loads(text)
+        document = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except json.JSONDecodeError as exc:
         raise _bad_body(
             f"The body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
@@ -266,16 +314,47 @@ def check_json_body(raw: bytes) -> None:
         ) from exc
     except RecursionError as exc:
         raise _nested_too_deep() from exc
-    if _depth(document) > MAX_JSON_DEPTH:
-        raise _nested_too_deep()
-    fields = nul_fields(document)
-    if fields:
+    except _NotANumberError as exc:
         raise Problem(
             422,
             "Invalid request",
-            "Text must not contain NUL characters (\\u0000); nothing was changed.",
-            errors=[{"field": f, "reason": "contains a NUL character"} for f in fields],
+            f"{exc} is not a number JSON can carry; nothing was changed.",
+            errors=[{"field": "body", "reason": f"{exc} is not a finite number"}],
+        ) from exc
+    except ValueError as exc:  # an integer of more digits than Python reads
+        raise _bad_body(f"The body holds a number that cannot be read: {exc}.", str(exc)) from exc
+    if _depth(document) > MAX_JSON_DEPTH:
+        raise _nested_too_deep()
+    found = unstorable_text(document)
+    if found:
+        raise Problem(
+            422,
+            "Invalid request",
+            "Text must not contain NUL characters (\\u0000) or lone surrogates; nothing was "
+            "changed.",
+            errors=[{"field": _printable(field), "reason": reason} for field, reason in found],
         )
+
+
+def _printable(path: str) -> str:
+    # A lone surrogate cannot be written in the UTF-8 answer: it is named by its escape.
+    return _SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", path)
+
+
+class _NotANumberError(ValueError):
+    """NaN, Infinity, -Infinity or a literal too large for a float (1e400): Python's JSON reads
+    them, but they are not JSON numbers, and PostgreSQL's jsonb would store null or fail."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotANumberError(name)
+
+
+def _finite(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise _NotANumberError(literal)
+    return value
 
 
 def _nested_too_deep() -> Problem:
@@ -287,12 +366,23 @@ def _nested_too_deep() -> Problem:
 class InputGuard:
     """Pure ASGI middleware: refuse, as problem+json, what no route can store or read.
 
-    NULs in the path or query, and JSON bodies that are not UTF-8, not JSON, nested too deep,
-    or carry NULs. A JSON body is read once here and handed on to the app unchanged.
+    NULs in the path or query; bodies larger than `max_body` (413, as soon as the declared
+    length or the bytes received pass it); JSON bodies (or bodies without a media type, which
+    the framework reads as JSON) that are not UTF-8, not JSON, nested too deep, or carry NULs,
+    lone surrogates or non-finite numbers. A body is read once here and handed on to the app
+    unchanged. Paths in `raw_body_paths` read and limit their own bodies, and are not read here.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body: int = MAX_BODY_BYTES,
+        raw_body_paths: Collection[str] = (),
+    ) -> None:
         self.app = app
+        self.max_body = max_body
+        self.raw_body_paths = frozenset(raw_body_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
@@ -301,10 +391,11 @@ class InputGuard:
             return
         try:
             _check_path_and_query(scope)
-            if scope["method"] in _BODY_METHODS and is_json(header(scope, b"content-type")):
-                raw = await read_body(receive)
+            if scope["method"] in _BODY_METHODS and scope["path"] not in self.raw_body_paths:
+                raw = await read_body(receive, self.max_body, header(scope, b"content-length"))
                 receive = replay_body(raw, receive)
-                if raw:
+                content_type = header(scope, b"content-type")
+                if raw and (content_type is None or is_json(content_type)):
                     check_json_body(raw)
         except Problem as problem:
             await problem_response(problem, Request(scope))(scope, receive, send)
@@ -343,14 +434,37 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def read_body(receive: Receive) -> bytes:
-    """The whole request body, from the ASGI `receive` channel."""
-    chunks = []
+def too_large(limit: int) -> Problem:
+    """413: the body is longer than `limit` bytes."""
+    return Problem(
+        413,
+        "Content Too Large",
+        f"The body may have at most {limit} bytes; nothing was changed.",
+        errors=[{"field": "body", "reason": f"longer than {limit} bytes"}],
+    )
+
+
+async def read_body(
+    receive: Receive, limit: int | None = None, declared: str | None = None
+) -> bytes:
+    """The whole request body, from the ASGI `receive` channel.
+
+    With a `limit`, a body declared (`Content-Length`) or found longer raises a 413 problem as
+    soon as that is known: nothing past the limit is read or kept.
+    """
+    declared = (declared or "").strip()
+    if limit is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+    chunks, size = [], 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
             break  # the client went away; the app sees an empty body
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
@@ -413,6 +527,32 @@ def _database_problem(exc: sa.exc.DBAPIError) -> Problem | None:
     return None
 
 
+#: What the input guard refuses in any text, as OpenAPI declares it: a NUL character.
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+
+
+def declare_text_guard(document: dict[str, Any]) -> dict[str, Any]:
+    """`document` (an OpenAPI document) with the input guard's refusal of NUL characters
+    declared: a `pattern` on every string schema that has no pattern, format or fixed values,
+    and `propertyNames` on every free-form object. Responses are left as they are (a problem
+    names the field that held a NUL)."""
+    stack: list[Any] = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        node = {k: v for k, v in node.items() if k != "responses"} if "responses" in node else node
+        if node.get("type") == "string" and not {"pattern", "format", "enum", "const"} & set(node):
+            node["pattern"] = NO_NUL_PATTERN
+        if node.get("type") == "object" and node.get("additionalProperties", True) is not False:
+            node.setdefault("propertyNames", {}).setdefault("pattern", NO_NUL_PATTERN)
+        stack.extend(node.values())
+    return document
+
+
 def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
     """Every method some documented route serves at the request's path, with OPTIONS.
 
@@ -434,11 +574,13 @@ def create_app(
     readiness: ReadinessCheck,
     lifespan: Any = None,
     middleware: Sequence[AsgiMiddleware] = (),
+    raw_body_paths: Collection[str] = (),
 ) -> FastAPI:
     """A FastAPI app with the endpoints and error handling every service shares.
 
     Requests pass the correlation id, then the input guard, then `middleware` in order (e.g.
-    authentication-scoped idempotency), then the route.
+    authentication-scoped idempotency), then the route. The routes at `raw_body_paths` read
+    and limit their own bodies; every other body is limited to `MAX_BODY_BYTES`.
     """
     app = FastAPI(title=title, version="1", lifespan=lifespan)
 
@@ -500,8 +642,17 @@ def create_app(
     # `middleware` in order, then the route.
     for inner in reversed(middleware):
         app.add_middleware(inner)
-    app.add_middleware(InputGuard)
+    app.add_middleware(InputGuard, raw_body_paths=raw_body_paths)
     app.add_middleware(CorrelationIds)
+
+    framework_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = declare_text_guard(framework_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -27,6 +27,7 @@ from helpdesk.intake.adapters.tables import (
 from helpdesk.intake.adapters.unit_of_work import PostgresUnitOfWork
 from helpdesk.intake.application import tickets as tickets_service
 from helpdesk.intake.domain import partner
+from helpdesk.intake.domain.names import name_key
 from helpdesk.intake.domain.tickets import Ticket, fold, start
 from helpdesk.shared.auth import key_projection
 from helpdesk.shared.consumer import AnyEvent, Projection, Reactions, UnitOfWork
@@ -68,6 +69,7 @@ async def account_opened(uow: UnitOfWork, event: Event[AccountOpened]) -> None:
             id=opened.account_id,
             number=opened.number,
             name=opened.name,
+            name_key=name_key(opened.name),
             timezone=opened.timezone,
             country=opened.country,
             status=opened.status,
@@ -83,7 +85,12 @@ async def account_updated(uow: UnitOfWork, event: Event[AccountUpdated]) -> None
     await uow.conn.execute(
         accounts.update()
         .where(accounts.c.id == updated.account_id)
-        .values(name=updated.name, timezone=updated.timezone, country=updated.country)
+        .values(
+            name=updated.name,
+            name_key=name_key(updated.name),
+            timezone=updated.timezone,
+            country=updated.country,
+        )
     )
 
 

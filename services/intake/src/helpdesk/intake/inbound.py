@@ -7,8 +7,13 @@ ticket without a priority, so a technician reviews it before a priority is set. 
 and its outcome is recorded in `inbound_messages`, refusals included.
 
 Attachments are not stored: their names, types and sizes are (in a note at the end of the text,
-and in the ticket's `fields.attachments` when the message opens one). NUL characters are
-removed from every part of a message, since PostgreSQL cannot store them.
+and in the ticket's `fields.attachments` when the message opens one), for the first
+`MAX_LISTED_ATTACHMENTS` whose names fit `ATTACHMENT_LIST_BYTES`; the others are only counted
+(`fields.attachments_not_listed`), so that no message, however many files it carries, makes an
+event too large for the stream. The message as a whole is limited to `HELPDESK_EMAIL_MAX_BYTES`
+(25 MiB) over SMTP and HTTP. Subject and text are cut to the API's limits, the attachment note
+kept. NUL characters are removed from every part of a message, since PostgreSQL cannot store
+them.
 """
 
 from __future__ import annotations
@@ -24,9 +29,15 @@ from helpdesk.intake.adapters.tables import accounts, contacts, inbound_messages
 from helpdesk.intake.adapters.tables import tickets as ticket_rows
 from helpdesk.intake.adapters.unit_of_work import PostgresUnitOfWork
 from helpdesk.intake.application import tickets
-from helpdesk.intake.application.commands import TicketCreate
+from helpdesk.intake.application.commands import MAX_FIELDS_BYTES, MAX_TEXT, TicketCreate
 from helpdesk.intake.application.context import command_context
-from helpdesk.intake.domain.email import InboundEmail, parse_message, ticket_number_in
+from helpdesk.intake.domain.email import (
+    AttachmentList,
+    InboundEmail,
+    list_attachments,
+    parse_message,
+    ticket_number_in,
+)
 from helpdesk.intake.domain.email import without_quoted_reply as reply_text
 from helpdesk.shared.auth import Principal
 from helpdesk.shared.context import utc_now
@@ -35,10 +46,13 @@ from helpdesk.shared.service import ServiceRuntime
 log = logging.getLogger(__name__)
 
 Outcome = Literal["opened", "replied", "refused"]
-# The public API's limits on a ticket (api/schemas.TicketCreate); a longer e-mail is cut, not
+# The public API's limits on a ticket (commands.TicketCreate); a longer e-mail is cut, not
 # refused, because the sender cannot be asked to fix it.
 MAX_SUBJECT = 500
-MAX_BODY = 100_000
+#: Attachments named on the ticket, and the bytes their JSON metadata may take in its fields
+#: (half of what `fields` may hold); the rest are counted.
+MAX_LISTED_ATTACHMENTS = 20
+ATTACHMENT_LIST_BYTES = MAX_FIELDS_BYTES // 2
 NO_SUBJECT = "(no subject)"
 NO_TEXT = "(no text)"
 
@@ -94,30 +108,34 @@ async def _receive(uow: PostgresUnitOfWork, email: InboundEmail) -> dict[str, An
     )
     ctx = command_context(principal, None, utc_now())
     ticket_id = await _thread(conn, principal, email)
+    attachments = attachments_of(email)
     if ticket_id is not None:
-        body = (reply_text(email.body) + attachment_note(email))[:MAX_BODY] or NO_TEXT
+        body = with_note(reply_text(email.body), attachments) or NO_TEXT
         ticket = await tickets.email_reply(uow, principal, ticket_id, body, ctx)
         return await _record(conn, email, "replied", ticket.id, ticket.number)
     command = TicketCreate(
         account_id=contact.account_id,
         contact_id=contact.id,
         subject=email.subject[:MAX_SUBJECT] or NO_SUBJECT,
-        description=(email.body + attachment_note(email))[:MAX_BODY],
+        description=with_note(email.body, attachments),
         channel="email",
         # No priority: e-mail tickets are reviewed before a priority is set (seed 003, 7.2).
         priority=None,
-        fields={"attachments": [a.view() for a in email.attachments]} if email.attachments else {},
+        fields=attachments.fields(),
     )
     opened = await tickets.open_ticket(uow, principal, command, ctx)
     return await _record(conn, email, "opened", opened.id, opened.number)
 
 
-def attachment_note(email: InboundEmail) -> str:
-    """A line naming the message's attachments (intake keeps no files), or nothing."""
-    if not email.attachments:
-        return ""
-    listed = ", ".join(f"{a.filename} ({a.size} bytes)" for a in email.attachments)
-    return f"\n\n[Attachments not stored: {listed}]"
+def attachments_of(email: InboundEmail) -> AttachmentList:
+    """The message's attachments as the ticket names them."""
+    return list_attachments(email.attachments, MAX_LISTED_ATTACHMENTS, ATTACHMENT_LIST_BYTES)
+
+
+def with_note(text: str, attachments: AttachmentList) -> str:
+    """`text` cut to the API's limit so that the attachment note after it is kept whole."""
+    note = attachments.note()
+    return text[: MAX_TEXT - len(note)] + note
 
 
 async def _thread(conn: AsyncConnection, principal: Principal, email: InboundEmail) -> UUID | None:

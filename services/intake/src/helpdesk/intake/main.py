@@ -25,6 +25,7 @@ def build_spec() -> ServiceSpec:
         reactions=reactions,
         migrations=Path(__file__).parent / "migrations",
         routers=[accounts.router, people.router, tickets.router, email.router],
+        raw_body_paths=[email.RAW_MESSAGE_PATH],
         tasks=smtp_tasks,
         metrics=lambda runtime: [IntakeMetrics(runtime.engine, runtime.clock)],
     )

@@ -97,11 +97,13 @@ async def agreement(
 async def contact_list(
     conn: AsyncConnection, principal: Principal, account_id: UUID
 ) -> list[dict[str, Any]]:
-    """The account's contacts, by name."""
+    """The account's contacts, by name. A contact who sees only their own tickets sees only
+    themselves: they have no use for their colleagues' names and e-mail addresses."""
     await account(conn, principal, account_id)
-    rows = await conn.execute(
-        sa.select(contacts).where(contacts.c.account_id == account_id).order_by(contacts.c.name)
-    )
+    query = sa.select(contacts).where(contacts.c.account_id == account_id)
+    if principal.role == "contact" and principal.visibility == "own":
+        query = query.where(contacts.c.id == principal.contact_id)
+    rows = await conn.execute(query.order_by(contacts.c.name))
     return [dict(row._mapping) for row in rows]
 
 

@@ -12,8 +12,9 @@ deleted_at`), a rule that does not depend on the order in which a rebuild replay
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -37,6 +38,7 @@ from helpdesk.notifier.adapters.tables import (
 )
 from helpdesk.notifier.domain.digest import DIGEST_CLOCKS
 from helpdesk.notifier.domain.filters import Audience, EventFacts, SubscriptionRule
+from helpdesk.notifier.domain.identity import for_account, staff_id_of
 from helpdesk.notifier.domain.messages import (
     MailEvent,
     TicketFacts,
@@ -121,6 +123,7 @@ async def foreign_events(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
     subs = _Subscribers((await conn.execute(sa.select(subscriptions))).all())
     rows = await _ticket_rows(conn, {e.envelope.ticket_id for e in events} - {None})
     changed: set[UUID] = set()
+    staff_names = await _staff_names(conn, events)
     scheduled: dict[UUID, dict[str, Any]] = {}
     queued: dict[UUID, dict[str, Any]] = {}
     for event in events:
@@ -130,7 +133,9 @@ async def foreign_events(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
         else:
             await _remember_facts(conn, event)
         document = event.envelope.document()  # the payload's JSON: filters and mail rules read it
-        scheduled.update((row["delivery_id"], row) for row in _deliveries_of(event, document, subs))
+        scheduled.update(
+            (row["delivery_id"], row) for row in _deliveries_of(event, document, subs, staff_names)
+        )
         ticket = rows.get(event.envelope.ticket_id) if event.envelope.ticket_id else None
         facts = _ticket_facts(ticket) if ticket is not None else None
         queued.update((row["mail_id"], row) for row in _mails_of(event, document, facts))
@@ -144,6 +149,21 @@ async def foreign_events(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
     )
     await _upsert_scheduled(conn, list(scheduled.values()))
     await _upsert_mails(conn, list(queued.values()))
+
+
+async def _staff_names(conn: AsyncConnection, events: Sequence[AnyEvent]) -> dict[str, str]:
+    """The display names of the staff members who caused these events, by staff id."""
+    ids = set()
+    for event in events:
+        staff_id = staff_id_of(event.envelope.actor.model_dump())
+        with contextlib.suppress(ValueError):
+            ids.add(UUID(staff_id or ""))
+    if not ids:
+        return {}
+    found = await conn.execute(
+        sa.select(staff.c.staff_id, staff.c.name).where(staff.c.staff_id.in_(ids))
+    )
+    return {str(row.staff_id): row.name for row in found}
 
 
 async def _ticket_rows(
@@ -292,7 +312,10 @@ def _exists_at(row: Any, at: datetime) -> bool:
 
 
 def _deliveries_of(
-    event: AnyEvent, document: dict[str, Any], subs: _Subscribers
+    event: AnyEvent,
+    document: dict[str, Any],
+    subs: _Subscribers,
+    staff_names: Mapping[str, str],
 ) -> list[dict[str, Any]]:
     envelope = event.envelope
     facts = EventFacts(event.type, envelope.account_id, document)
@@ -304,6 +327,7 @@ def _deliveries_of(
     if not wanted:
         return []
     body = webhook_body(event)
+    shown = for_account(body, staff_names)  # an account's own subscriptions get this one
     return [
         {
             "delivery_id": delivery_id_for(sub.subscription_id, envelope.event_id),
@@ -317,7 +341,7 @@ def _deliveries_of(
             "source_offset": event.offset,
             "occurred_at": envelope.occurred_at,
             "due_at": envelope.recorded_at,
-            "body": body,
+            "body": body if sub.account_id is None else shown,
             "status": "pending",
         }
         for sub in wanted

@@ -26,6 +26,12 @@ from helpdesk.shared.contracts.common import (
 )
 from helpdesk.shared.events import registry
 
+#: More users than any customer has, and within every consumer's column (a PostgreSQL integer
+#: holds 2,147,483,647; the SLA timer's is a bigint besides).
+MAX_AFFECTED_USERS = 1_000_000_000
+#: One time entry covers at most a day.
+MAX_ENTRY_MINUTES = 24 * 60
+
 
 @registry.register("ticket.opened")
 class TicketOpened(Payload):
@@ -43,7 +49,7 @@ class TicketOpened(Payload):
     scope: Scope = "in"
     category: str | None = None
     severity: str | None = None
-    affected_users: int | None = Field(default=None, ge=0)
+    affected_users: int | None = Field(default=None, ge=0, le=MAX_AFFECTED_USERS)
     service_class: str | None = None
     fields: dict[str, Any] = Field(default_factory=dict)
     reported_at: AwareDatetime
@@ -134,7 +140,7 @@ class TicketTimeLogged(Payload):
     """
 
     entry_id: UUID
-    minutes: int = Field(gt=0)
+    minutes: int = Field(gt=0, le=MAX_ENTRY_MINUTES)
     work_type: WorkType
     scope: Scope
     after_hours: bool | None = None

@@ -6,15 +6,14 @@ account's ids answer 404; a contact of the account without the role gets 403.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Response
-from pydantic import BaseModel, ConfigDict, ValidationError
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from helpdesk.billing.adapters.books import lines_json, load_book
@@ -42,17 +41,13 @@ from helpdesk.billing.domain.periods import (
 )
 from helpdesk.billing.domain.rating import PlanVersion, version_at
 from helpdesk.billing.domain.usage import Usage, period_usage
-from helpdesk.shared.agreements import Plan, agreement_errors, get_preset
+from helpdesk.shared.agreements import Plan, agreement_errors, get_preset, list_presets
 from helpdesk.shared.auth import Principal
 from helpdesk.shared.deps import Caller, Runtime
-from helpdesk.shared.web import Problem
+from helpdesk.shared.validation import Period, Quarter
+from helpdesk.shared.web import Problem, checked_period, checked_quarter
 
 router = APIRouter(prefix="/v1")
-
-_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-_QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
-#: Years billing can place in any time zone without leaving the calendar's range.
-_YEARS = range(1900, 9999)
 
 
 def _invalid(field: str, reason: str) -> Problem:
@@ -62,25 +57,6 @@ def _invalid(field: str, reason: str) -> Problem:
         f"{field}: {reason}",
         errors=[{"field": field, "reason": reason}],
     )
-
-
-def _period(value: str, field: str = "period") -> str:
-    """A valid "YYYY-MM" period, or a 422 problem naming `field`."""
-    match = _PERIOD.match(value)
-    if match is None:
-        raise _invalid(field, "must be a month written YYYY-MM (01 to 12)")
-    if int(match[1]) not in _YEARS:
-        raise _invalid(field, f"year must be between {_YEARS.start} and {_YEARS.stop - 1}")
-    return value
-
-
-def _quarter(value: str) -> str:
-    match = _QUARTER.match(value)
-    if match is None:
-        raise _invalid("quarter", "must be a quarter written YYYY-Qn (n from 1 to 4)")
-    if int(match[1]) not in _YEARS:
-        raise _invalid("quarter", f"year must be between {_YEARS.start} and {_YEARS.stop - 1}")
-    return value
 
 
 _NOT_FOUND = Problem(404, "Not Found", "No such account.")
@@ -154,9 +130,11 @@ def _usage_view(usage: Usage) -> dict[str, Any]:
 
 
 @router.get("/accounts/{account_id}/usage")
-async def usage(account_id: UUID, runtime: Runtime, caller: Caller, period: str) -> dict[str, Any]:
+async def usage(
+    account_id: UUID, runtime: Runtime, caller: Caller, period: Annotated[Period, Query()]
+) -> dict[str, Any]:
     """An account's usage in one month (its local calendar month), priced as it would bill."""
-    period = _period(period)
+    checked_period(period, runtime.clock())
     async with runtime.engine.connect() as conn:
         timezone = await _authorize(conn, caller, account_id)
         start, end = period_bounds(period, timezone)
@@ -326,7 +304,16 @@ async def _invoice(
     return book, key, finals.get(key)
 
 
-@router.get("/invoices/{invoice_id}.csv")
+@router.get(
+    "/invoices/{invoice_id}.csv",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The invoice as CSV: one row per line, then the total.",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def invoice_as_csv(invoice_id: UUID, runtime: Runtime, caller: Caller) -> Response:
     """The invoice as CSV for accounting import."""
     book, key, _ = await _invoice(runtime, caller, invoice_id)
@@ -350,10 +337,10 @@ async def get_invoice(invoice_id: UUID, runtime: Runtime, caller: Caller) -> dic
 
 @router.get("/accounts/{account_id}/budget-review")
 async def budget_review(
-    account_id: UUID, runtime: Runtime, caller: Caller, quarter: str
+    account_id: UUID, runtime: Runtime, caller: Caller, quarter: Annotated[Quarter, Query()]
 ) -> dict[str, Any]:
     """A quarter's use against the budget its fees bought (seed 004's quarterly review)."""
-    quarter = _quarter(quarter)
+    checked_quarter(quarter, runtime.clock())
     async with runtime.engine.connect() as conn:
         await _authorize(conn, caller, account_id)
         book = await load_book(conn, account_id)
@@ -384,14 +371,20 @@ async def budget_review(
     }
 
 
+#: The name of a preset (OpenAPI lists them).
+PresetName = Annotated[
+    str, Field(json_schema_extra={"enum": [preset.name for preset in list_presets()]})
+]
+
+
 class WhatIf(BaseModel):
     """POST /v1/accounts/{id}/invoices/what-if: a period priced under another plan."""
 
     model_config = ConfigDict(extra="forbid")
 
-    period: str
+    period: Period
     #: A plan object, or the name of a preset (with `plan_variant` for one of its variants).
-    plan: dict[str, Any] | str
+    plan: dict[str, Any] | PresetName
     plan_variant: str | None = None
 
 
@@ -422,7 +415,8 @@ async def what_if(
     account_id: UUID, body: WhatIf, runtime: Runtime, caller: Caller
 ) -> dict[str, Any]:
     """The monthly invoice and usage `period` would have under another plan; nothing stored."""
-    period = _period(body.period)
+    period = body.period
+    checked_period(period, runtime.clock())
     plan = _what_if_plan(body)
     async with runtime.engine.connect() as conn:
         await _authorize(conn, caller, account_id)

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from helpdesk.intake.adapters.tables import account_numbers, accounts, agreements, contacts, staff
 from helpdesk.intake.adapters.tables import runtime as runtime_tables
 from helpdesk.intake.application.ports import AccountRecord, ContactRecord, KeyRecord, Opening
+from helpdesk.intake.domain.names import name_key
 from helpdesk.intake.domain.partner import PartnerStanding
 from helpdesk.shared.agreements import Agreement, EscalationTier
 
@@ -35,27 +36,35 @@ class PostgresAccounts:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 
-    async def get(self, account_id: UUID) -> AccountRecord | None:
-        """The account, or None."""
-        row = (
-            await self.conn.execute(sa.select(accounts).where(accounts.c.id == account_id))
-        ).first()
+    async def get(self, account_id: UUID, *, lock: bool = False) -> AccountRecord | None:
+        """The account, or None; with `lock`, its row is locked until the transaction ends."""
+        query = sa.select(accounts).where(accounts.c.id == account_id)
+        if lock:
+            query = query.with_for_update()
+        row = (await self.conn.execute(query)).first()
         return None if row is None else account_record(row)
 
     async def clash(self, name: str, number: str | None, exclude: UUID | None = None) -> str | None:
         """`"name"` or `"number"` when another account has it, else None."""
-        clash = sa.or_(accounts.c.name == name, accounts.c.number == number)
-        query = sa.select(accounts.c.name, accounts.c.number).where(clash)
+        key = name_key(name)
+        clash = sa.or_(accounts.c.name_key == key, accounts.c.number == number)
+        query = sa.select(accounts.c.name_key, accounts.c.number).where(clash)
         if exclude is not None:
             query = query.where(accounts.c.id != exclude)
         row = (await self.conn.execute(query)).first()
         if row is None:
             return None
-        return "name" if row.name == name else "number"
+        return "name" if row.name_key == key else "number"
 
     async def next_number(self) -> str:
-        """A readable account number."""
-        return f"AC-{await self.conn.scalar(account_numbers.next_value())}"
+        """A readable account number no account has: numbers clients chose are skipped."""
+        while True:
+            number = f"AC-{await self.conn.scalar(account_numbers.next_value())}"
+            taken = await self.conn.scalar(
+                sa.select(accounts.c.id).where(accounts.c.number == number).limit(1)
+            )
+            if taken is None:
+                return number
 
     async def opening(self, account_id: UUID) -> Opening | None:
         """What opening a ticket needs, in one round trip."""

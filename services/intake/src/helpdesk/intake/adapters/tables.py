@@ -30,7 +30,10 @@ accounts = sa.Table(
     metadata,
     sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
     sa.Column("number", sa.Text, nullable=False, unique=True),
-    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("name", sa.Text, nullable=False),
+    # The name as uniqueness compares it (domain.names.name_key): no two accounts differ
+    # only by case, white space or character width.
+    sa.Column("name_key", sa.Text, nullable=False, unique=True),
     sa.Column("timezone", sa.Text, nullable=False),
     # ISO 3166-1 alpha-2; None: the presets' business hours observe US public holidays.
     sa.Column("country", sa.Text, nullable=True),

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Response
 
 from helpdesk.intake import queries
 from helpdesk.intake.adapters.unit_of_work import PostgresUnitOfWork
@@ -15,6 +16,7 @@ from helpdesk.intake.application.context import command_context
 from helpdesk.shared.agreements import list_presets
 from helpdesk.shared.context import utc_now
 from helpdesk.shared.deps import Caller, Runtime
+from helpdesk.shared.web import IfMatch, check_if_match
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 
@@ -70,22 +72,34 @@ async def put_agreement(
     account_id: UUID,
     runtime: Runtime,
     caller: Caller,
+    response: Response,
     body: dict[str, Any] = Body(...),  # noqa: B008 - FastAPI's way to take a free-form body
+    if_match: IfMatch = None,
 ) -> dict[str, Any]:
     """Set a new agreement version: a preset name and/or explicit parts that override it.
-    The answer is the agreement as GET shows it, resolved holidays included."""
+    The answer is the agreement as GET shows it, resolved holidays included.
+
+    Concurrent PUTs are stored as consecutive versions, each answered with its own. The ETag
+    is the version (`"0"` before the first): `If-Match: "3"` stores only over version 3 (412
+    otherwise, with the current ETag)."""
     at = utc_now()
     ctx = command_context(caller, None, at)
+    precondition = partial(check_if_match, if_match, what="agreement")
     async with runtime.unit_of_work() as uow:
         agreement, version = await service.set_agreement(
-            PostgresUnitOfWork(uow), caller, account_id, body, ctx
+            PostgresUnitOfWork(uow), caller, account_id, body, ctx, precondition
         )
+    response.headers["ETag"] = f'"{version}"'
     return queries.agreement_view(agreement, version, at)
 
 
 @router.get("/accounts/{account_id}/agreement")
-async def get_agreement(account_id: UUID, runtime: Runtime, caller: Caller) -> dict[str, Any]:
-    """The account's current agreement, its version, and the holidays each calendar resolved
-    to this year and next."""
+async def get_agreement(
+    account_id: UUID, runtime: Runtime, caller: Caller, response: Response
+) -> dict[str, Any]:
+    """The account's current agreement, its version (also its ETag), and the holidays each
+    calendar resolved to this year and next."""
     async with runtime.engine.connect() as conn:
-        return await queries.agreement(conn, caller, account_id, utc_now())
+        agreement = await queries.agreement(conn, caller, account_id, utc_now())
+    response.headers["ETag"] = f'"{agreement["version"]}"'
+    return agreement

@@ -13,9 +13,11 @@ from helpdesk.intake.domain.email import UnreadableEmailError
 from helpdesk.intake.inbound import inbound_view, receive_email
 from helpdesk.shared.auth import Principal
 from helpdesk.shared.deps import Caller, Runtime
-from helpdesk.shared.web import Problem
+from helpdesk.shared.web import Problem, read_body
 
 router = APIRouter(prefix="/v1", tags=["inbound e-mail"])
+#: The route reads (and limits) its raw message itself, up to `HELPDESK_EMAIL_MAX_BYTES`.
+RAW_MESSAGE_PATH = "/v1/inbound/email"
 
 # opened: a resource was created; replied: an existing one changed; refused: the message was
 # accepted and recorded, but nothing was done with it.
@@ -39,7 +41,7 @@ def _staff_only(caller: Principal) -> None:
 
 
 @router.post(
-    "/inbound/email",
+    RAW_MESSAGE_PATH.removeprefix("/v1"),
     status_code=201,
     openapi_extra=RAW_MESSAGE,
     responses={200: {"description": "threaded as a reply"}, 202: {"description": "refused"}},
@@ -68,22 +70,7 @@ async def inbound_email(request: Request, runtime: Runtime, caller: Caller) -> J
 
 async def _message_bytes(request: Request, limit: int) -> bytes:
     """The raw message, or a 413 once it is longer than SMTP would take (`limit`)."""
-    too_large = Problem(
-        413,
-        "Content Too Large",
-        f"An e-mail may have at most {limit} bytes, as over SMTP; nothing was recorded.",
-        errors=[{"field": "body", "reason": f"longer than {limit} bytes"}],
-    )
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_body(request.receive, limit, request.headers.get("content-length"))
 
 
 @router.get("/inbound/email")

@@ -7,7 +7,7 @@ from functools import partial
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from helpdesk.intake import queries
 from helpdesk.intake.adapters.unit_of_work import PostgresUnitOfWork
@@ -35,10 +35,9 @@ from helpdesk.shared.auth import Principal
 from helpdesk.shared.context import utc_now
 from helpdesk.shared.contracts.common import Priority, TicketStatus
 from helpdesk.shared.deps import Caller, Runtime
-from helpdesk.shared.web import check_if_match
+from helpdesk.shared.web import IfMatch, check_if_match
 
 router = APIRouter(prefix="/v1", tags=["tickets"])
-IfMatch = Annotated[str | None, Header(alias="If-Match")]
 
 #: The path segment of each lifecycle command: POST /v1/tickets/{id}/<segment>.
 TICKET_COMMANDS: dict[str, type[Imported]] = {

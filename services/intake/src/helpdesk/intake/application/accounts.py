@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from helpdesk.intake.application.commands import AccountCreate, AccountPatch
 from helpdesk.intake.application.ports import AccountRecord, IntakeUnitOfWork
-from helpdesk.intake.application.tickets import close_all
+from helpdesk.intake.application.tickets import Precondition, close_all
 from helpdesk.shared.agreements import Agreement, agreement_errors, resolve_agreement
 from helpdesk.shared.auth import Principal
 from helpdesk.shared.context import Context, new_id
@@ -46,12 +46,12 @@ def name_taken(field: str = "name") -> Conflict:
 
 
 async def visible_account(
-    uow: IntakeUnitOfWork, principal: Principal, account_id: UUID
+    uow: IntakeUnitOfWork, principal: Principal, account_id: UUID, *, lock: bool = False
 ) -> AccountRecord:
-    """The account if the caller may see it, else `NotFound`."""
+    """The account if the caller may see it, else `NotFound` (`lock`: see `Accounts.get`)."""
     if not principal.can_see_account(account_id):
         raise NotFound.of("account")
-    account = await uow.accounts.get(account_id)
+    account = await uow.accounts.get(account_id, lock=lock)
     if account is None:
         raise NotFound.of("account")
     return account
@@ -155,11 +155,19 @@ async def set_agreement(
     account_id: UUID,
     body: dict[str, Any],
     ctx: Context,
+    precondition: Precondition | None = None,
 ) -> tuple[Agreement, int]:
     """Set the account's next agreement version from a preset and/or explicit parts that
-    override it; answers the resolved agreement and its version."""
+    override it; answers the resolved agreement and its version.
+
+    The version is decided with the account's row locked, so concurrent changes are stored
+    one after the other as consecutive versions, each answered with its own. `precondition`
+    checks the current version (0 before the first agreement) against the caller's If-Match.
+    """
     principal.require_role(*MANAGERS)
-    account = await visible_account(uow, principal, account_id)
+    account = await visible_account(uow, principal, account_id, lock=True)
+    if precondition is not None:
+        precondition(str(account.agreement_version or 0))
     agreement = _agreement_of(body, account)
     version = (account.agreement_version or 0) + 1
     agreed = AgreementSet(account_id=account_id, version=version, agreement=agreement)

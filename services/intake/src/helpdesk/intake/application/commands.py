@@ -6,14 +6,14 @@ command is dispatched by its class (`application.tickets.HANDLERS`).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import json
 from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
@@ -21,7 +21,7 @@ from pydantic import (
     field_validator,
 )
 
-from helpdesk.shared.agreements.models import known_country, known_time_zone
+from helpdesk.shared.agreements.models import known_country, known_time_zone, place_time_zones
 from helpdesk.shared.contracts.accounts import ContactRole, KeyRole, StaffRole, Visibility
 from helpdesk.shared.contracts.common import (
     AccountStatus,
@@ -34,38 +34,82 @@ from helpdesk.shared.contracts.common import (
     TicketKind,
     WorkType,
 )
+from helpdesk.shared.contracts.tickets import MAX_AFFECTED_USERS, MAX_ENTRY_MINUTES
+from helpdesk.shared.validation import Instant
 
-Text = Annotated[str, Field(min_length=1, max_length=100_000)]
+# The limits below keep any one event far below the topic's 1 MB message limit whatever the
+# text holds (a character may take up to 6 bytes in JSON, `\u001f`): a ticket.opened carries at
+# most a 500-character subject, a 64 KiB description and 32 KiB of fields (under 450 KB in the
+# worst case); every other event carries one text of at most 64 KiB. docs/policies.md lists them.
+#: Characters in a description, a comment, a reply, a resolution summary, a reopen reason.
+MAX_TEXT = 65_536
+#: Characters in a note (vendor return, time entry, partner flag).
+MAX_NOTE = 10_000
+#: Free-form `fields`: entries at the top level, characters in a key or any string inside,
+#: and bytes of the whole object encoded as compact UTF-8 JSON.
+MAX_FIELDS = 100
+MAX_FIELD_KEY = 100
+MAX_FIELD_STRING = 4_096
+MAX_FIELDS_BYTES = 32_768
+
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
+Note = Annotated[str, Field(max_length=MAX_NOTE)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
-# JSON true is not 1, and "3" is not 3: numbers and booleans are taken as they are typed.
-StrictInt = Annotated[int, Strict()]
-StrictBool = Annotated[bool, Strict()]
-
-#: The earliest instant the API takes: nothing this service records happened before it.
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-#: How far ahead of the server's clock an instant may lie (clock skew of the sender); whether
-#: a command may lie in the future at all is decided by the command (most may not).
-CLOCK_SKEW = timedelta(minutes=5)
 
 
-def _sane_instant(value: datetime) -> datetime:
-    """An instant between 1970 and a few minutes from now, in UTC.
-
-    Year 1 or 9999 with an offset does not even fit a datetime once converted to UTC; either
-    bound would be a poison event for every consumer of the stream.
-    """
-    try:
-        utc = value.astimezone(UTC)
-    except OverflowError as exc:
-        raise ValueError("lies outside the years datetimes can hold") from exc
-    if utc < EARLIEST:
-        raise ValueError("lies before 1970-01-01T00:00:00Z")
-    if utc > datetime.now(UTC) + CLOCK_SKEW:
-        raise ValueError("lies in the future")
+def _integral(value: Any) -> Any:
+    # JSON (and JSON Schema's "integer") does not tell 1.0 from 1; 1.5 stays a float, refused.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 
-Instant = Annotated[AwareDatetime, AfterValidator(_sane_instant)]
+# JSON true is not 1, and "3" is not 3: numbers and booleans are taken as they are typed.
+StrictInt = Annotated[int, Strict()]
+#: After a StrictInt's bounds (so that OpenAPI still states them): 1.0 is taken as 1.
+Integral = BeforeValidator(_integral)
+StrictBool = Annotated[bool, Strict()]
+
+
+def _bounded_fields(value: dict[str, Any]) -> dict[str, Any]:
+    """Free-form fields within the limits: each string, and the encoded whole."""
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if len(item) > MAX_FIELD_STRING:
+                raise ValueError(f"holds a string longer than {MAX_FIELD_STRING} characters")
+        elif isinstance(item, dict):
+            if any(len(key) > MAX_FIELD_KEY for key in item):
+                raise ValueError(f"holds a key longer than {MAX_FIELD_KEY} characters")
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    if len(encoded) > MAX_FIELDS_BYTES:
+        raise ValueError(f"is {len(encoded)} bytes as JSON, more than {MAX_FIELDS_BYTES}")
+    return value
+
+
+#: Free-form ticket fields (also what the agreement's required fields name).
+Fields = Annotated[
+    dict[Annotated[str, Field(max_length=MAX_FIELD_KEY)], Any],
+    Field(
+        max_length=MAX_FIELDS,
+        description=(
+            f"Free-form: at most {MAX_FIELDS} entries, keys of at most {MAX_FIELD_KEY} "
+            f"characters, strings of at most {MAX_FIELD_STRING} characters at any depth, and "
+            f"at most {MAX_FIELDS_BYTES} bytes as compact UTF-8 JSON."
+        ),
+    ),
+    AfterValidator(_bounded_fields),
+]
+
+
+#: An IANA time zone of a place; OpenAPI lists them.
+TimeZone = Annotated[
+    str, Field(json_schema_extra={"enum": list(place_time_zones())}, examples=["Europe/Berlin"])
+]
 
 
 class Body(BaseModel):
@@ -91,7 +135,7 @@ class AccountCreate(Body):
 
     name: Name
     number: Annotated[str, Field(min_length=1, max_length=40)] | None = None
-    timezone: str = "UTC"
+    timezone: TimeZone = "UTC"
     country: Country | None = None
 
     _zone = field_validator("timezone")(_known_zone)
@@ -102,7 +146,7 @@ class AccountPatch(Body):
     """PATCH /v1/accounts/{id}: any of name, time zone, country, status."""
 
     name: Name | None = None
-    timezone: str | None = None
+    timezone: TimeZone | None = None
     country: Country | None = None
     status: AccountStatus | None = None
 
@@ -151,16 +195,16 @@ class TicketCreate(Imported):
     account_id: UUID
     contact_id: UUID | None = None
     subject: Annotated[str, Field(min_length=1, max_length=500)]
-    description: Annotated[str, Field(max_length=100_000)] = ""
+    description: Annotated[str, Field(max_length=MAX_TEXT)] = ""
     channel: Channel = "api"
     priority: Priority | None = None
     kind: TicketKind = "incident"
     scope: Scope = "in"
     category: Annotated[str, Field(max_length=100)] | None = None
     severity: Annotated[str, Field(max_length=100)] | None = None
-    affected_users: Annotated[StrictInt, Field(ge=0)] | None = None
+    affected_users: Annotated[StrictInt, Field(ge=0, le=MAX_AFFECTED_USERS), Integral] | None = None
     service_class: Annotated[str, Field(max_length=100)] | None = None
-    fields: dict[str, Any] = Field(default_factory=dict)
+    fields: Fields = Field(default_factory=dict)
     reported_at: Instant | None = None
 
 
@@ -205,13 +249,13 @@ class Escalate(Imported):
     """POST /v1/tickets/{id}/escalate."""
 
     tier: EscalationTier
-    fields: dict[str, Any] = Field(default_factory=dict)
+    fields: Fields = Field(default_factory=dict)
 
 
 class VendorReturn(Imported):
     """POST /v1/tickets/{id}/vendor-return: the vendor handed the ticket back."""
 
-    note: Annotated[str, Field(max_length=10_000)] = ""
+    note: Note = ""
 
 
 class TimeEntry(Imported):
@@ -223,13 +267,13 @@ class TimeEntry(Imported):
     after its resolution (docs/policies.md, seed 004).
     """
 
-    minutes: Annotated[StrictInt, Field(gt=0, le=24 * 60)]
+    minutes: Annotated[StrictInt, Field(gt=0, le=MAX_ENTRY_MINUTES), Integral]
     work_type: WorkType
     scope: Scope | None = None
     after_hours: StrictBool | None = None
     solution_design: StrictBool | None = None
     worked_at: Instant
-    note: Annotated[str, Field(max_length=10_000)] = ""
+    note: Note = ""
 
 
 class Resolve(Imported):
@@ -258,4 +302,4 @@ class Reopen(Imported):
 class PartnerResolvable(Imported):
     """POST /v1/tickets/{id}/partner-resolvable (seed 001)."""
 
-    note: Annotated[str, Field(max_length=10_000)] = ""
+    note: Note = ""

@@ -86,14 +86,16 @@ class TicketStore(Protocol):
 class Accounts(Protocol):
     """Accounts, their agreements and partner standing."""
 
-    async def get(self, account_id: UUID) -> AccountRecord | None:
-        """The account, or None."""
+    async def get(self, account_id: UUID, *, lock: bool = False) -> AccountRecord | None:
+        """The account, or None; with `lock`, no other transaction changes it until this one
+        ends (a change derived from its current state, such as the next agreement version)."""
 
     async def clash(self, name: str, number: str | None, exclude: UUID | None = None) -> str | None:
         """`"name"` or `"number"` when another account has it, else None."""
 
     async def next_number(self) -> str:
-        """A new account number (AC-…)."""
+        """A new account number (AC-…) that no account has: a client may have chosen the one
+        the sequence would give next."""
 
     async def opening(self, account_id: UUID) -> Opening | None:
         """Status, agreement version and required fields on open, or None."""

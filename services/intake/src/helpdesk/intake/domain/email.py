@@ -8,6 +8,7 @@ because the input comes from anyone on the Internet.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from email import message_from_bytes
@@ -46,6 +47,55 @@ class Attachment:
     def view(self) -> dict[str, object]:
         """JSON-ready."""
         return {"filename": self.filename, "content_type": self.content_type, "size": self.size}
+
+
+@dataclass(frozen=True)
+class AttachmentList:
+    """The attachments a ticket names: the first ones in full, the rest only counted."""
+
+    listed: tuple[Attachment, ...]
+    unlisted: int = 0
+    unlisted_bytes: int = 0
+
+    def fields(self) -> dict[str, object]:
+        """What the ticket's `fields` keep of them (nothing when there are none)."""
+        fields: dict[str, object] = {}
+        if self.listed:
+            fields["attachments"] = [a.view() for a in self.listed]
+        if self.unlisted:
+            fields["attachments_not_listed"] = {
+                "count": self.unlisted,
+                "bytes": self.unlisted_bytes,
+            }
+        return fields
+
+    def note(self) -> str:
+        """A line naming them (intake keeps no files), or nothing."""
+        if not self.listed and not self.unlisted:
+            return ""
+        listed = ", ".join(f"{a.filename} ({a.size} bytes)" for a in self.listed)
+        if self.unlisted:
+            more = f"{self.unlisted} more ({self.unlisted_bytes} bytes)"
+            listed = f"{listed} and {more}" if listed else more
+        return f"\n\n[Attachments not stored: {listed}]"
+
+
+def list_attachments(
+    attachments: tuple[Attachment, ...], max_count: int, max_bytes: int
+) -> AttachmentList:
+    """The first attachments whose metadata, as JSON, fit `max_bytes` (and at most `max_count`
+    of them); the others are counted with their total size. A message may carry thousands of
+    attachments, and the ticket's event must stay small whatever their names are."""
+    listed: list[Attachment] = []
+    used = 0
+    for attachment in attachments:
+        size = len(json.dumps(attachment.view(), ensure_ascii=False).encode()) + 1
+        if len(listed) == max_count or used + size > max_bytes:
+            break
+        listed.append(attachment)
+        used += size
+    rest = attachments[len(listed) :]
+    return AttachmentList(tuple(listed), len(rest), sum(a.size for a in rest))
 
 
 @dataclass(frozen=True)
@@ -142,7 +192,7 @@ def _attachments(message: EmailMessage) -> list[Attachment]:
         found.append(
             Attachment(
                 filename=storable(part.get_filename() or "(unnamed)")[:255],
-                content_type=storable(part.get_content_type()),
+                content_type=storable(part.get_content_type())[:255],
                 size=len(payload) if isinstance(payload, bytes) else 0,
             )
         )

@@ -30,6 +30,9 @@ class NotifierSettings(BaseSettings):
     webhook_timeout_seconds: float = 15.0
     # How long the previous secret keeps signing after a rotation.
     rotation_overlap_hours: float = 24.0
+    # Replays one subscription may ask for in any hour: each re-sends every event of its
+    # window, so a caller without a limit could have the notifier flood its own receiver.
+    replays_per_hour: int = 10
     mail_sender: str = "Helpdesk <support@helpdesk.local>"
     mail_reply_to: str | None = None
     mail_domain: str = "helpdesk.local"

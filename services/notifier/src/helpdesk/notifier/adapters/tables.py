@@ -189,6 +189,15 @@ mail_leases = sa.Table(
     sa.Column("first_failed_at", _TS, nullable=True),
 )
 
+# The replays asked of each subscription: their rate limit (HELPDESK_NOTIFIER_REPLAYS_PER_HOUR).
+replay_requests = sa.Table(
+    "replay_requests",
+    metadata,
+    sa.Column("replay_id", _UUID, primary_key=True),
+    sa.Column("subscription_id", _UUID, nullable=False, index=True),
+    sa.Column("requested_at", _TS, nullable=False),
+)
+
 # An endpoint's failure clock: since when it fails without a single success.
 endpoint_state = sa.Table(
     "endpoint_state",

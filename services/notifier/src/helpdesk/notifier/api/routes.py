@@ -5,27 +5,30 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import secrets
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Annotated, Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from helpdesk.notifier.adapters.settings import NotifierSettings
 from helpdesk.notifier.adapters.tables import (
     attempts,
     deliveries,
     mails,
+    replay_requests,
     subscription_secrets,
     subscriptions,
     tickets,
 )
 from helpdesk.notifier.adapters.webhooks import WebhookMessage, WebhookSender, system_resolver
-from helpdesk.notifier.domain.filters import InvalidFilterError, validate_filter
+from helpdesk.notifier.domain.filters import FILTER_PATTERN, InvalidFilterError, validate_filter
 from helpdesk.notifier.domain.signing import SigningSecrets, new_secret
 from helpdesk.notifier.domain.ssrf import TargetRejectedError, check_addresses, check_url
 from helpdesk.shared.auth import Principal
@@ -41,7 +44,8 @@ from helpdesk.shared.contracts.notifications import (
 from helpdesk.shared.deps import Caller, Runtime
 from helpdesk.shared.events import Actor
 from helpdesk.shared.service import ServiceRuntime
-from helpdesk.shared.web import Problem
+from helpdesk.shared.validation import Instant
+from helpdesk.shared.web import Problem, problem_doc
 
 MANAGING_STAFF = frozenset({"admin", "manager"})
 
@@ -50,11 +54,18 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: An http(s) URL with a host and no credentials, as declared (`_checked_url` checks it, and
+#: where the host resolves).
+URL_PATTERN = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[!-~]*)?$"
+#: An event type, a `namespace.*` wildcard or `*` (declared; `_filters` checks it).
+EventFilter = Annotated[str, Field(json_schema_extra={"pattern": FILTER_PATTERN})]
+
+
 class SubscriptionCreate(_Body):
     """POST /v1/subscriptions."""
 
-    url: str = Field(min_length=1, max_length=2000)
-    event_types: list[str] = Field(min_length=1, max_length=100)
+    url: str = Field(min_length=1, max_length=2000, json_schema_extra={"pattern": URL_PATTERN})
+    event_types: list[EventFilter] = Field(min_length=1, max_length=100)
     enabled: bool = True
     description: str = Field(default="", max_length=500)
     account_id: UUID | None = None  # staff: None = provider-wide; a contact: its own account
@@ -63,18 +74,21 @@ class SubscriptionCreate(_Body):
 class SubscriptionPatch(_Body):
     """PATCH /v1/subscriptions/{id}: only the fields given change."""
 
-    url: str | None = Field(default=None, min_length=1, max_length=2000)
-    event_types: list[str] | None = Field(default=None, min_length=1, max_length=100)
+    url: str | None = Field(
+        default=None, min_length=1, max_length=2000, json_schema_extra={"pattern": URL_PATTERN}
+    )
+    event_types: list[EventFilter] | None = Field(default=None, min_length=1, max_length=100)
     enabled: bool | None = None
     description: str | None = Field(default=None, max_length=500)
 
 
 class ReplayRequest(_Body):
-    """POST /v1/subscriptions/{id}/replay: events that occurred in [from, to)."""
+    """POST /v1/subscriptions/{id}/replay: events that occurred in [from, to), both RFC 3339
+    instants between 1970 and now (`helpdesk.shared.validation.Instant`)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    since: AwareDatetime = Field(alias="from")
-    until: AwareDatetime = Field(alias="to")
+    since: Instant = Field(alias="from")
+    until: Instant = Field(alias="to")
 
 
 def fingerprint(secret: str) -> str:
@@ -168,16 +182,24 @@ def _view(row: Any) -> dict[str, Any]:
     }
 
 
-async def _load(runtime: ServiceRuntime, caller: Principal, subscription_id: UUID) -> Any:
-    async with runtime.engine.connect() as conn:
-        row = (
-            await conn.execute(
-                sa.select(subscriptions).where(
-                    subscriptions.c.subscription_id == subscription_id,
-                    subscriptions.c.deleted_at.is_(None),
-                )
-            )
-        ).first()
+async def _load(
+    runtime: ServiceRuntime,
+    caller: Principal,
+    subscription_id: UUID,
+    conn: AsyncConnection | None = None,
+) -> Any:
+    """The subscription if the caller may see it, else 404. A route that has just written it
+    reads it on `conn`, its own transaction: under an Idempotency-Key that transaction is not
+    committed before the answer is stored (docs/adr/0004)."""
+    query = sa.select(subscriptions).where(
+        subscriptions.c.subscription_id == subscription_id,
+        subscriptions.c.deleted_at.is_(None),
+    )
+    if conn is not None:
+        row = (await conn.execute(query)).first()
+    else:
+        async with runtime.engine.connect() as own:
+            row = (await own.execute(query)).first()
     if row is None or not _may_see(caller, row):
         raise Problem(404, "Not Found", "No such subscription.")
     return row
@@ -212,6 +234,56 @@ def build_router(settings: NotifierSettings) -> APIRouter:
     """The notifier's routes, configured by its settings."""
     router = APIRouter(prefix="/v1")
 
+    async def _within_replay_limit(
+        conn: AsyncConnection, subscription_id: UUID, replay_id: UUID, now: datetime
+    ) -> None:
+        """Record a replay of the subscription, or answer 429 when it had its hour's share.
+
+        Concurrent replays of one subscription are counted one after the other (the
+        subscription's row is locked until the transaction ends)."""
+        await conn.execute(
+            sa.select(subscriptions.c.subscription_id)
+            .where(subscriptions.c.subscription_id == subscription_id)
+            .with_for_update()
+        )
+        hour_ago = now - timedelta(hours=1)
+        recent = (
+            (
+                await conn.execute(
+                    sa.select(replay_requests.c.requested_at)
+                    .where(
+                        replay_requests.c.subscription_id == subscription_id,
+                        replay_requests.c.requested_at > hour_ago,
+                    )
+                    .order_by(replay_requests.c.requested_at)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if len(recent) >= settings.replays_per_hour:
+            wait = recent[len(recent) - settings.replays_per_hour] + timedelta(hours=1) - now
+            seconds = max(1, math.ceil(wait.total_seconds()))
+            raise Problem(
+                429,
+                "Too Many Requests",
+                f"A subscription may be replayed {settings.replays_per_hour} times an hour; "
+                f"retry in {seconds} s.",
+                errors=[{"field": "subscription_id", "reason": "replayed too often"}],
+                headers={"Retry-After": str(seconds)},
+            )
+        await conn.execute(
+            sa.delete(replay_requests).where(
+                replay_requests.c.subscription_id == subscription_id,
+                replay_requests.c.requested_at <= hour_ago,
+            )
+        )
+        await conn.execute(
+            replay_requests.insert().values(
+                replay_id=replay_id, subscription_id=subscription_id, requested_at=now
+            )
+        )
+
     @router.post("/subscriptions", status_code=201)
     async def create_subscription(
         body: SubscriptionCreate, runtime: Runtime, caller: Caller
@@ -245,7 +317,7 @@ def build_router(settings: NotifierSettings) -> APIRouter:
                     )
                 ]
             )
-        row = await _load(runtime, caller, subscription_id)
+            row = await _load(runtime, caller, subscription_id, uow.conn)
         return {**_view(row), "secret": secret}
 
     @router.get("/subscriptions")
@@ -287,7 +359,7 @@ def build_router(settings: NotifierSettings) -> APIRouter:
             await uow.emit(
                 [_context(runtime, caller).event(updated, account_id=_stream_account(row))]
             )
-        return _view(await _load(runtime, caller, subscription_id))
+            return _view(await _load(runtime, caller, subscription_id, uow.conn))
 
     @router.delete("/subscriptions/{subscription_id}", status_code=204)
     async def delete_subscription(
@@ -350,11 +422,12 @@ def build_router(settings: NotifierSettings) -> APIRouter:
 
     @router.get("/subscriptions/{subscription_id}/deliveries")
     async def list_deliveries(
-        subscription_id: UUID, runtime: Runtime, caller: Caller, limit: int = 100
+        subscription_id: UUID,
+        runtime: Runtime,
+        caller: Caller,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[dict[str, Any]]:
         """The latest deliveries, newest first, each with every attempt made."""
-        if not 1 <= limit <= 1000:
-            raise _invalid("limit", "between 1 and 1000")
         await _load(runtime, caller, subscription_id)
         async with runtime.engine.connect() as conn:
             rows = (
@@ -412,7 +485,11 @@ def build_router(settings: NotifierSettings) -> APIRouter:
         ]
         return pings[::-1] + listed
 
-    @router.post("/subscriptions/{subscription_id}/replay", status_code=202)
+    @router.post(
+        "/subscriptions/{subscription_id}/replay",
+        status_code=202,
+        responses={429: problem_doc("Replayed too often this hour; Retry-After says when")},
+    )
     async def replay(
         subscription_id: UUID, body: ReplayRequest, runtime: Runtime, caller: Caller
     ) -> dict[str, Any]:
@@ -428,6 +505,7 @@ def build_router(settings: NotifierSettings) -> APIRouter:
             until=body.until,
         )
         async with runtime.unit_of_work() as uow:
+            await _within_replay_limit(uow.conn, subscription_id, replay_id, runtime.clock())
             await uow.emit(
                 [_context(runtime, caller).event(requested, account_id=_stream_account(row))]
             )

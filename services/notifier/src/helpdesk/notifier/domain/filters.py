@@ -43,6 +43,8 @@ NEVER_DELIVERED = "notification."
 
 _SEGMENT = r"[a-z][a-z0-9_]*"
 _PATTERN = re.compile(rf"^(\*|{_SEGMENT}(\.{_SEGMENT})*(\.\*)?)$")
+#: A filter as OpenAPI declares it (the normalised form; the API also trims and lower-cases).
+FILTER_PATTERN = _PATTERN.pattern
 
 # Event types an account-scoped subscription may receive, if `_PAYLOAD_RULES` agree.
 ACCOUNT_VISIBLE_TYPES: frozenset[str] = frozenset(

@@ -53,7 +53,7 @@ sla_tickets = sa.Table(
     sa.Column("vip", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("status", sa.Text, nullable=False, server_default="open"),
     sa.Column("assignee", sa.Text, nullable=True),
-    sa.Column("affected_users", sa.Integer, nullable=True),
+    sa.Column("affected_users", sa.BigInteger, nullable=True),
     sa.Column("agreement_version", sa.Integer, nullable=True),
     sa.Column("seq", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_occurred_at", sa.DateTime(timezone=True), nullable=True),

@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from helpdesk.shared.agreements import Agreement, agreement_errors, resolve_agreement
 from helpdesk.shared.auth import Principal
 from helpdesk.shared.deps import Caller, Runtime
-from helpdesk.shared.web import Problem
+from helpdesk.shared.validation import Period
+from helpdesk.shared.web import Problem, checked_period
 from helpdesk.sla_timer.adapters.store import agreements_for, vip_contacts
 from helpdesk.sla_timer.adapters.tables import sla_accounts, sla_tickets
 from helpdesk.sla_timer.domain import (
@@ -28,7 +29,6 @@ from helpdesk.sla_timer.domain import (
     sla_report,
 )
 from helpdesk.sla_timer.domain.history import clock_view, decode_history, fold, pauses_view
-from helpdesk.sla_timer.domain.timers import parse_period
 
 router = APIRouter(prefix="/v1")
 NOT_FOUND = "No such ticket."
@@ -37,15 +37,6 @@ Priority = Literal["P1", "P2", "P3", "P4"]
 
 def _not_found(what: str = NOT_FOUND) -> Problem:
     return Problem(404, "Not Found", what)
-
-
-def _period(period: str) -> tuple[int, int]:
-    try:
-        return parse_period(period)
-    except ValueError as exc:
-        raise Problem(
-            422, "Invalid period", str(exc), errors=[{"field": "period", "reason": str(exc)}]
-        ) from exc
 
 
 @router.get("/tickets/{ticket_id}/sla")
@@ -255,10 +246,12 @@ def _report(
 
 
 @router.get("/accounts/{account_id}/sla-report")
-async def report(account_id: UUID, period: str, runtime: Runtime, caller: Caller) -> dict[str, Any]:
+async def report(
+    account_id: UUID, period: Annotated[Period, Query()], runtime: Runtime, caller: Caller
+) -> dict[str, Any]:
     """Met and breached clocks per priority and kind, with p50/p90 business minutes, of the
     tickets reported in the month (in the account's time zone)."""
-    year, month = _period(period)
+    year, month = checked_period(period, runtime.clock())
     async with runtime.engine.connect() as conn:
         timezone = await _account_timezone(conn, caller, account_id)
         start, end = month_bounds(year, month, timezone)
@@ -271,12 +264,12 @@ async def what_if(
     account_id: UUID,
     runtime: Runtime,
     caller: Caller,
-    period: Annotated[str, Body()],
+    period: Annotated[Period, Body()],
     agreement: Annotated[str | dict[str, Any], Body()],
 ) -> dict[str, Any]:
     """The month's report recomputed under another agreement (a preset name or an agreement
     document, with or without `preset`); nothing is stored."""
-    year, month = _period(period)
+    year, month = checked_period(period, runtime.clock())
     try:
         if isinstance(agreement, str):
             chosen = resolve_agreement(agreement)
@@ -299,11 +292,11 @@ async def what_if(
 
 @router.get("/accounts/{account_id}/availability")
 async def availability(
-    account_id: UUID, period: str, runtime: Runtime, caller: Caller
+    account_id: UUID, period: Annotated[Period, Query()], runtime: Runtime, caller: Caller
 ) -> dict[str, Any]:
     """Availability of each service class in the month, under the account's current agreement:
     outage minutes (scheduled maintenance excluded), percentage, target and whether it was met."""
-    year, month = _period(period)
+    year, month = checked_period(period, runtime.clock())
     now = runtime.clock()
     async with runtime.engine.connect() as conn:
         timezone = await _account_timezone(conn, caller, account_id)

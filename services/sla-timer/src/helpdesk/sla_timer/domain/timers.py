@@ -15,7 +15,6 @@ ordinal and tier; a reminder by its wait and number), so the event it fires gets
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
@@ -188,14 +187,3 @@ def nearest_deadline(sla: TicketSla) -> dt.datetime | None:
         if clock.due_at is not None and clock.is_active and clock.stopped_at is None
     ]
     return min(deadlines, default=None)
-
-
-_PERIOD = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
-
-
-def parse_period(period: str) -> tuple[int, int]:
-    """(year, month) of a `YYYY-MM` period; ValueError otherwise."""
-    match = _PERIOD.fullmatch(period)
-    if match is None or int(match.group(1)) < 1:
-        raise ValueError("period must be a month as YYYY-MM, e.g. 2026-03")
-    return int(match.group(1)), int(match.group(2))
