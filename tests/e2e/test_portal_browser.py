@@ -1,0 +1,243 @@
+"""The portal in a real browser (Debian's chromium, driven by Playwright): a contact invited by
+the provider sets a password, reports a problem through the support form, follows it, and talks
+with a technician; what they may not see or send is refused.
+
+Seed 003: "Employees eligible to access your account's customer portal will be issued a user
+name and password", problems are reported through an "online support form", and a contact sees
+"strictly his/her requests".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+
+from helpdesk.portal.app import create_app
+from helpdesk.portal.settings import PortalSettings
+from services.intake.tests.integration._support import As, new_account, ok, unique
+from tests.support import InProcessService, free_port, wait_for
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "a long enough password"
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any, *, lifespan: str = "on") -> AsyncIterator[str]:
+    """Serve an ASGI app on a free loopback port in this event loop; yields its base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan=lifespan, log_config=None)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+
+    async def started() -> bool:
+        return server.started
+
+    try:
+        await wait_for(started, timeout=20)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture(scope="module")
+async def portal(intake: InProcessService, sla: InProcessService) -> AsyncIterator[str]:
+    """The portal over real HTTP, in front of intake and the SLA timer (their runtimes are
+    already started, so their apps run without a lifespan)."""
+    async with (
+        serving(intake.runtime.app(), lifespan="off") as intake_url,
+        serving(sla.runtime.app(), lifespan="off") as sla_url,
+    ):
+        settings = PortalSettings(
+            intake_url=intake_url, sla_timer_url=sla_url, secure_cookies=False
+        )
+        async with serving(create_app(settings)) as url:
+            yield url
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's chromium (no browser is downloaded)."""
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM)
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the screenshots of the main pages are kept (a test artefact)."""
+    return tmp_path_factory.mktemp("portal-screenshots")
+
+
+async def invite(admin: As, **person: str) -> str:
+    """An invitation link's path for a contact or a staff member."""
+    return str(ok(await admin.post("/v1/invitations", person), 201)["path"])
+
+
+async def accept_in_browser(context: BrowserContext, portal: str, path: str) -> Page:
+    """Open an invitation link, choose the password: signed in."""
+    page = await context.new_page()
+    await page.goto(portal + path)
+    await page.get_by_label("Password", exact=True).fill(PASSWORD)
+    await page.get_by_label("The same password again").fill(PASSWORD)
+    await page.get_by_role("button", name="Set password and sign in").click()
+    return page
+
+
+async def test_a_contact_and_a_technician_hold_a_conversation_on_a_ticket(
+    portal: str, browser: Browser, admin: As, shots: Path
+) -> None:
+    account = await new_account(admin, timezone="Europe/Amsterdam")
+    ok(await admin.put(f"/v1/accounts/{account['id']}/agreement", {"preset": "four_tier_24x7"}))
+    alice = ok(
+        await admin.post(
+            f"/v1/accounts/{account['id']}/contacts",
+            {"name": "Alice", "email": f"{unique('alice')}@example.com", "visibility": "own"},
+        ),
+        201,
+    )
+    bob = ok(
+        await admin.post(
+            f"/v1/accounts/{account['id']}/contacts",
+            {"name": "Bob", "email": f"{unique('bob')}@example.com", "visibility": "own"},
+        ),
+        201,
+    )
+    tess = ok(
+        await admin.post(
+            "/v1/staff",
+            {"name": "Tess", "email": f"{unique('tess')}@msp.example", "role": "technician"},
+        ),
+        201,
+    )
+
+    # Invitation -> password -> signed in.
+    contact = await browser.new_context()
+    page = await accept_in_browser(contact, portal, await invite(admin, contact_id=alice["id"]))
+    await expect(page.get_by_role("heading", name="My tickets")).to_be_visible()
+    assert page.url == f"{portal}/tickets"
+    cookie = next(c for c in await contact.cookies() if c["name"] == "hd_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+
+    # The support form asks for the agreement's required field; missing, it is named beside it.
+    await page.get_by_role("link", name="Report a problem").first.click()
+    await page.get_by_label("Subject").fill("Mail server down")
+    await page.get_by_label("What happened?").fill("Nobody receives mail since 9:00.")
+    await page.get_by_label("How urgent is it?").select_option("P2")
+    await page.get_by_role("button", name="Send").click()
+    error = page.locator("#affected_users-error")
+    await expect(error).to_be_visible()
+    await expect(page.get_by_label("Number of affected users")).to_have_attribute(
+        "aria-invalid", "true"
+    )
+    await page.screenshot(path=shots / "support-form-error.png", full_page=True)
+    await page.get_by_label("Number of affected users").fill("40")
+    await page.get_by_role("button", name="Send").click()
+    await expect(page.get_by_role("heading", name=re.compile("Mail server down"))).to_be_visible()
+    ticket_id = page.url.rsplit("/", 1)[-1]
+    ticket_url = page.url
+
+    # The list shows it with its next due time, in the account's zone, once the SLA timer has it.
+    listed = await contact.new_page()
+
+    async def due_shown() -> str | None:
+        await listed.goto(f"{portal}/tickets")
+        due = (await listed.locator("td.due").first.inner_text()).strip()
+        return due if due != "—" else None
+
+    due = await wait_for(due_shown, timeout=30, interval=0.5)
+    assert re.search(r"\d{2}:\d{2} CET$", due), due
+    await expect(listed.get_by_role("cell", name="Mail server down")).to_be_visible()
+    await listed.screenshot(path=shots / "contact-tickets.png", full_page=True)
+    await listed.close()
+
+    # A technician signs in and answers from the queue; the contact's open page shows it.
+    tech_link = await invite(admin, staff_id=tess["id"])
+    staff = await browser.new_context()
+    console = await accept_in_browser(staff, portal, tech_link)
+    await expect(console.get_by_role("heading", name="Work queue")).to_be_visible()
+    await expect(console.get_by_role("cell", name="Mail server down")).to_be_visible()
+    await console.screenshot(path=shots / "staff-queue.png", full_page=True)
+    await console.goto(f"{portal}/tickets/{ticket_id}")
+    await console.get_by_label("Reply or note").fill("We are restarting the mail relay now.")
+    await console.get_by_role("button", name="Send").click()
+    await expect(console.get_by_text("We are restarting the mail relay now.")).to_be_visible()
+    await console.screenshot(path=shots / "staff-ticket.png", full_page=True)
+
+    await expect(page.get_by_text("We are restarting the mail relay now.")).to_be_visible(
+        timeout=15_000
+    )
+    await expect(page.locator("#live")).to_contain_text("due by")
+    await page.screenshot(path=shots / "contact-ticket.png", full_page=True)
+
+    # The technician resolves; the contact confirms.
+    await console.get_by_label("Summary for the customer").fill("The relay runs again.")
+    await console.get_by_role("button", name="Resolve").click()
+    await expect(console.get_by_text("Resolved: The relay runs again.")).to_be_visible()
+    await page.reload()
+    await page.get_by_role("button", name="Confirm the problem is solved").click()
+    await expect(page.locator("#live")).to_contain_text("closed")
+
+    # A form without the CSRF token is refused and changes nothing.
+    refused = await contact.request.post(
+        f"{portal}/tickets/{ticket_id}/reply", form={"body": "planted reply"}
+    )
+    assert refused.status == 403
+    assert "Form refused" in await refused.text()
+    await page.reload()
+    await expect(page.get_by_text("planted reply")).to_have_count(0)
+
+    # A colleague who sees only their own tickets gets the not-found page for Alice's.
+    colleague = await browser.new_context()
+    other = await accept_in_browser(colleague, portal, await invite(admin, contact_id=bob["id"]))
+    await expect(other.get_by_role("heading", name="My tickets")).to_be_visible()
+    answer = await other.goto(ticket_url)
+    assert answer is not None and answer.status == 404
+    await expect(other.get_by_role("heading", name="Not found")).to_be_visible()
+    await expect(other.get_by_text("Mail server down")).to_have_count(0)
+
+    for context in (contact, staff, colleague):
+        await context.close()
+    print(f"\nportal screenshots in {shots}")
+    for name in ("contact-ticket.png", "staff-queue.png"):
+        assert (shots / name).stat().st_size > 10_000
+
+
+async def test_a_service_not_answering_is_a_clear_page(
+    intake: InProcessService, admin: As, browser: Browser
+) -> None:
+    """The SLA timer down (nothing listens on its port): a plain message, no stack trace."""
+    account = await new_account(admin)
+    carol = ok(
+        await admin.post(
+            f"/v1/accounts/{account['id']}/contacts",
+            {"name": "Carol", "email": f"{unique('carol')}@example.com"},
+        ),
+        201,
+    )
+    async with serving(intake.runtime.app(), lifespan="off") as intake_url:
+        settings = PortalSettings(
+            intake_url=intake_url,
+            sla_timer_url=f"http://127.0.0.1:{free_port()}",
+            secure_cookies=False,
+        )
+        async with serving(create_app(settings)) as url:
+            context = await browser.new_context()
+            page = await accept_in_browser(
+                context, url, await invite(admin, contact_id=carol["id"])
+            )
+            await expect(page.get_by_role("heading", name="Temporarily unavailable")).to_be_visible()
+            await expect(page.get_by_text("The SLA timer is not answering")).to_be_visible()
+            assert "Traceback" not in await page.content()
+            await context.close()
