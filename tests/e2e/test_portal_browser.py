@@ -128,7 +128,8 @@ async def test_a_contact_and_a_technician_hold_a_conversation_on_a_ticket(
     await expect(page.get_by_role("heading", name="My tickets")).to_be_visible()
     assert page.url == f"{portal}/tickets"
     cookie = next(c for c in await contact.cookies() if c["name"] == "hd_session")
-    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    assert cookie["httpOnly"]
+    assert cookie["sameSite"] == "Lax"
 
     # The support form asks for the agreement's required field; missing, it is named beside it.
     await page.get_by_role("link", name="Report a problem").first.click()
@@ -203,7 +204,8 @@ async def test_a_contact_and_a_technician_hold_a_conversation_on_a_ticket(
     other = await accept_in_browser(colleague, portal, await invite(admin, contact_id=bob["id"]))
     await expect(other.get_by_role("heading", name="My tickets")).to_be_visible()
     answer = await other.goto(ticket_url)
-    assert answer is not None and answer.status == 404
+    assert answer is not None
+    assert answer.status == 404
     await expect(other.get_by_role("heading", name="Not found")).to_be_visible()
     await expect(other.get_by_text("Mail server down")).to_have_count(0)
 
@@ -237,7 +239,9 @@ async def test_a_service_not_answering_is_a_clear_page(
             page = await accept_in_browser(
                 context, url, await invite(admin, contact_id=carol["id"])
             )
-            await expect(page.get_by_role("heading", name="Temporarily unavailable")).to_be_visible()
+            await expect(
+                page.get_by_role("heading", name="Temporarily unavailable")
+            ).to_be_visible()
             await expect(page.get_by_text("The SLA timer is not answering")).to_be_visible()
             assert "Traceback" not in await page.content()
             await context.close()

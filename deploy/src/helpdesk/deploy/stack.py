@@ -77,6 +77,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("sla_timer", "helpdesk.sla_timer", 8001),
     ServiceSpec("billing", "helpdesk.billing", 8002),
     ServiceSpec("notifier", "helpdesk.notifier", 8003),
+    # The web portal; the local stack serves plain http, so its cookies cannot be `Secure`.
+    ServiceSpec("portal", "helpdesk.portal", 8004, {"HELPDESK_PORTAL_SECURE_COOKIES": "false"}),
 )
 
 

@@ -239,6 +239,15 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        """Ready once intake answers (sign-in and every page need it)."""
+        try:
+            await apis.call("intake", "GET", "/healthz", None)
+        except (BackendDown, ApiError):
+            return Response('{"intake": false}', 503, media_type="application/json")
+        return Response('{"intake": true}', media_type="application/json")
+
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,4 +1,8 @@
-"""`python -m helpdesk.portal serve`: the portal on HELPDESK_PORTAL_HTTP_PORT (8004)."""
+"""`python -m helpdesk.portal serve|migrate`: the portal on HELPDESK_HTTP_PORT (8004).
+
+`migrate` has nothing to do (the portal keeps no tables); it exists so that the portal is run
+like every service.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +19,11 @@ from helpdesk.shared.logs import configure_logging
 def main(argv: Sequence[str] | None = None) -> None:
     """Serve the portal."""
     parser = argparse.ArgumentParser(prog="python -m helpdesk.portal")
-    parser.add_argument("command", choices=["serve"])
-    parser.parse_args(argv)
+    parser.add_argument("command", choices=["serve", "migrate"])
+    args = parser.parse_args(argv)
+    if args.command == "migrate":
+        print("portal: nothing to migrate (no tables of its own)")
+        return
     settings = PortalSettings()
     configure_logging("portal", "INFO")
     uvicorn.run(

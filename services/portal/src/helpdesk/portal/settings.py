@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PORTAL_PORT = 8004
@@ -17,8 +17,15 @@ class PortalSettings(BaseSettings):
     sla_timer_url: str = "http://127.0.0.1:8001"
     billing_url: str = "http://127.0.0.1:8002"
     notifier_url: str = "http://127.0.0.1:8003"
-    http_host: str = "127.0.0.1"
-    http_port: int = PORTAL_PORT
+    # The same variables as every service's (HELPDESK_HTTP_HOST / HELPDESK_HTTP_PORT).
+    http_host: str = Field(
+        default="127.0.0.1",
+        validation_alias=AliasChoices("HELPDESK_PORTAL_HTTP_HOST", "HELPDESK_HTTP_HOST"),
+    )
+    http_port: int = Field(
+        default=PORTAL_PORT,
+        validation_alias=AliasChoices("HELPDESK_PORTAL_HTTP_PORT", "HELPDESK_HTTP_PORT"),
+    )
     #: `Secure` cookies (HTTPS only); off only for a local stack on plain http.
     secure_cookies: bool = True
     #: Key of the CSRF tokens' HMAC; a random one per process when unset (replicas share one).
