@@ -6,10 +6,13 @@ name and password".
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
+from helpdesk.intake.adapters.tables import credentials, invitations
+from helpdesk.intake.adapters.tables import runtime as intake_tables
 from helpdesk.intake.application.sessions import FAILURE_LIMIT, SESSION_LIFETIME
 from services.intake.tests.integration._support import (
     PASSWORD,
@@ -20,6 +23,7 @@ from services.intake.tests.integration._support import (
     problem_fields,
     signed_in,
 )
+from tests.support import InProcessService
 
 pytestmark = pytest.mark.integration
 
@@ -93,3 +97,33 @@ async def test_a_contact_cannot_invite_and_wrong_passwords_are_limited_per_addre
     # Another address is not affected.
     other, _ = await contact_key(admin, account["id"])
     assert (await signed_in(admin, other["id"]))["contact_id"] == other["id"]
+
+
+async def test_secrets_are_stored_hashed_and_an_expired_session_is_refused(
+    admin: As, intake: InProcessService
+) -> None:
+    account = await new_account(admin)
+    contact, _ = await contact_key(admin, account["id"])
+    session = await signed_in(admin, contact["id"])
+    keys = intake_tables.api_keys
+    async with intake.runtime.engine.begin() as conn:
+        password_hash = await conn.scalar(
+            sa.select(credentials.c.password_hash).where(credentials.c.person_id == contact["id"])
+        )
+        row = (await conn.execute(sa.select(keys).where(keys.c.key_id == session["key_id"]))).one()
+        invitation_rows = (await conn.execute(sa.select(invitations))).all()
+        # Never used yet, so no replica has it cached: the table's expiry is what counts.
+        await conn.execute(
+            keys.update()
+            .where(keys.c.key_id == session["key_id"])
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    assert password_hash.startswith("$argon2id$")
+    assert PASSWORD not in password_hash
+    assert session["token"] not in {str(value) for value in row}
+    assert row.scopes == ["session"]
+    # Invitation links are kept as SHA-256 hashes only.
+    assert all(len(invitation.token_hash) == 64 for invitation in invitation_rows)
+    refused = await As(admin.http, session["token"]).get("/v1/me")
+    assert refused.status_code == 401
+    assert "expired" in refused.json()["detail"]
