@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,9 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from helpdesk.portal.app import create_app
 from helpdesk.portal.settings import PortalSettings
+from helpdesk.shared.settings import Settings
 from services.intake.tests.integration._support import As, new_account, ok, unique
-from tests.support import InProcessService, free_port, wait_for
+from tests.support import InProcessService, free_port, in_process, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +38,10 @@ PASSWORD = "a long enough password"
 async def serving(app: Any, *, lifespan: str = "on") -> AsyncIterator[str]:
     """Serve an ASGI app on a free loopback port in this event loop; yields its base URL."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan=lifespan, log_config=None)
+    # As the services run (no access log: an invitation link's path holds its token).
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, lifespan=lifespan, log_config=None, access_log=False
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
 
@@ -51,15 +57,28 @@ async def serving(app: Any, *, lifespan: str = "on") -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="module")
-async def portal(intake: InProcessService, sla: InProcessService) -> AsyncIterator[str]:
-    """The portal over real HTTP, in front of intake and the SLA timer (their runtimes are
-    already started, so their apps run without a lifespan)."""
+async def billing(stack: Settings, intake: InProcessService) -> AsyncIterator[InProcessService]:
+    """Billing in-process, next to intake."""
+    async with in_process("billing", stack) as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+async def portal(
+    intake: InProcessService, sla: InProcessService, billing: InProcessService
+) -> AsyncIterator[str]:
+    """The portal over real HTTP, in front of intake, the SLA timer and billing (their runtimes
+    are already started, so their apps run without a lifespan)."""
     async with (
         serving(intake.runtime.app(), lifespan="off") as intake_url,
         serving(sla.runtime.app(), lifespan="off") as sla_url,
+        serving(billing.runtime.app(), lifespan="off") as billing_url,
     ):
         settings = PortalSettings(
-            intake_url=intake_url, sla_timer_url=sla_url, secure_cookies=False
+            intake_url=intake_url,
+            sla_timer_url=sla_url,
+            billing_url=billing_url,
+            secure_cookies=False,
         )
         async with serving(create_app(settings)) as url:
             yield url
@@ -96,8 +115,9 @@ async def accept_in_browser(context: BrowserContext, portal: str, path: str) -> 
 
 
 async def test_a_contact_and_a_technician_hold_a_conversation_on_a_ticket(
-    portal: str, browser: Browser, admin: As, shots: Path
+    portal: str, browser: Browser, admin: As, shots: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     account = await new_account(admin, timezone="Europe/Amsterdam")
     ok(await admin.put(f"/v1/accounts/{account['id']}/agreement", {"preset": "four_tier_24x7"}))
     alice = ok(
@@ -124,7 +144,8 @@ async def test_a_contact_and_a_technician_hold_a_conversation_on_a_ticket(
 
     # Invitation -> password -> signed in.
     contact = await browser.new_context()
-    page = await accept_in_browser(contact, portal, await invite(admin, contact_id=alice["id"]))
+    alice_link = await invite(admin, contact_id=alice["id"])
+    page = await accept_in_browser(contact, portal, alice_link)
     await expect(page.get_by_role("heading", name="My tickets")).to_be_visible()
     assert page.url == f"{portal}/tickets"
     cookie = next(c for c in await contact.cookies() if c["name"] == "hd_session")
@@ -209,11 +230,110 @@ async def test_a_contact_and_a_technician_hold_a_conversation_on_a_ticket(
     await expect(other.get_by_role("heading", name="Not found")).to_be_visible()
     await expect(other.get_by_text("Mail server down")).to_have_count(0)
 
+    # No log line carries an invitation's or a session's token. (Uvicorn's access log, which
+    # names paths, is off in the services and the portal; pytest's capture turns it back on.)
+    logged = "\n".join(
+        f"{record.getMessage()} {record.args}"
+        for record in caplog.records
+        if record.name != "uvicorn.access"
+    )
+    assert logged  # the debug logs of every library were captured
+    assert alice_link.rsplit("/", 1)[-1] not in logged
+    assert cookie["value"].rpartition(".")[0] not in logged
     for context in (contact, staff, colleague):
         await context.close()
     print(f"\nportal screenshots in {shots}")
     for name in ("contact-ticket.png", "staff-queue.png"):
         assert (shots / name).stat().st_size > 10_000
+
+
+async def sign_in(context: BrowserContext, portal: str, email: str, password: str) -> Page:
+    """The sign-in form, filled and sent."""
+    page = await context.new_page()
+    await page.goto(f"{portal}/sign-in")
+    await page.get_by_label("E-mail address").fill(email)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()
+    return page
+
+
+async def test_the_admin_invites_a_contact_and_only_billing_contacts_see_invoices(
+    portal: str, browser: Browser, admin: As, billing: InProcessService, shots: Path
+) -> None:
+    """Seed 000: usage is billed monthly; the invoice is for the account's billing contact."""
+    account = await new_account(admin, timezone="Europe/Amsterdam")
+    ok(await admin.put(f"/v1/accounts/{account['id']}/agreement", {"preset": "managed_budget"}))
+    ada = ok(
+        await admin.post(
+            "/v1/staff", {"name": "Ada", "email": f"{unique('ada')}@msp.example", "role": "admin"}
+        ),
+        201,
+    )
+    nina_email = f"{unique('nina')}@example.com"
+    nina = ok(
+        await admin.post(
+            f"/v1/accounts/{account['id']}/contacts", {"name": "Nina", "email": nina_email}
+        ),
+        201,
+    )
+
+    # The admin adds a billing contact in the portal and hands over the invitation link.
+    staff = await browser.new_context()
+    console = await accept_in_browser(staff, portal, await invite(admin, staff_id=ada["id"]))
+    await console.get_by_role("link", name="People").click()
+    section = console.get_by_role("region", name=re.compile(account["name"]))
+    await section.get_by_label("New contact's name").fill("Bill")
+    await section.get_by_label("E-mail address").fill(f"{unique('bill')}@example.com")
+    await section.get_by_label("Billing contact (sees invoices)").check()
+    await section.get_by_role("button", name="Add contact").click()
+    await console.get_by_role("button", name="Invite Bill").click()
+    link = await console.get_by_label("Invitation link").input_value()
+    assert link.startswith(f"{portal}/invitations/")
+    await console.screenshot(path=shots / "staff-invitation.png", full_page=True)
+
+    # Work on a service request (outside the managed fee, seed 004) is on this month's invoice.
+    request = {"account_id": account["id"], "subject": "New laptop", "kind": "service_request"}
+    ticket = ok(await admin.post("/v1/tickets", request), 201)
+    entry = {"minutes": 90, "work_type": "remote", "worked_at": datetime.now(UTC).isoformat()}
+    ok(await admin.post(f"/v1/tickets/{ticket['id']}/time-entries", entry))
+    billing_admin = As(billing.http, admin.token)
+
+    async def invoiced() -> bool:
+        answer = await billing_admin.get(f"/v1/accounts/{account['id']}/invoices")
+        return answer.status_code == 200 and any(i["total_cents"] for i in answer.json()["items"])
+
+    await wait_for(invoiced, timeout=30)
+
+    bill = await browser.new_context()
+    page = await bill.new_page()
+    await page.goto(link)
+    await page.get_by_label("Password", exact=True).fill(PASSWORD)
+    await page.get_by_label("The same password again").fill(PASSWORD)
+    await page.get_by_role("button", name="Set password and sign in").click()
+    await page.get_by_role("link", name="Billing").click()
+    await expect(page.locator("tr.invoice").first).to_contain_text("USD 225.00")
+    await page.screenshot(path=shots / "contact-billing.png", full_page=True)
+
+    # A contact without the billing role is told so, and sees no amount.
+    colleague = await browser.new_context()
+    other = await accept_in_browser(colleague, portal, await invite(admin, contact_id=nina["id"]))
+    answer = await other.goto(f"{portal}/billing")
+    assert answer is not None
+    assert answer.status == 403
+    await expect(other.get_by_text("shown to your account's billing contacts")).to_be_visible()
+    await expect(other.locator("tr.invoice")).to_have_count(0)
+
+    # Sign-in is limited per address: after five wrong passwords even the right one waits.
+    stranger = await browser.new_context()
+    for _ in range(5):
+        wrong = await sign_in(stranger, portal, nina_email, "not her password")
+        await expect(wrong.get_by_role("alert")).to_contain_text("wrong")
+        await wrong.close()
+    limited = await sign_in(stranger, portal, nina_email, PASSWORD)
+    await expect(limited.get_by_role("alert")).to_contain_text("Too many failed sign-ins")
+    assert limited.url == f"{portal}/sign-in"
+    for context in (staff, bill, colleague, stranger):
+        await context.close()
 
 
 async def test_a_service_not_answering_is_a_clear_page(

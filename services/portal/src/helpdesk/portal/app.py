@@ -72,6 +72,8 @@ class Viewer:
 def create_app(settings: PortalSettings | None = None) -> FastAPI:
     """The portal app; its lifespan opens and closes the API clients."""
     settings = settings or PortalSettings()
+    # httpx logs every request's URL at INFO, and an invitation's URL holds its token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     secret = settings.secret.get_secret_value().encode() or secrets.token_bytes(32)
     apis = Apis(
         {
@@ -492,7 +494,71 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
             lambda f: {"resolution": f.get("resolution", "fix"), "summary": f.get("summary", "")},
         )
 
+    @app.get("/billing", response_class=HTMLResponse)
+    async def billing(request: Request) -> Response:
+        """The account's invoices, for contacts with the billing role (billing decides)."""
+        viewer = await viewer_of(request)
+        if viewer.is_staff:
+            return RedirectResponse("/queue", status_code=303)
+        try:
+            invoices = await apis.json(
+                "billing", "GET", f"/v1/accounts/{viewer.account_id}/invoices", viewer.token
+            )
+        except ApiError as exc:
+            if exc.status != 403:
+                raise
+            return message(
+                request,
+                403,
+                "Billing",
+                "Invoices and usage are shown to your account's billing contacts.",
+            )
+        return render(request, "billing.html", invoices=invoices["items"], money=views.money)
+
     # Staff pages ----------------------------------------------------------------------------
+
+    @app.get("/people", response_class=HTMLResponse)
+    async def people(request: Request) -> Response:
+        """Accounts with their contacts, and the staff: add contacts, hand out invitations."""
+        viewer = await viewer_of(request)
+        if not viewer.is_staff:
+            return RedirectResponse("/tickets", status_code=303)
+        accounts = await apis.json("intake", "GET", "/v1/accounts", viewer.token)
+        for account in accounts:
+            account["contacts"] = await apis.json(
+                "intake", "GET", f"/v1/accounts/{account['id']}/contacts", viewer.token
+            )
+        staff = await apis.json("intake", "GET", "/v1/staff", viewer.token)
+        return render(request, "people.html", accounts=accounts, staff=staff, invited=None)
+
+    @app.post("/people/contacts", response_class=HTMLResponse)
+    async def add_contact(request: Request) -> Response:
+        fields = await form(request)
+        viewer = await viewer_of(request)
+        body = {
+            "name": fields.get("name", ""),
+            "email": fields.get("email", ""),
+            "visibility": fields.get("visibility", "own"),
+            "roles": ["billing"] if fields.get("billing") else [],
+        }
+        await apis.call(
+            "intake",
+            "POST",
+            f"/v1/accounts/{fields.get('account_id', '')}/contacts",
+            viewer.token,
+            json=body,
+        )
+        return RedirectResponse("/people", status_code=303)
+
+    @app.post("/people/invitations", response_class=HTMLResponse)
+    async def invite(request: Request) -> Response:
+        """An invitation link to hand over (shown once: only its hash is kept)."""
+        fields = await form(request)
+        viewer = await viewer_of(request)
+        person = {k: fields[k] for k in ("contact_id", "staff_id") if fields.get(k)}
+        invited = await apis.json("intake", "POST", "/v1/invitations", viewer.token, json=person)
+        link = str(request.base_url).rstrip("/") + invited["path"]
+        return render(request, "invited.html", invited=invited, link=link)
 
     @app.get("/queue", response_class=HTMLResponse)
     async def queue(

@@ -87,6 +87,13 @@ def conversation(events: list[dict[str, Any]], tz: ZoneInfo) -> list[Message]:
     return messages
 
 
+def money(cents: int, currency: str) -> str:
+    """An amount of the API (integer cents) as people read it: `USD 1,234.50`."""
+    sign = "-" if cents < 0 else ""
+    whole, rest = divmod(abs(cents), 100)
+    return f"{currency} {sign}{whole:,}.{rest:02d}"
+
+
 #: The ticket-opening fields the form knows as such; any other required field is a custom one.
 TYPED_FIELDS = {"category", "severity", "affected_users", "service_class"}
 FIELD_LABELS = {"affected_users": "Number of affected users", "service_class": "Service class"}
