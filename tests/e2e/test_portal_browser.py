@@ -16,7 +16,7 @@ import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import uvicorn
@@ -35,7 +35,7 @@ PASSWORD = "a long enough password"
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Any, *, lifespan: str = "on") -> AsyncIterator[str]:
+async def serving(app: Any, *, lifespan: Literal["on", "off"] = "on") -> AsyncIterator[str]:
     """Serve an ASGI app on a free loopback port in this event loop; yields its base URL."""
     port = free_port()
     # As the services run (no access log: an invitation link's path holds its token).

@@ -118,6 +118,7 @@ async def test_secrets_are_stored_hashed_and_an_expired_session_is_refused(
             .where(keys.c.key_id == session["key_id"])
             .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
         )
+    assert isinstance(password_hash, str)
     assert password_hash.startswith("$argon2id$")
     assert PASSWORD not in password_hash
     assert session["token"] not in {str(value) for value in row}

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 CLOCK_NAMES = {
     "response": "First response",
-    "first_response": "First response",
     "next_reply": "Next reply",
     "resolution": "Resolution",
+    "escalation": "Escalation",
 }
 
 
@@ -39,14 +39,14 @@ def clock_sentences(sla: dict[str, Any] | None, tz: ZoneInfo) -> list[str]:
     sentences = []
     for clock in sla.get("clocks") or []:
         name = CLOCK_NAMES.get(str(clock.get("kind")), str(clock.get("kind", "SLA")).title())
-        state = str(clock.get("state") or clock.get("status") or "")
+        status = str(clock.get("status") or "")
         due = when(clock.get("due_at"), tz)
-        if clock.get("met_at") or state == "met":
+        if status == "met":
             sentences.append(f"{name} given in time.")
-        elif clock.get("breached_at") or state == "breached":
+        elif clock.get("breached_at") or status == "breached":
             sentences.append(f"{name} was due by {due}: overdue.")
-        elif state == "paused":
-            sentences.append(f"{name} paused while we wait for you.")
+        elif clock.get("paused") or status == "paused":
+            sentences.append(f"{name} paused while we wait for your answer.")
         elif due:
             sentences.append(f"{name} due by {due}.")
     return sentences
