@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
+import subprocess
+import tarfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +35,9 @@ pytestmark = pytest.mark.e2e
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "a long enough password"
+#: The accessibility engine the tests inject, from the npm registry (npm's own client).
+AXE_CORE = "axe-core@4.11.0"
+AXE_CACHE = Path(__file__).resolve().parents[2] / ".state" / "test" / "axe"
 
 
 @contextlib.asynccontextmanager
@@ -94,6 +100,53 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @pytest.fixture(scope="module")
+def axe_source() -> str:
+    """axe-core's browser bundle, packed by npm once and kept under .state/test."""
+    AXE_CACHE.mkdir(parents=True, exist_ok=True)
+    name = AXE_CORE.replace("@", "-") + ".tgz"
+    if not (AXE_CACHE / name).exists():
+        subprocess.run(
+            ["npm", "pack", AXE_CORE, "--silent", "--pack-destination", str(AXE_CACHE)],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+    with tarfile.open(AXE_CACHE / name) as packed:
+        member = packed.extractfile("package/axe.min.js")
+        assert member is not None
+        return member.read().decode()
+
+
+class Accessibility:
+    """Runs axe-core on pages and keeps what it found, for the closing note."""
+
+    def __init__(self, source: str, shots: Path) -> None:
+        self.source = source
+        self.report = shots / "axe.json"
+        self.found: dict[str, list[dict[str, Any]]] = {}
+
+    async def check(self, page: Page, name: str) -> None:
+        """No serious or critical violation on the page (lesser ones are recorded)."""
+        # Evaluated over the DevTools protocol, which the page's CSP does not govern.
+        await page.evaluate(self.source)
+        result = await page.evaluate(
+            "axe.run(document, {resultTypes: ['violations']}).then(r => r.violations.map("
+            "v => ({id: v.id, impact: v.impact, nodes: v.nodes.length})))"
+        )
+        self.found[name] = result
+        self.report.write_text(json.dumps(self.found, indent=2))
+        grave = [v for v in result if v["impact"] in ("serious", "critical")]
+        assert grave == [], (name, grave)
+
+
+@pytest.fixture(scope="module")
+def axe(axe_source: str, shots: Path) -> Accessibility:
+    """The accessibility check of the module's pages (its findings in axe.json beside the
+    screenshots)."""
+    return Accessibility(axe_source, shots)
+
+
+@pytest.fixture(scope="module")
 def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the screenshots of the main pages are kept (a test artefact)."""
     return tmp_path_factory.mktemp("portal-screenshots")
@@ -115,7 +168,12 @@ async def accept_in_browser(context: BrowserContext, portal: str, path: str) -> 
 
 
 async def test_a_contact_and_a_technician_hold_a_conversation_on_a_ticket(
-    portal: str, browser: Browser, admin: As, shots: Path, caplog: pytest.LogCaptureFixture
+    portal: str,
+    browser: Browser,
+    admin: As,
+    shots: Path,
+    axe: Accessibility,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     account = await new_account(admin, timezone="Europe/Amsterdam")
@@ -145,6 +203,12 @@ async def test_a_contact_and_a_technician_hold_a_conversation_on_a_ticket(
     # Invitation -> password -> signed in.
     contact = await browser.new_context()
     alice_link = await invite(admin, contact_id=alice["id"])
+    invitation_page = await contact.new_page()
+    answer = await invitation_page.goto(portal + alice_link)
+    assert answer is not None
+    assert "script-src 'self'" in answer.headers["content-security-policy"]
+    await axe.check(invitation_page, "invitation")
+    await invitation_page.close()
     page = await accept_in_browser(contact, portal, alice_link)
     await expect(page.get_by_role("heading", name="My tickets")).to_be_visible()
     assert page.url == f"{portal}/tickets"
@@ -164,6 +228,7 @@ async def test_a_contact_and_a_technician_hold_a_conversation_on_a_ticket(
         "aria-invalid", "true"
     )
     await page.screenshot(path=shots / "support-form-error.png", full_page=True)
+    await axe.check(page, "support form with an error")
     await page.get_by_label("Number of affected users").fill("40")
     await page.get_by_role("button", name="Send").click()
     await expect(page.get_by_role("heading", name=re.compile("Mail server down"))).to_be_visible()
@@ -182,6 +247,7 @@ async def test_a_contact_and_a_technician_hold_a_conversation_on_a_ticket(
     assert re.search(r"\d{2}:\d{2} CET$", due), due
     await expect(listed.get_by_role("cell", name="Mail server down")).to_be_visible()
     await listed.screenshot(path=shots / "contact-tickets.png", full_page=True)
+    await axe.check(listed, "my tickets")
     await listed.close()
 
     # A technician signs in and answers from the queue; the contact's open page shows it.
@@ -191,17 +257,20 @@ async def test_a_contact_and_a_technician_hold_a_conversation_on_a_ticket(
     await expect(console.get_by_role("heading", name="Work queue")).to_be_visible()
     await expect(console.get_by_role("cell", name="Mail server down")).to_be_visible()
     await console.screenshot(path=shots / "staff-queue.png", full_page=True)
+    await axe.check(console, "staff queue")
     await console.goto(f"{portal}/tickets/{ticket_id}")
     await console.get_by_label("Reply or note").fill("We are restarting the mail relay now.")
     await console.get_by_role("button", name="Send").click()
     await expect(console.get_by_text("We are restarting the mail relay now.")).to_be_visible()
     await console.screenshot(path=shots / "staff-ticket.png", full_page=True)
+    await axe.check(console, "staff ticket page")
 
     await expect(page.get_by_text("We are restarting the mail relay now.")).to_be_visible(
         timeout=15_000
     )
     await expect(page.locator("#live")).to_contain_text("due by")
     await page.screenshot(path=shots / "contact-ticket.png", full_page=True)
+    await axe.check(page, "contact ticket page")
 
     # The technician resolves; the contact confirms.
     await console.get_by_label("Summary for the customer").fill("The relay runs again.")
@@ -228,6 +297,7 @@ async def test_a_contact_and_a_technician_hold_a_conversation_on_a_ticket(
     assert answer is not None
     assert answer.status == 404
     await expect(other.get_by_role("heading", name="Not found")).to_be_visible()
+    await axe.check(other, "not found")
     await expect(other.get_by_text("Mail server down")).to_have_count(0)
 
     # No log line carries an invitation's or a session's token. (Uvicorn's access log, which
@@ -258,7 +328,12 @@ async def sign_in(context: BrowserContext, portal: str, email: str, password: st
 
 
 async def test_the_admin_invites_a_contact_and_only_billing_contacts_see_invoices(
-    portal: str, browser: Browser, admin: As, billing: InProcessService, shots: Path
+    portal: str,
+    browser: Browser,
+    admin: As,
+    billing: InProcessService,
+    shots: Path,
+    axe: Accessibility,
 ) -> None:
     """Seed 000: usage is billed monthly; the invoice is for the account's billing contact."""
     account = await new_account(admin, timezone="Europe/Amsterdam")
@@ -290,6 +365,9 @@ async def test_the_admin_invites_a_contact_and_only_billing_contacts_see_invoice
     link = await console.get_by_label("Invitation link").input_value()
     assert link.startswith(f"{portal}/invitations/")
     await console.screenshot(path=shots / "staff-invitation.png", full_page=True)
+    await axe.check(console, "invitation link")
+    await console.get_by_role("link", name="People", exact=True).click()
+    await axe.check(console, "people")
 
     # Work on a service request (outside the managed fee, seed 004) is on this month's invoice.
     request = {"account_id": account["id"], "subject": "New laptop", "kind": "service_request"}
@@ -313,6 +391,7 @@ async def test_the_admin_invites_a_contact_and_only_billing_contacts_see_invoice
     await page.get_by_role("link", name="Billing").click()
     await expect(page.locator("tr.invoice").first).to_contain_text("USD 225.00")
     await page.screenshot(path=shots / "contact-billing.png", full_page=True)
+    await axe.check(page, "billing")
 
     # A contact without the billing role is told so, and sees no amount.
     colleague = await browser.new_context()
@@ -331,6 +410,7 @@ async def test_the_admin_invites_a_contact_and_only_billing_contacts_see_invoice
         await wrong.close()
     limited = await sign_in(stranger, portal, nina_email, PASSWORD)
     await expect(limited.get_by_role("alert")).to_contain_text("Too many failed sign-ins")
+    await axe.check(limited, "sign-in refused")
     assert limited.url == f"{portal}/sign-in"
     for context in (staff, bill, colleague, stranger):
         await context.close()
