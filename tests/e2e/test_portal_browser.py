@@ -272,6 +272,27 @@ async def test_a_contact_and_a_technician_hold_a_conversation_on_a_ticket(
     await page.screenshot(path=shots / "contact-ticket.png", full_page=True)
     await axe.check(page, "contact ticket page")
 
+    # Two tabs on one ticket: the second logs time and triages it; the first's reply, written
+    # on the older version, meets a conflict message and keeps its text, then goes through.
+    second = await staff.new_page()
+    await second.goto(f"{portal}/tickets/{ticket_id}")
+    await second.get_by_text("Triage, assign, ask, escalate, log time").click()
+    await second.get_by_label("Minutes worked (now)").fill("45")
+    await second.get_by_role("button", name="Log time").click()
+    await second.get_by_text("Triage, assign, ask, escalate, log time").click()
+    await second.get_by_label("Priority").select_option("P1")
+    await second.get_by_role("button", name="Triage").click()
+    await expect(second.locator("#live")).to_contain_text("Priority: P1")
+    await second.get_by_text("Triage, assign, ask, escalate, log time").click()
+    await axe.check(second, "staff ticket page, every command open")
+    await console.get_by_label("Reply or note").fill("Mail should flow again.")
+    await console.get_by_role("button", name="Send").click()
+    await expect(console.get_by_role("alert")).to_contain_text("Someone changed this ticket")
+    await expect(console.get_by_label("Reply or note")).to_have_value("Mail should flow again.")
+    await console.get_by_role("button", name="Send").click()
+    await expect(page.get_by_text("Mail should flow again.")).to_be_visible(timeout=15_000)
+    await second.close()
+
     # The technician resolves; the contact confirms.
     await console.get_by_label("Summary for the customer").fill("The relay runs again.")
     await console.get_by_role("button", name="Resolve").click()

@@ -437,8 +437,17 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
         return render(request, "live.html", **await ticket_parts(viewer, ticket_id))
 
     async def command(
-        request: Request, ticket_id: str, segment: str, body: Callable[[dict[str, str]], Any]
+        request: Request,
+        ticket_id: str,
+        segment: str,
+        body: Callable[[dict[str, str]], Any],
+        errors_as: dict[str, str] | None = None,
     ) -> Response:
+        """Send a ticket command with the page's `If-Match`; show a refusal on the page.
+
+        `errors_as` names the form field of an API field where the page has several (two
+        text boxes whose text is the API's `body`).
+        """
         fields = await form(request)
         viewer = await viewer_of(request)
         headers = {"If-Match": fields["etag"]} if fields.get("etag") else {}
@@ -459,7 +468,7 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
                 )
                 return await ticket_page(request, ticket_id, 409, notice=notice, values=fields)
             if exc.status in (409, 422):
-                errors = exc.field_errors()
+                errors = {(errors_as or {}).get(k, k): v for k, v in exc.field_errors().items()}
                 return await ticket_page(
                     request, ticket_id, exc.status, errors, exc.detail, values=fields
                 )
@@ -475,6 +484,53 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
     @app.post("/tickets/{ticket_id}/confirm")
     async def confirm(request: Request, ticket_id: str) -> Response:
         return await command(request, ticket_id, "confirm", lambda f: {})
+
+    @app.post("/tickets/{ticket_id}/reopen")
+    async def reopen(request: Request, ticket_id: str) -> Response:
+        return await command(
+            request,
+            ticket_id,
+            "reopen",
+            lambda f: {"reason": f.get("reason", "")},
+        )
+
+    @app.post("/tickets/{ticket_id}/triage")
+    async def triage(request: Request, ticket_id: str) -> Response:
+        return await command(
+            request, ticket_id, "triage", lambda f: {"priority": f.get("priority", "")}
+        )
+
+    @app.post("/tickets/{ticket_id}/assign")
+    async def assign(request: Request, ticket_id: str) -> Response:
+        return await command(
+            request, ticket_id, "assign", lambda f: {"technician": f.get("technician", "")}
+        )
+
+    @app.post("/tickets/{ticket_id}/request-info")
+    async def request_info(request: Request, ticket_id: str) -> Response:
+        return await command(
+            request,
+            ticket_id,
+            "request-info",
+            lambda f: {"body": f.get("info", "")},
+            errors_as={"body": "info"},
+        )
+
+    @app.post("/tickets/{ticket_id}/escalate")
+    async def escalate(request: Request, ticket_id: str) -> Response:
+        return await command(request, ticket_id, "escalate", lambda f: {"tier": f.get("tier")})
+
+    @app.post("/tickets/{ticket_id}/time")
+    async def log_time(request: Request, ticket_id: str) -> Response:
+        def entry(f: dict[str, str]) -> dict[str, Any]:
+            minutes = f.get("minutes", "")
+            return {
+                "minutes": int(minutes) if minutes.isdigit() else minutes,
+                "work_type": f.get("work_type", "remote"),
+                "worked_at": datetime.now(UTC).isoformat(),
+            }
+
+        return await command(request, ticket_id, "time-entries", entry)
 
     @app.post("/tickets/{ticket_id}/comment")
     async def comment(request: Request, ticket_id: str) -> Response:
