@@ -423,6 +423,25 @@ async def test_the_admin_invites_a_contact_and_only_billing_contacts_see_invoice
     await expect(other.get_by_text("shown to your account's billing contacts")).to_be_visible()
     await expect(other.locator("tr.invoice")).to_have_count(0)
 
+    # Nor does anyone open another account's ticket by its URL.
+    elsewhere = ok(
+        await admin.post(
+            "/v1/tickets", {"account_id": (await new_account(admin))["id"], "subject": "x"}
+        ),
+        201,
+    )
+    answer = await page.goto(f"{portal}/tickets/{elsewhere['id']}")
+    assert answer is not None
+    assert answer.status == 404
+
+    # Signing out ends the session at the services, not only in the browser.
+    token = next(c for c in await bill.cookies() if c["name"] == "hd_session")["value"]
+    await page.goto(f"{portal}/tickets")
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    signed_out = As(admin.http, token.rpartition(".")[0])
+    assert (await signed_out.get("/v1/me")).status_code == 401
+
     # Sign-in is limited per address: after five wrong passwords even the right one waits.
     stranger = await browser.new_context()
     for _ in range(5):
@@ -435,6 +454,43 @@ async def test_the_admin_invites_a_contact_and_only_billing_contacts_see_invoice
     assert limited.url == f"{portal}/sign-in"
     for context in (staff, bill, colleague, stranger):
         await context.close()
+
+
+async def test_a_session_is_refreshed_while_used(
+    intake: InProcessService, sla: InProcessService, admin: As, browser: Browser
+) -> None:
+    """A page seen when the session nears its end swaps it for a new one (here: always)."""
+    account = await new_account(admin)
+    dora = ok(
+        await admin.post(
+            f"/v1/accounts/{account['id']}/contacts",
+            {"name": "Dora", "email": f"{unique('dora')}@example.com"},
+        ),
+        201,
+    )
+    async with (
+        serving(intake.runtime.app(), lifespan="off") as intake_url,
+        serving(sla.runtime.app(), lifespan="off") as sla_url,
+    ):
+        settings = PortalSettings(
+            intake_url=intake_url,
+            sla_timer_url=sla_url,
+            secure_cookies=False,
+            refresh_below_hours=24,
+        )
+        async with serving(create_app(settings)) as url:
+            context = await browser.new_context()
+            page = await accept_in_browser(context, url, await invite(admin, contact_id=dora["id"]))
+            await expect(page.get_by_role("heading", name="My tickets")).to_be_visible()
+            before = next(c for c in await context.cookies() if c["name"] == "hd_session")
+            await page.reload()
+            await expect(page.get_by_role("heading", name="My tickets")).to_be_visible()
+            after = next(c for c in await context.cookies() if c["name"] == "hd_session")
+            old, new = before["value"].rpartition(".")[0], after["value"].rpartition(".")[0]
+            assert old != new
+            assert (await As(admin.http, old).get("/v1/me")).status_code == 401
+            assert ok(await As(admin.http, new).get("/v1/me"))["contact_id"] == dora["id"]
+            await context.close()
 
 
 async def test_a_service_not_answering_is_a_clear_page(

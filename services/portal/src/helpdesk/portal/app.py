@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,8 +34,6 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 SESSION_COOKIE = "hd_session"
 CSRF_COOKIE = "hd_csrf"
-#: A session with less than this left is refreshed on the next page (sessions last hours).
-REFRESH_BELOW = timedelta(hours=4)
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -166,7 +164,8 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
         token, _, expires = cookie.rpartition(".")
         if not token:
             raise SignInNeeded
-        if expires.isdigit() and int(expires) - time.time() < REFRESH_BELOW.total_seconds():
+        left = int(expires) - time.time() if expires.isdigit() else 0
+        if left < settings.refresh_below_hours * 3600:
             try:
                 renewed = await apis.json("intake", "POST", "/v1/sessions/current/refresh", token)
             except ApiError as exc:

@@ -30,6 +30,8 @@ class PortalSettings(BaseSettings):
     secure_cookies: bool = True
     #: Key of the CSRF tokens' HMAC; a random one per process when unset (replicas share one).
     secret: SecretStr = SecretStr("")
+    #: A session with less than this left is refreshed by the next page (sessions last 8 h).
+    refresh_below_hours: float = 4.0
     #: The time zone staff see times in (contacts see their account's).
     staff_timezone: str = "UTC"
     #: How long a call to an API may take before the page says it is not answering.
