@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# One image for all four Helpdesk services (and the migrate job in docker-compose.yml):
+# One image for the four Helpdesk services and the portal (and the migrate job in
+# docker-compose.yml):
 # the command picks the service, e.g. `python -m helpdesk.intake serve`.
 FROM python:3.11-slim
 
@@ -25,6 +26,7 @@ COPY services/intake/pyproject.toml services/intake/pyproject.toml
 COPY services/sla-timer/pyproject.toml services/sla-timer/pyproject.toml
 COPY services/billing/pyproject.toml services/billing/pyproject.toml
 COPY services/notifier/pyproject.toml services/notifier/pyproject.toml
+COPY services/portal/pyproject.toml services/portal/pyproject.toml
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-install-workspace
 
@@ -38,7 +40,8 @@ USER helpdesk
 
 ENV PATH="/app/.venv/bin:${PATH}"
 
-# HTTP: intake 8000, sla-timer 8001, billing 8002, notifier 8003; intake's SMTP listener 2525.
-EXPOSE 8000 8001 8002 8003 2525
+# HTTP: intake 8000, sla-timer 8001, billing 8002, notifier 8003, portal 8004; intake's SMTP
+# listener 2525.
+EXPOSE 8000 8001 8002 8003 8004 2525
 
 CMD ["python", "-m", "helpdesk.intake", "serve"]

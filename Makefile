@@ -18,7 +18,7 @@ bootstrap: ## install uv (from PyPI) and the Python environment if missing
 		|| python3 -m pip install --quiet --disable-pip-version-check uv
 	@$(UV) sync --frozen --quiet
 
-up: bootstrap ## run Kafka, PostgreSQL and the four services; Ctrl-C stops everything
+up: bootstrap ## run Kafka, PostgreSQL, the four services and the portal; Ctrl-C stops everything
 	$(RUN) python -m helpdesk.deploy up
 
 up-background: bootstrap ## the same, left running (stop it with `make down`)

@@ -19,6 +19,7 @@ import yaml
 from jsonschema.validators import validator_for
 from pydantic import AliasChoices
 
+from helpdesk.portal.settings import PortalSettings
 from helpdesk.shared.settings import SERVICE_PORTS, Settings
 
 pytestmark = pytest.mark.unit
@@ -41,6 +42,7 @@ APP_SERVICES: dict[str, tuple[str, int]] = {
     "sla-timer": ("sla_timer", 8001),
     "billing": ("billing", 8002),
     "notifier": ("notifier", 8003),
+    "portal": ("portal", 8004),
 }
 INTAKE_SMTP_PORT = 2525
 
@@ -167,17 +169,18 @@ def published_ports(service: Mapping[str, Any]) -> list[tuple[int, int]]:
 
 
 def settings_env_names() -> set[str]:
-    """The environment variable names that `Settings` reads, upper-case."""
-    prefix = Settings.model_config.get("env_prefix") or ""
+    """The environment variable names that `Settings` (and the portal's settings) read."""
     names: set[str] = set()
-    for field_name, field in Settings.model_fields.items():
-        alias = field.validation_alias
-        if isinstance(alias, AliasChoices):
-            names.update(choice for choice in alias.choices if isinstance(choice, str))
-        elif isinstance(alias, str):
-            names.add(alias)
-        else:
-            names.add(f"{prefix}{field_name}")
+    for settings in (Settings, PortalSettings):
+        prefix = settings.model_config.get("env_prefix") or ""
+        for field_name, field in settings.model_fields.items():
+            alias = field.validation_alias
+            if isinstance(alias, AliasChoices):
+                names.update(choice for choice in alias.choices if isinstance(choice, str))
+            elif isinstance(alias, str):
+                names.add(alias)
+            else:
+                names.add(f"{prefix}{field_name}")
     return {name.upper() for name in names}
 
 

@@ -75,3 +75,18 @@ def test_status_of_a_stack_that_never_ran(
     assert "kafka" in out
     assert "stopped" in out
     assert main(["down", "--state-dir", str(tmp_path)]) == 0
+
+
+def test_the_portal_is_pointed_at_the_stack_s_services(tmp_path: Path) -> None:
+    """The portal calls the four APIs where this stack runs them, over plain local http."""
+    infra = Infra("127.0.0.1:9092", "postgresql+asyncpg://x@/helpdesk?host=/s", "t", 3)
+    stack = Stack(tmp_path)
+    portal = next(spec for spec in SERVICES if spec.name == "portal")
+    env = stack.service_env(portal, infra, "tok")
+    assert env["HELPDESK_HTTP_PORT"] == "8004"
+    assert env["HELPDESK_PORTAL_INTAKE_URL"] == "http://127.0.0.1:8000"
+    assert env["HELPDESK_PORTAL_SLA_TIMER_URL"] == "http://127.0.0.1:8001"
+    assert env["HELPDESK_PORTAL_BILLING_URL"] == "http://127.0.0.1:8002"
+    assert env["HELPDESK_PORTAL_NOTIFIER_URL"] == "http://127.0.0.1:8003"
+    assert env["HELPDESK_PORTAL_SECURE_COOKIES"] == "false"
+    assert "HELPDESK_PORTAL_INTAKE_URL" not in stack.service_env(SERVICES[0], infra, "tok")

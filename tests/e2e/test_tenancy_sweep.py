@@ -56,6 +56,13 @@ CALLS: dict[tuple[str, str, str], Any] = {
     ("sla_timer", "GET", "/v1/admin/dead-letters"): None,
     ("billing", "GET", "/v1/admin/dead-letters"): None,
     ("notifier", "GET", "/v1/admin/dead-letters"): None,
+    ("intake", "POST", "/v1/sessions"): {"email": "{owner_email}", "password": "not the password"},
+    ("intake", "POST", "/v1/sessions/current/refresh"): None,
+    ("intake", "DELETE", "/v1/sessions/current"): None,
+    ("intake", "POST", "/v1/invitations"): {"contact_id": "{contact_id}"},
+    ("intake", "POST", "/v1/invitations/{token}/accept"): {
+        "password": "a password of the intruder"
+    },
     ("intake", "POST", "/v1/tickets"): {"account_id": "{account_id}", "subject": "planted"},
     ("intake", "GET", "/v1/tickets"): None,
     ("intake", "GET", "/v1/tickets/{ticket_id}"): None,
@@ -129,6 +136,13 @@ QUERIES: dict[str, dict[str, str]] = {
 }
 
 PROBES = {"/healthz", "/readyz", "/metrics"}
+#: Routes that take no key but a secret of their own (a password, an invitation link): the
+#: intruder, who has neither of A's, is refused with a 401 (sign-in) or a 404 (a used link).
+#: `{token}` is A's contact's invitation link, used already.
+UNAUTHENTICATED = {
+    ("intake", "POST", "/v1/sessions"),
+    ("intake", "POST", "/v1/invitations/{token}/accept"),
+}
 RAW_MESSAGE = b"From: mallory@intruder.example\r\nTo: help@msp.example\r\nSubject: x\r\n\r\nx\r\n"
 
 
@@ -206,6 +220,9 @@ class World:
             ),
             201,
         )
+        invitation = ok(await admin.post("/v1/invitations", {"contact_id": owner["id"]}), 201)
+        accept = f"/v1/invitations/{invitation['token']}/accept"
+        ok(await admin.http.post(accept, json={"password": "the owner's own password"}))
         self.ids = {
             "account_id": account["id"],
             "account_name": account["name"],
@@ -213,6 +230,8 @@ class World:
             "contact_id": owner["id"],
             "key_id": owner["key_id"],
             "subscription_id": subscription["id"],
+            "owner_email": owner["email"],
+            "token": invitation["token"],
         }
         await wait_for(self._everywhere, timeout=60)
         invoices = ok(await self.as_admin("billing").get(f"/v1/accounts/{account['id']}/invoices"))
@@ -338,7 +357,10 @@ async def test_another_account_s_contact_reaches_nothing_of_account_a(world: Wor
         route: (response.status_code, world.leaks(response))
         for route, response in answers.items()
         # A list answered 200 must hold nothing of A; anything else must be refused outright.
-        if not (response.status_code in (403, 404) and not world.leaks(response))
+        if not (
+            response.status_code in ((401, 404) if route in UNAUTHENTICATED else (403, 404))
+            and not world.leaks(response)
+        )
         and not (response.status_code == 200 and "{" not in route[2] and not world.leaks(response))
     }
     assert refused_or_blind == {}

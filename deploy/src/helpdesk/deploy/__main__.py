@@ -25,6 +25,7 @@ from helpdesk.deploy.prometheus import DEV_PROMETHEUS_PORT
 from helpdesk.deploy.stack import (
     DEV_CONTROLLER_PORT,
     DEV_KAFKA_PORT,
+    PORTAL,
     SERVICES,
     Stack,
     dev_state_dir,
@@ -87,7 +88,9 @@ def _parser() -> argparse.ArgumentParser:
         ("dead-letters", "list one service's outbox rows that can never be published"),
     ):
         command = commands.add_parser(name, help=text)
-        command.add_argument("service", choices=[spec.name for spec in SERVICES])
+        # The portal keeps no projection: nothing to rebuild or retry.
+        replaying = [spec.name for spec in SERVICES if spec.name != PORTAL]
+        command.add_argument("service", choices=replaying)
         command.add_argument("--state-dir", type=Path, default=None, help="default: .state/dev")
 
     commands.add_parser(

@@ -77,7 +77,14 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("sla_timer", "helpdesk.sla_timer", 8001),
     ServiceSpec("billing", "helpdesk.billing", 8002),
     ServiceSpec("notifier", "helpdesk.notifier", 8003),
+    # The web portal; the local stack serves plain http, so its cookies cannot be `Secure`.
+    ServiceSpec("portal", "helpdesk.portal", 8004, {"HELPDESK_PORTAL_SECURE_COOKIES": "false"}),
 )
+
+
+PORTAL = "portal"
+#: The provider's admin in the portal, whom `up` invites (their e-mail address is their login).
+PORTAL_ADMIN_EMAIL = "admin@example.com"
 
 
 @dataclass(frozen=True)
@@ -222,9 +229,37 @@ class Stack:
             # The notifier submits its mail to the local sink.
             env["HELPDESK_SMTP_RELAY_HOST"] = "127.0.0.1"
             env["HELPDESK_SMTP_RELAY_PORT"] = str(self.mail_sink.port)
+        if spec.name == PORTAL:
+            # The portal is a client of the other services, wherever this stack runs them.
+            for other in self.services:
+                if other.name != PORTAL:
+                    env[f"HELPDESK_PORTAL_{other.name.upper()}_URL"] = other.url
         env.update(spec.env)
         env.update(self.extra_env)
         return env
+
+    def portal_invitation(self, token: str) -> str | None:
+        """A one-time link to set the password of the provider's admin in the portal (created
+        as a staff member on the first `up`), or None without a portal or when intake refuses.
+        """
+        portal = next((spec for spec in self.services if spec.name == PORTAL), None)
+        intake = next((spec for spec in self.services if spec.name == "intake"), None)
+        if portal is None or intake is None:
+            return None
+        headers = {"Authorization": f"Bearer {token}"}
+        try:
+            with httpx.Client(base_url=intake.url, headers=headers, timeout=10) as client:
+                staff = client.get("/v1/staff").raise_for_status().json()
+                admin = next((s for s in staff if s["email"] == PORTAL_ADMIN_EMAIL), None)
+                if admin is None:
+                    body = {"name": "Administrator", "email": PORTAL_ADMIN_EMAIL, "role": "admin"}
+                    admin = client.post("/v1/staff", json=body).raise_for_status().json()
+                invited = client.post("/v1/invitations", json={"staff_id": admin["id"]})
+                path = invited.raise_for_status().json()["path"]
+        except httpx.HTTPError as exc:
+            log(f"no portal invitation for the admin: {exc}")
+            return None
+        return f"{portal.url}{path}"
 
     def _pid_file(self, spec: ServiceSpec) -> Path:
         return self.run_dir / f"{spec.name}.pid"
@@ -552,6 +587,13 @@ def up(stack: Stack, *, foreground: bool, ready_timeout: float = 120.0) -> int:
                 stack.postgres.stop()
         return 1
     print(stack.summary(infra, token), flush=True)
+    link = stack.portal_invitation(token)
+    if link:
+        print(
+            f"\n  Portal: sign in as {PORTAL_ADMIN_EMAIL} after choosing a password at\n"
+            f"    {link}\n  (a new one-time link on every `up`; it works for three days)",
+            flush=True,
+        )
     if not foreground:
         print("\nRunning in the background; stop it with `make down`.", flush=True)
         return 0

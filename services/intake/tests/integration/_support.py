@@ -134,3 +134,19 @@ async def count(service: InProcessService, table: sa.Table) -> int:
     """Rows in one of the service's tables."""
     async with service.runtime.engine.connect() as conn:
         return int(await conn.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
+
+
+PASSWORD = "correct horse battery"
+
+
+async def signed_in(admin: As, contact_id: str, password: str = PASSWORD) -> dict[str, Any]:
+    """Invite a contact, set their password through the link, and sign in: the session."""
+    invitation = ok(await admin.post("/v1/invitations", {"contact_id": contact_id}), 201)
+    accepted = await admin.http.post(
+        f"/v1/invitations/{invitation['token']}/accept", json={"password": password}
+    )
+    email = ok(accepted)["email"]
+    session: dict[str, Any] = ok(
+        await admin.http.post("/v1/sessions", json={"email": email, "password": password}), 201
+    )
+    return session

@@ -12,6 +12,9 @@ in the command's transaction), and on a replica whose consumer applies it. Repli
 neither (the other replicas of the emitting service drop their own event by id; a consumer
 group hands each event to one replica of a service) see a revoke once their entry expires,
 after `PrincipalCache.ttl` seconds at most. An issued key is new: nothing is cached for it.
+
+A sign-in session (intake's `POST /v1/sessions`) is such a key with an `expires_at` and the
+`session` scope: it is projected and authenticated like any key, and refused once expired.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import time
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
@@ -33,6 +37,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from helpdesk.shared.consumer import Projection, UnitOfWork
+from helpdesk.shared.context import Clock, utc_now
 from helpdesk.shared.contracts.accounts import ApiKeyIssued, ApiKeyRevoked
 from helpdesk.shared.db import RuntimeTables
 from helpdesk.shared.events import Event
@@ -42,6 +47,7 @@ Role = Literal["admin", "manager", "technician", "contact", "import"]
 STAFF_ROLES: frozenset[str] = frozenset({"admin", "manager", "technician", "import"})
 TOKEN_PREFIX = "hd"  # noqa: S105 - a public marker, not a secret
 IMPORT_SCOPE = "import"
+SESSION_SCOPE = "session"
 _KEY_ID = re.compile(r"[0-9a-f]{1,64}")
 
 
@@ -56,6 +62,17 @@ class Principal:
     staff_id: UUID | None = None
     visibility: Literal["own", "account"] | None = None
     scopes: frozenset[str] = field(default_factory=frozenset)
+    #: when a session's key stops working (None: an API key, until revoked)
+    expires_at: datetime | None = None
+
+    @property
+    def is_session(self) -> bool:
+        """Whether this key is a sign-in session (intake's `POST /v1/sessions`)."""
+        return SESSION_SCOPE in self.scopes
+
+    def expired(self, now: datetime) -> bool:
+        """Whether this is a session that has ended by `now`."""
+        return self.expires_at is not None and now >= self.expires_at
 
     @property
     def is_staff(self) -> bool:
@@ -187,6 +204,7 @@ def key_projection(tables: RuntimeTables) -> Projection:
                 visibility=key.visibility,
                 scopes=key.scopes,
                 revoked=False,
+                expires_at=key.expires_at,
             )
             .on_conflict_do_nothing()
         )
@@ -209,7 +227,9 @@ class Authenticator:
         engine: AsyncEngine,
         tables: RuntimeTables,
         cache: PrincipalCache | None = None,
+        clock: Clock = utc_now,
     ) -> None:
+        self._clock = clock
         self._admin_hash = hash_token(admin_token) if admin_token else None
         self._engine = engine
         self._keys = tables.api_keys
@@ -228,7 +248,7 @@ class Authenticator:
             return Principal(key_id="admin", role="admin")
         cached = self.cache.get(presented)
         if cached is not None:
-            return cached
+            return self._unexpired(cached)
         key_id = key_id_of(token)
         row = None
         if key_id is not None:
@@ -246,8 +266,14 @@ class Authenticator:
             staff_id=row.staff_id,
             visibility=row.visibility,
             scopes=frozenset(row.scopes),
+            expires_at=row.expires_at,
         )
         self.cache.put(presented, principal)
+        return self._unexpired(principal)
+
+    def _unexpired(self, principal: Principal) -> Principal:
+        if principal.expired(self._clock()):
+            raise _unauthorized("The session has expired; sign in again.")
         return principal
 
 

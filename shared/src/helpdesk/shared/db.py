@@ -216,6 +216,8 @@ class RuntimeTables:
             sa.Column("visibility", sa.Text, nullable=True),
             sa.Column("scopes", pg.JSONB, nullable=False),
             sa.Column("revoked", sa.Boolean, nullable=False),
+            # A session's end (a key of a sign-in); None for an API key.
+            sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
         )
         # Answers to POSTs that carried an Idempotency-Key, per caller (request state, not a
         # projection: a rebuild keeps it).

@@ -290,7 +290,10 @@ class ServiceRuntime:
                 await self.stop()
 
         authenticate = Authenticator(
-            self.settings.admin_token.get_secret_value(), self.engine, self.spec.tables
+            self.settings.admin_token.get_secret_value(),
+            self.engine,
+            self.spec.tables,
+            clock=self.clock,
         )
         # Authentication runs inside the idempotency middleware, so a stored answer is only
         # replayed to the principal it was given to.

@@ -14,6 +14,7 @@ SERVICE_PORTS: dict[str, int] = {
     "sla_timer": 8001,
     "billing": 8002,
     "notifier": 8003,
+    "portal": 8004,
 }
 
 

@@ -9,7 +9,7 @@ import helpdesk.shared.contracts  # noqa: F401 - registers every event type
 from helpdesk.intake.adapters.metrics import IntakeMetrics
 from helpdesk.intake.adapters.smtp import SmtpListener
 from helpdesk.intake.adapters.tables import metadata, runtime
-from helpdesk.intake.api import accounts, email, people, tickets
+from helpdesk.intake.api import accounts, email, people, sessions, tickets
 from helpdesk.intake.handlers import projection, reactions
 from helpdesk.shared.service import ServiceRuntime, ServiceSpec, run_cli
 
@@ -24,7 +24,7 @@ def build_spec() -> ServiceSpec:
         projection=projection,
         reactions=reactions,
         migrations=Path(__file__).parent / "migrations",
-        routers=[accounts.router, people.router, tickets.router, email.router],
+        routers=[accounts.router, people.router, sessions.router, tickets.router, email.router],
         raw_body_paths=[email.RAW_MESSAGE_PATH],
         tasks=smtp_tasks,
         metrics=lambda runtime: [IntakeMetrics(runtime.engine, runtime.clock)],

@@ -91,7 +91,11 @@ class StaffAdded(Payload):
 
 @registry.register("account.api_key_issued")
 class ApiKeyIssued(Payload):
-    """An API key; only the SHA-256 of its token travels and is stored."""
+    """An API key; only the SHA-256 of its token travels and is stored.
+
+    A sign-in session is a key with `expires_at` (and the `session` scope): every service
+    refuses it from then on, as it refuses a revoked key.
+    """
 
     key_id: str
     role: KeyRole
@@ -101,6 +105,7 @@ class ApiKeyIssued(Payload):
     staff_id: UUID | None = None
     visibility: Visibility | None = None
     scopes: list[str] = Field(default_factory=list)
+    expires_at: AwareDatetime | None = None
 
 
 @registry.register("account.api_key_revoked")

@@ -106,3 +106,36 @@ inbound_messages = sa.Table(
 )
 
 projection_tables = [accounts, agreements, contacts, staff, tickets]
+
+# Sign-in state (not projections and not on the stream: a password hash is nobody else's
+# business, and a rebuild keeps these). A person is a contact or a staff member.
+credentials = sa.Table(
+    "credentials",
+    metadata,
+    sa.Column("kind", sa.Text, primary_key=True),
+    sa.Column("person_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("email", sa.Text, nullable=False, index=True),
+    # argon2id, in its PHC string form (parameters and salt included)
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("set_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+invitations = sa.Table(
+    "invitations",
+    metadata,
+    # SHA-256 of the link's token (256 random bits): the token itself is never stored
+    sa.Column("token_hash", sa.Text, primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("person_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("email", sa.Text, nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+sign_in_failures = sa.Table(
+    "sign_in_failures",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("email", sa.Text, nullable=False, index=True),
+    sa.Column("failed_at", sa.DateTime(timezone=True), nullable=False),
+)

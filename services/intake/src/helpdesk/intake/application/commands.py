@@ -303,3 +303,23 @@ class PartnerResolvable(Imported):
     """POST /v1/tickets/{id}/partner-resolvable (seed 001)."""
 
     note: Note = ""
+
+
+class SessionCreate(Body):
+    """POST /v1/sessions: sign in."""
+
+    email: Annotated[str, Field(min_length=1, max_length=320)]
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class InvitationCreate(Body):
+    """POST /v1/invitations: a link for a contact or a staff member to set a password."""
+
+    contact_id: UUID | None = None
+    staff_id: UUID | None = None
+
+
+class InvitationAccept(Body):
+    """POST /v1/invitations/{token}/accept: the new password."""
+
+    password: Annotated[str, Field(max_length=1024)]

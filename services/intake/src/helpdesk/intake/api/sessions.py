@@ -1,0 +1,122 @@
+"""Sign-in sessions and invitations (`application.sessions`).
+
+The session's token and an invitation's token are in their answers and nowhere else: only
+their hashes are kept, and no log line carries them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from helpdesk.intake.adapters.sign_ins import PostgresSignIns
+from helpdesk.intake.adapters.unit_of_work import PostgresUnitOfWork
+from helpdesk.intake.application import sessions as service
+from helpdesk.intake.application.commands import (
+    InvitationAccept,
+    InvitationCreate,
+    SessionCreate,
+)
+from helpdesk.intake.application.people import IssuedKey
+from helpdesk.shared.deps import Caller, Runtime
+from helpdesk.shared.errors import InvalidField
+from helpdesk.shared.web import Problem
+
+router = APIRouter(prefix="/v1", tags=["sessions"])
+
+
+def _session(key: IssuedKey, response: Response) -> dict[str, Any]:
+    response.headers["Cache-Control"] = "no-store"
+    issued = key.issued
+    return {
+        "token": key.token,
+        "key_id": issued.key_id,
+        "expires_at": issued.expires_at,
+        "role": issued.role,
+        "account_id": issued.account_id,
+        "contact_id": issued.contact_id,
+        "staff_id": issued.staff_id,
+        "visibility": issued.visibility,
+    }
+
+
+@router.post("/sessions", status_code=201)
+async def sign_in(body: SessionCreate, runtime: Runtime, response: Response) -> dict[str, Any]:
+    """Sign in with e-mail and password: a session token that works at every service, for
+    hours (refresh it while it is used). Too many failures for one address answer 429."""
+    async with runtime.unit_of_work() as uow:
+        key = await service.sign_in(
+            PostgresUnitOfWork(uow),
+            PostgresSignIns(uow.conn),
+            body.email,
+            body.password,
+            runtime.clock(),
+        )
+    # Refused only now, once the failure is committed (it counts towards the limit).
+    if key is None:
+        raise Problem(401, "Unauthorized", "The e-mail address or the password is wrong.")
+    return _session(key, response)
+
+
+@router.post("/sessions/current/refresh", status_code=201)
+async def refresh(runtime: Runtime, caller: Caller, response: Response) -> dict[str, Any]:
+    """A new session token for the caller's session, which ends."""
+    async with runtime.unit_of_work() as uow:
+        key = await service.refresh(
+            PostgresUnitOfWork(uow), PostgresSignIns(uow.conn), caller, runtime.clock()
+        )
+    return _session(key, response)
+
+
+@router.delete("/sessions/current", status_code=204)
+async def sign_out(runtime: Runtime, caller: Caller) -> Response:
+    """Sign out: the caller's session stops working at every service."""
+    async with runtime.unit_of_work() as uow:
+        await service.sign_out(
+            PostgresUnitOfWork(uow), PostgresSignIns(uow.conn), caller, runtime.clock()
+        )
+    return Response(status_code=204)
+
+
+@router.post("/invitations", status_code=201)
+async def invite(
+    body: InvitationCreate, runtime: Runtime, caller: Caller, response: Response
+) -> dict[str, Any]:
+    """A one-time link token, valid for days, for a contact or a staff member to set their
+    password (POST /v1/invitations/{token}/accept); hand it over or let it be mailed."""
+    if (body.contact_id is None) == (body.staff_id is None):
+        raise InvalidField("contact_id", "give contact_id or staff_id", "Invite one person.")
+    kind: service.PersonKind = "contact" if body.contact_id else "staff"
+    person_id = body.contact_id or body.staff_id
+    assert person_id is not None
+    async with runtime.unit_of_work() as uow:
+        invited = await service.invite(
+            PostgresUnitOfWork(uow),
+            PostgresSignIns(uow.conn),
+            caller,
+            kind,
+            person_id,
+            runtime.clock(),
+        )
+    response.headers["Cache-Control"] = "no-store"
+    return {
+        "token": invited.token,
+        "email": invited.person.email,
+        "expires_at": invited.expires_at,
+        "path": f"/invitations/{invited.token}",
+    }
+
+
+@router.post("/invitations/{token}/accept")
+async def accept(token: str, body: InvitationAccept, runtime: Runtime) -> dict[str, Any]:
+    """Set the password of the invited person; the link is used up, earlier sessions end."""
+    async with runtime.unit_of_work() as uow:
+        person = await service.accept(
+            PostgresUnitOfWork(uow),
+            PostgresSignIns(uow.conn),
+            token,
+            body.password,
+            runtime.clock(),
+        )
+    return {"email": person.email, "kind": person.kind}

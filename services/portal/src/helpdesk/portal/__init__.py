@@ -1,0 +1,1 @@
+"""The web portal: customers and staff, served by the four public APIs."""

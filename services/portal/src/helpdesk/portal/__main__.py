@@ -1,0 +1,5 @@
+"""`python -m helpdesk.portal serve`."""
+
+from helpdesk.portal.main import main
+
+main()
