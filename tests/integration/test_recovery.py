@@ -14,8 +14,12 @@ from typing import Any, cast
 import pytest
 import sqlalchemy as sa
 
+from helpdesk.shared.auth import RevocationListener
 from helpdesk.shared.consumer import ConsumerRuntime, Ownership, Projection, fence_key
+from helpdesk.shared.context import Context
+from helpdesk.shared.contracts.accounts import ApiKeyRevoked
 from helpdesk.shared.errors import Conflict
+from helpdesk.shared.events import Actor
 from helpdesk.shared.failures import is_transient
 from helpdesk.shared.live import LiveContext
 from helpdesk.shared.outbox import (
@@ -437,3 +441,32 @@ def test_a_deadline_is_acted_on_only_after_its_allowed_lateness() -> None:
     nothing_applied = datetime.min.replace(tzinfo=UTC)
     assert context(nothing_applied).due_until(0) == nothing_applied
     assert Settings().allowed_lateness_seconds == 2.0
+
+
+async def test_every_replica_hears_of_a_revoked_key_when_its_revocation_commits(
+    settings: Settings,
+) -> None:
+    """Before, a replica that did not apply a revoke itself (its service's other replicas did)
+    accepted the key until its cache entry expired, 5 s. Now applying the revocation notifies
+    every replica of the service when the transaction commits, and each forgets the key."""
+    echo = echo_service(fresh_name())
+    await create_schema(settings, echo)
+    runtime = ServiceRuntime(echo.spec, settings)
+    heard: list[str] = []
+    listener = RevocationListener(runtime.engine, echo.spec.schema, on_revoked=heard.append)
+    await listener.start()
+    try:
+        revoke = ApiKeyRevoked(key_id="0a1b2c")
+        ctx = Context(Actor(type="admin", id="admin"), runtime.clock(), runtime.clock())
+        async with runtime.unit_of_work() as uow:
+            await uow.emit([ctx.event(revoke, account_id=uuid.uuid4())])
+            uncommitted = list(heard)
+
+        async def told() -> bool:
+            return heard == ["0a1b2c"]
+
+        await wait_for(told, timeout=10)
+    finally:
+        await listener.stop()
+        await runtime.engine.dispose()
+    assert uncommitted == []  # nothing is heard of a revocation that may still roll back

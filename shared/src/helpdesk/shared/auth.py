@@ -8,10 +8,12 @@ service's own `api_keys` table (`key_projection`).
 Principals are cached in process (`PrincipalCache`, by token hash, bounded): a request with a
 known key costs no database round trip. The key projection invalidates a key's entry wherever
 it applies the key's revoke: on the replica that emits it, at emit time (own events are applied
-in the command's transaction), and on a replica whose consumer applies it. Replicas that apply
-neither (the other replicas of the emitting service drop their own event by id; a consumer
-group hands each event to one replica of a service) see a revoke once their entry expires,
-after `PrincipalCache.ttl` seconds at most. An issued key is new: nothing is cached for it.
+in the command's transaction), and on a replica whose consumer applies it; and it notifies the
+service's other replicas (`pg_notify` on `revocation_channel`, heard by each replica's
+`RevocationListener` when the transaction commits). So a revoked key is refused by every
+replica of a service once that service has applied the revocation; `PrincipalCache.ttl` is the
+fallback bound should a replica's listening connection be lost. An issued key is new: nothing
+is cached for it.
 
 A sign-in session (intake's `POST /v1/sessions`) is such a key with an `expires_at` and the
 `session` scope: it is projected and authenticated like any key, and refused once expired.
@@ -26,15 +28,17 @@ import secrets
 import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Literal
 from uuid import UUID
 
 import sqlalchemy as sa
 from fastapi import Request
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from helpdesk.shared.consumer import Projection, UnitOfWork
 from helpdesk.shared.context import Clock, utc_now
@@ -184,6 +188,51 @@ def invalidate_key(schema: str | None, key_id: str) -> None:
         cache.invalidate(key_id)
 
 
+def revocation_channel(schema: str | None) -> str:
+    """The PostgreSQL channel on which a service's replicas hear of revoked keys."""
+    return f"helpdesk_keys_revoked_{schema or 'public'}"
+
+
+class RevocationListener:
+    """Listens on the service's revocation channel and forgets each revoked key at once.
+
+    A replica whose consumer did not apply a revoke (the group gave the partition to another
+    replica) would otherwise accept the key until its cache entry expires; with the listener the
+    bound is the time the service's consumer takes to apply the revocation. If the listening
+    connection is lost, the cache's `ttl` is the bound again until the service restarts.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        schema: str | None,
+        on_revoked: Callable[[str], None] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._schema = schema
+        self._on_revoked = on_revoked or partial(invalidate_key, schema)
+        self._conn: AsyncConnection | None = None
+
+    async def start(self) -> None:
+        """Take a connection of its own and listen on it."""
+        self._conn = await self._engine.connect()
+        raw = await self._conn.get_raw_connection()
+        await raw.driver_connection.add_listener(  # type: ignore[union-attr]
+            revocation_channel(self._schema), self._heard
+        )
+
+    def _heard(self, _connection: object, _pid: int, _channel: str, key_id: str) -> None:
+        self._on_revoked(key_id)
+
+    async def stop(self) -> None:
+        """Stop listening and give the connection back."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            # Closed, not pooled: a pooled connection would go on listening.
+            await conn.invalidate()
+            await conn.close()
+
+
 def key_projection(tables: RuntimeTables) -> Projection:
     """The projection that keeps a service's `api_keys` table in step with the key events."""
     keys = tables.api_keys
@@ -214,6 +263,11 @@ def key_projection(tables: RuntimeTables) -> Projection:
         key_id = event.payload.key_id
         await uow.conn.execute(keys.update().where(keys.c.key_id == key_id).values(revoked=True))
         invalidate_key(tables.schema, key_id)
+        # Every other replica of the service hears it when this transaction commits.
+        await uow.conn.execute(
+            sa.text("SELECT pg_notify(:channel, :key)"),
+            {"channel": revocation_channel(tables.schema), "key": key_id},
+        )
 
     return projection
 

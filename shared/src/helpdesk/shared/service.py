@@ -25,7 +25,7 @@ from fastapi import APIRouter, FastAPI
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from helpdesk.shared.auth import Authenticator, key_projection
+from helpdesk.shared.auth import Authenticator, RevocationListener, key_projection
 from helpdesk.shared.consumer import (
     ConsumerRuntime,
     Projection,
@@ -183,6 +183,7 @@ class ServiceRuntime:
             spec.tables.dead_letters,
         )
         register_all(self.metrics.registry, [runtime_state, *spec.metrics(self)])
+        self.revocations = RevocationListener(self.engine, spec.tables.schema)
         self._tasks: list[asyncio.Task[None]] = []
         self._migrated = False
 
@@ -192,6 +193,7 @@ class ServiceRuntime:
         await check_partition_count(self.engine, self.spec.tables, self.spec.name, len(partitions))
         await check_message_size(self.settings.kafka_bootstrap, self.settings.topic)
         self.relay.partitions = self.consumer.partitions = len(partitions)
+        await self.revocations.start()
         await self.relay.start()
         runners: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("relay", self.relay.run),
@@ -220,6 +222,7 @@ class ServiceRuntime:
         for close in reversed(self._on_stop):
             await close()
         await self.relay.stop()
+        await self.revocations.stop()
         await self.engine.dispose()
         if stuck:
             raise StopTimeoutError(self.spec.name, stuck)
