@@ -36,7 +36,7 @@ GRAFANA_DASHBOARDS = GRAFANA_DIR / "dashboards"
 COMPOSE_SCHEMA_PACKAGE = "check_jsonschema.builtin_schemas.vendor"
 COMPOSE_SCHEMA_RESOURCE = "compose-spec.json"
 
-# Compose service -> (Python module under helpdesk., HTTP port), as DESIGN.md fixes them.
+# Compose service -> (Python module under helpdesk., HTTP port), as the architecture fixes them.
 APP_SERVICES: dict[str, tuple[str, int]] = {
     "intake": ("intake", 8000),
     "sla-timer": ("sla_timer", 8001),

@@ -173,7 +173,7 @@ def test_cloud_platform_follows_seed_000() -> None:
     assert (pro.kind, pro.monthly_fee_cents) == ("monthly", 87500)
     assert (pro.discount_percent, pro.included_minutes, pro.designated_engineer) == (30, 300, True)
     assert {p.currency for p in (hourly, starter, pro)} == {"USD"}
-    # POLICIES.md worked example: Starter overage 30 min at $120/h is $60.00.
+    # docs/policies.md worked example: Starter overage 30 min at $120/h is $60.00.
     discounted = starter.hourly_rate_cents * (100 - starter.discount_percent) // 100
     assert discounted == 12000
     assert 30 * discounted // 60 == 6000

@@ -71,7 +71,7 @@ class ServiceSpec:
         return f"http://127.0.0.1:{self.port}"
 
 
-# The contract's ports (DESIGN.md, "Public HTTP API"); intake also receives e-mail over SMTP.
+# The contract's ports (README, "What runs"); intake also receives e-mail over SMTP.
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("intake", "helpdesk.intake", 8000, {"HELPDESK_SMTP_PORT": "2525"}),
     ServiceSpec("sla_timer", "helpdesk.sla_timer", 8001),

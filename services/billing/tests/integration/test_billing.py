@@ -1,5 +1,5 @@
 """Billing over HTTP: back-dated tickets and time entries through intake, usage and invoices
-from billing (POLICIES.md worked examples and the seeds' plans)."""
+from billing (docs/policies.md worked examples and the seeds' plans)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def cloud(variant: str, **extra: Any) -> dict[str, Any]:
 
 
 async def starter_month(stack: Stack, variant: str) -> tuple[dict[str, Any], str, str]:
-    """POLICIES.md's Starter example, last month: out of scope 195 + 130 (-> 135), 90 in."""
+    """docs/policies.md's Starter example, last month: out of scope 195 + 130 (-> 135), 90 in."""
     importer = await stack.importer()
     account = await account_with(stack.admin, cloud(variant))
     start = month_start(1)

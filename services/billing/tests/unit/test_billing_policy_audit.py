@@ -1,11 +1,11 @@
-"""Audit of billing against the seed policies' own words (shared/seeds/*.txt).
+"""Audit of billing against the seed policies' own words (quoted; docs/policies.md).
 
 Every expected figure is worked out by hand from the policy text in a comment, in integer
 cents, not taken from the code. Seed 000 (cloud platform) publishes the only prices: Hourly
 "$150/hour", "Billed in 15-minute increments", "Charged upon completion of service"; Starter
 "$500/month", "20% discount off hourly pricing", "5-hours of Out-of-Scope support included per
 month"; Pro "$875/month", "30% discount", the same 5 hours. Starter and Pro round in 15-minute
-steps too (POLICIES.md worked example: 130 min -> 135).
+steps too (docs/policies.md worked example: 130 min -> 135).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def test_hourly_entry_rounded_up_to_15_minutes(minutes: int, billed: int, cents:
 
 
 def test_hourly_rounds_each_entry_not_the_ticket_total() -> None:
-    # "Billed in 15-minute increments": each entry is rounded (POLICIES.md "Each entry is
+    # "Billed in 15-minute increments": each entry is rounded (docs/policies.md "Each entry is
     # rounded up"). 14 + 16 = 30 raw, but 15 + 30 = 45 min billed: 45/60 × 15000 = 11250.
     entries = [entry(14, at(2025, 3, 10), ticket=T1), entry(16, at(2025, 3, 12), ticket=T1)]
     invoice = ticket_invoice(ACCOUNT, T1, at(2025, 3, 13), TZ, entries, since(HOURLY))
@@ -189,7 +189,7 @@ def test_account_east_of_utc_month_starts_before_utc_midnight() -> None:
 
 
 def test_agreement_recorded_after_the_work_still_bills_that_months_fee() -> None:
-    # POLICIES.md worked example: "invoice $500.00 + $60.00 = $560.00". The Starter agreement is
+    # docs/policies.md worked example: "$500.00 + $60.00 = $560.00". The Starter agreement is
     # recorded on 20 April (no earlier version), the March work is imported afterwards and is
     # rated under it (20 % off, 5 h included), so March is a Starter month: its fee is $500.00,
     # not nothing. April, the month the agreement was recorded in, is a whole Starter month too.

@@ -68,7 +68,7 @@ def test_money_rounds_half_up_once_per_line() -> None:
     assert round_up(135, 15) == 135
 
 
-# --- the worked example (POLICIES.md) ------------------------------------------------------------
+# --- the worked example (docs/policies.md) ------------------------------------------------
 
 
 def test_starter_worked_example() -> None:

@@ -49,7 +49,7 @@ def local(
     return dt.datetime(year, month, day, hour, minute, tzinfo=zone)
 
 
-# --- worked examples (POLICIES.md) ---------------------------------------------------------------
+# --- worked examples (docs/policies.md) -----------------------------------------------------
 
 
 def test_small_business_urgent_reported_friday_evening_is_due_monday() -> None:

@@ -64,7 +64,7 @@ def test_four_tier_p2_reported_tuesday_0900() -> None:
 
 
 def test_small_business_with_0830_opening_matches_the_worked_example() -> None:
-    # POLICIES.md: Mon-Fri 08:30-17:30, urgent 1 h, Friday 17:10 -> Monday 09:10.
+    # docs/policies.md: Mon-Fri 08:30-17:30, urgent 1 h, Friday 17:10 -> Monday 09:10.
     agreement = preset("small_business_remote")
     reported = dt.datetime(2025, 6, 6, 17, 10, tzinfo=NY)
     sla = fold_ticket([(reported, opened(reported, "P1"))], agreement, reported)

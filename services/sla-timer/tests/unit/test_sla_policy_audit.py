@@ -1,4 +1,4 @@
-"""Audit of the SLA timer against the seed policies (shared/seeds, POLICIES.md).
+"""Audit of the SLA timer against the seed policies (quoted from the seed texts; docs/policies.md).
 
 Every expected instant below is worked out by hand from the policy text and the preset's
 documented figures (not from the code); the comment above each assertion shows the arithmetic.

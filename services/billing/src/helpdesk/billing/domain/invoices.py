@@ -55,7 +55,7 @@ _ORDER: tuple[LineKind, ...] = get_args(LineKind)
 
 @dataclass(frozen=True)
 class InvoiceLine:
-    """One line of an invoice (DESIGN.md "Shapes": invoice lines).
+    """One line of an invoice (the public API's invoice lines).
 
     `unit_price_cents` is the undiscounted hourly rate for time lines, the monthly fee for fee
     lines and the fee for flat-fee lines; `amount_cents` is what the line bills. Adjustment lines

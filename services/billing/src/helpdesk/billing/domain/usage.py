@@ -1,4 +1,4 @@
-"""Usage of a period: the figures GET /v1/accounts/{id}/usage shows (DESIGN.md "Shapes")."""
+"""Usage of a period: the figures GET /v1/accounts/{id}/usage shows (its public shape)."""
 
 from __future__ import annotations
 

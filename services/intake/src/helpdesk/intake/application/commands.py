@@ -1,6 +1,6 @@
 """Intake's typed commands: the request bodies of its public API, validated at the edge.
 
-A use case takes one of these as it is (field names are the contract in DESIGN.md); each ticket
+A use case takes one of these as it is (field names are the public API's contract); each ticket
 command is dispatched by its class (`application.tickets.HANDLERS`).
 """
 

@@ -1,6 +1,6 @@
 """SLA clocks folded from a ticket's events under the agreement the ticket was opened with.
 
-Clocks (POLICIES.md, "SLA clocks"; seed 001 for escalation tiers):
+Clocks (docs/policies.md; seed 001 for escalation tiers):
 
 - `response`: starts at `TicketOpened.reported_at`; met by the first public staff reply
   (`TicketCommented` with `public` and `by_staff`), a `TicketInfoRequested` or a resolution.
@@ -540,7 +540,7 @@ def fold_ticket(
         else:
             # A clock that stopped before a priority change keeps the priority it ran under:
             # only running deadlines are recomputed, and an earlier cycle's history (met or
-            # breached) must not be rewritten by a later triage (POLICIES.md, "SLA clocks").
+            # breached) must not be rewritten by a later triage (docs/policies.md).
             if spec.priority is None:
                 priority = effective
             else:
