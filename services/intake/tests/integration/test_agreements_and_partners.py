@@ -111,7 +111,7 @@ async def test_the_accounts_country_chooses_the_presets_holidays(admin: As) -> N
     account = await new_account(admin, timezone="Europe/London", country="GB")
     assert account["country"] == "GB"
     url = f"/v1/accounts/{account['id']}/agreement"
-    put = ok(await admin.put(url, {"preset": "partner_reseller"}))
+    put = ok(await admin.put(url, PARTNER))
     assert put["calendars"]["business_hours"]["country"] == "GB"
     assert ok(await admin.get(url)) == put
     names = set(_holiday_days(put, "business_hours").values())
@@ -120,12 +120,7 @@ async def test_the_accounts_country_chooses_the_presets_holidays(admin: As) -> N
     # A country moves the presets set from then on; an unknown one is refused at its field.
     moved = ok(await admin.patch(f"/v1/accounts/{account['id']}", {"country": "DE"}))
     assert moved["country"] == "DE"
-    assert (
-        ok(await admin.put(url, {"preset": "partner_reseller"}))["calendars"]["business_hours"][
-            "country"
-        ]
-        == "DE"
-    )
+    assert ok(await admin.put(url, PARTNER))["calendars"]["business_hours"]["country"] == "DE"
     refused = await admin.patch(f"/v1/accounts/{account['id']}", {"country": "XX"})
     assert problem_fields(refused) == ["country"]
     assert ok(await admin.get(f"/v1/accounts/{account['id']}"))["country"] == "DE"
@@ -163,7 +158,7 @@ async def test_a_partner_without_error_messages_opens_a_ticket(admin: As) -> Non
     """Seed 001: "Steps taken to replicate and resolve the issue, and any error messages
     associated" -- a partner with no error message opens a ticket (absent or empty), while
     the other fields stay required."""
-    account = await new_account(admin, agreement={"preset": "partner_reseller"})
+    account = await new_account(admin, agreement=PARTNER)
     bare = await new_ticket(admin, account["id"], fields=PARTNER_FIELDS)
     assert "error_messages" not in bare["fields"]
     empty = await new_ticket(admin, account["id"], fields={**PARTNER_FIELDS, "error_messages": ""})

@@ -172,7 +172,9 @@ async def test_only_engineering_answers_the_engineering_clock(
     """Seed 001: "Tickets that must be forward to Engineering, are allotted a 72 business hour
     response time": a front-line "forwarded to Engineering" reply answers the partner (response
     clock met) but not the engineering clock; a public reply by Engineering staff does."""
-    account = await new_account(admin, {"preset": "partner_reseller"})
+    account = await new_account(
+        admin, {"preset": "partner_reseller", "plan": {"discount_percent": 20}}
+    )
     _, front_line = await staff_key(admin, "technician")
     engineer, as_engineer = await staff_key(admin, "technician", tier="engineering")
     assert engineer["tier"] == "engineering"
