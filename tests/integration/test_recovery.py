@@ -26,6 +26,7 @@ from helpdesk.shared.outbox import (
     MAX_EVENT_BYTES,
     EventTooLargeError,
     OutboxRelay,
+    PartitionCountError,
     account_key,
     append,
 )
@@ -470,3 +471,38 @@ async def test_every_replica_hears_of_a_revoked_key_when_its_revocation_commits(
         await listener.stop()
         await runtime.engine.dispose()
     assert uncommitted == []  # nothing is heard of a revocation that may still roll back
+
+
+async def test_the_relay_and_a_rebuild_refuse_a_topic_whose_partition_count_changed(
+    settings: Settings,
+) -> None:
+    """Before, only a service's start checked the partition count: a running relay rehashed
+    accounts onto other partitions, and a rebuild replayed whatever the topic held. Both now
+    refuse, saying how to proceed."""
+    echo = echo_service(fresh_name())
+    await create_schema(settings, echo)
+    runtime = ServiceRuntime(echo.spec, settings)
+    tables = echo.spec.tables
+    relay = OutboxRelay(
+        runtime.engine, tables, settings.kafka_bootstrap, settings.topic, runtime.metrics
+    )
+    relay.partitions = settings.partitions - 1  # what the stored state was built for
+    await relay.start()
+    try:
+        async with runtime.engine.begin() as conn:
+            await append(conn, tables, [ticket_opened(uuid.uuid4())])
+        with pytest.raises(PartitionCountError, match="partitions"):
+            await relay.publish_once()
+        async with runtime.engine.begin() as conn:
+            await conn.execute(
+                tables.consumer_state.insert().values(
+                    consumer=echo.spec.name, generation=0, partitions=settings.partitions - 1
+                )
+            )
+        with pytest.raises(RuntimeError, match="partitions"):
+            await runtime.rebuild()
+        outbox = await count_rows(runtime, tables.outbox)
+    finally:
+        await relay.stop()
+        await runtime.engine.dispose()
+    assert outbox == 1  # nothing was published to a rehashed partition

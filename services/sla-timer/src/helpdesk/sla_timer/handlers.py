@@ -197,8 +197,12 @@ async def ticket_events(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
         row = rows.get(ticket_id) if ticket_id is not None else None
         if row is None or ticket_id is None:
             continue
+        seq = event.envelope.seq
+        if seq is not None and seq <= row["seq"] and not isinstance(payload, TicketOpened):
+            # Applied already: a copy whose dedup mark was gone. The history takes a seq once.
+            continue
         touched.add(ticket_id)
-        row["seq"] = max(row["seq"], event.envelope.seq or 0)
+        row["seq"] = max(row["seq"], seq or 0)
         occurred = event.envelope.occurred_at
         if event.envelope.actor.type == "import":
             since = row["imported_at"]
