@@ -701,8 +701,9 @@ class BatchApplier:
                     if self.reactions is not None:
                         await self.reactions.dispatch(uow, [event])
             except Exception as exc:
-                # Parked like any failing event: its successors stay held behind it.
-                self._give_up_or_retry((-1, hash(row.event_id)), exc)
+                # Parked like any failing event: its successors stay held behind it. A released
+                # event has no place in this batch: it is counted under its id (partition -1).
+                self._give_up_or_retry((-1, row.event_id.int), exc)
                 await self._fail_parked(uow.conn, row.event_id, row.type, exc)
                 continue
             if fresh:

@@ -18,6 +18,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from helpdesk.billing.adapters.books import contract_lines, final_row, load_books
 from helpdesk.billing.adapters.tables import (
@@ -367,6 +368,18 @@ def finalisation_event_id(book: AccountBook, key: str) -> UUID:
     return derive_event_id(book.account_id, f"invoice:{key.removeprefix('monthly:')}")
 
 
+async def _partition_books(conn: AsyncConnection, partition: int) -> dict[UUID, AccountBook]:
+    """The books of the accounts whose events live in `partition`."""
+    account_ids = list(
+        await conn.scalars(
+            sa.select(billing_accounts.c.account_id).where(
+                billing_accounts.c.partition == partition
+            )
+        )
+    )
+    return await load_books(conn, account_ids)
+
+
 def finaliser(settings: BillingSettings) -> LiveLoop:
     """The live loop that makes invoices final once their grace period has passed."""
     grace = settings.grace
@@ -376,14 +389,7 @@ def finaliser(settings: BillingSettings) -> LiveLoop:
         for partition in live.partitions:
             watermark = live.watermark(partition)
             async with live.engine.connect() as conn:
-                account_ids = list(
-                    await conn.scalars(
-                        sa.select(billing_accounts.c.account_id).where(
-                            billing_accounts.c.partition == partition
-                        )
-                    )
-                )
-                books = await load_books(conn, account_ids)
+                books = await _partition_books(conn, partition)
             ready: list[tuple[AccountBook, str]] = []
             for account_id in sorted(books, key=str):
                 book = books[account_id]
@@ -496,14 +502,7 @@ def reviewer(settings: BillingSettings) -> LiveLoop:
         for partition in live.partitions:
             watermark = live.watermark(partition)
             async with live.engine.connect() as conn:
-                account_ids = list(
-                    await conn.scalars(
-                        sa.select(billing_accounts.c.account_id).where(
-                            billing_accounts.c.partition == partition
-                        )
-                    )
-                )
-                books = await load_books(conn, account_ids)
+                books = await _partition_books(conn, partition)
                 reviewed: dict[UUID, set[str]] = {}
                 for row in await conn.execute(
                     sa.select(
