@@ -83,6 +83,7 @@ UNDECLARABLE = (
     "lies before 1970-01-01T00:00:00Z",  # 1970-01-01 at a positive offset
     "no such contact",  # ids must name existing resources
     "No such contact",
+    "No such staff",
     "with this id",
     "A staff key names a staff member of that role",
     "The agreement is not valid",  # free-form agreement documents: docs/adr, the presets

@@ -334,6 +334,11 @@ def _holidays_library() -> Any:
     return holidays
 
 
+def supported_countries() -> list[str]:
+    """The country codes a calendar (or an account) may name, sorted: what OpenAPI lists."""
+    return sorted(_supported_countries())
+
+
 @functools.cache
 def _supported_countries() -> Mapping[str, frozenset[str]]:
     """ISO 3166-1 alpha-2 codes the holidays library knows, each with its subdivision codes."""

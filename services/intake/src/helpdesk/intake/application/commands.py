@@ -21,7 +21,12 @@ from pydantic import (
     field_validator,
 )
 
-from helpdesk.shared.agreements.models import known_country, known_time_zone, place_time_zones
+from helpdesk.shared.agreements.models import (
+    known_country,
+    known_time_zone,
+    place_time_zones,
+    supported_countries,
+)
 from helpdesk.shared.contracts.accounts import ContactRole, KeyRole, StaffRole, Visibility
 from helpdesk.shared.contracts.common import (
     AccountStatus,
@@ -127,7 +132,9 @@ def _known_country(value: str | None) -> str | None:
 
 
 #: Whose public holidays the presets' business hours observe; none means US.
-Country = Annotated[str, Field(examples=["US", "GB"])]
+Country = Annotated[
+    str, Field(json_schema_extra={"enum": supported_countries()}, examples=["US", "GB"])
+]
 
 
 class AccountCreate(Body):
@@ -312,8 +319,18 @@ class SessionCreate(Body):
     password: Annotated[str, Field(min_length=1, max_length=1024)]
 
 
+def _one_person(schema: dict[str, Any]) -> None:
+    # Exactly one of the two, and an id, not null: what the route checks, stated for clients.
+    schema["oneOf"] = [{"required": ["contact_id"]}, {"required": ["staff_id"]}]
+    for name in ("contact_id", "staff_id"):
+        schema["properties"][name] = {"type": "string", "format": "uuid"}
+
+
 class InvitationCreate(Body):
-    """POST /v1/invitations: a link for a contact or a staff member to set a password."""
+    """POST /v1/invitations: a link for a contact or a staff member (exactly one of them) to set
+    a password."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_person)
 
     contact_id: UUID | None = None
     staff_id: UUID | None = None
@@ -322,4 +339,4 @@ class InvitationCreate(Body):
 class InvitationAccept(Body):
     """POST /v1/invitations/{token}/accept: the new password."""
 
-    password: Annotated[str, Field(max_length=1024)]
+    password: Annotated[str, Field(min_length=12, max_length=1024)]
