@@ -479,7 +479,12 @@ async def test_a_rebuild_reproduces_clocks_and_timers_and_fires_nothing_again(
         return count == 4  # warning and breach of response and resolution
 
     await wait_for(fired, timeout=30)
-    before_events = len(await _events_of(stack, ticket["id"]))
+    fired_events = await _events_of(stack, ticket["id"])
+    before_events = len(fired_events)
+    # A fired timer names what caused it (the timer it fired), as a reaction names its event.
+    causes = [e.causation_id for e in fired_events]
+    assert len(set(causes)) == len(causes) == 4
+    assert all((c or "").startswith(f"timer:{ticket['id']}:") for c in causes)
     async with sla.runtime.engine.connect() as conn:
         before = await table_digest(conn, projection_tables)
     await sla.runtime.rebuild()
@@ -498,6 +503,21 @@ async def test_a_rebuild_reproduces_clocks_and_timers_and_fires_nothing_again(
         projection=runtime.projection,
         metrics=runtime.metrics,
         max_records=3,
+    )
+    async with sla.runtime.engine.connect() as conn:
+        assert await table_digest(conn, projection_tables) == before
+    # And with the finishers run early after every batch (the bound on a replay's memory): a
+    # ticket folded early and touched again later must come out as the live one did.
+    await rebuild(
+        runtime.spec.name,
+        engine=runtime.engine,
+        bootstrap=stack.kafka_bootstrap,
+        topic=stack.topic,
+        tables=runtime.spec.tables,
+        projection=runtime.projection,
+        metrics=runtime.metrics,
+        max_records=3,
+        max_deferred=1,
     )
     async with sla.runtime.engine.connect() as conn:
         assert await table_digest(conn, projection_tables) == before

@@ -184,6 +184,9 @@ class Projection(Handlers):
         only record its inputs with `uow.replay.defer(name, {key: inputs})`; the rebuild then
         calls the finisher once per key, with the inputs recorded last, in chunks, before the
         swap. Each row is then folded once per rebuild instead of once per batch that touched it.
+        A finisher may run for a key more than once in a rebuild (it runs early once the
+        deferred keys reach a bound, so memory stays bounded): it must derive the row from the
+        shadow tables and the inputs it is given, nothing it saw before.
         """
 
         def decorate(finish: ReplayFinisher) -> ReplayFinisher:
@@ -213,6 +216,10 @@ class Replay:
 
     def __init__(self) -> None:
         self._deferred: dict[str, dict[UUID, Any]] = {}
+
+    def __len__(self) -> int:
+        """The keys deferred and not drained yet, over every finisher."""
+        return sum(len(pending) for pending in self._deferred.values())
 
     def defer(self, name: str, inputs: Mapping[UUID, Any]) -> None:
         """Record (or replace) the inputs of `name`'s finisher for these keys."""

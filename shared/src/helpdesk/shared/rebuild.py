@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 
 #: Keys a finisher gets per transaction after a replay.
 FINISH_CHUNK = 2000
+#: Deferred keys a replay holds in memory before it runs the finishers early: a rebuild's
+#: memory then stays bounded whatever the number of tickets on the stream.
+MAX_DEFERRED_KEYS = 50_000
 _REBUILD_NAMESPACE = 0x72626C64  # "rbld": one rebuild of a schema at a time
 
 
@@ -86,11 +89,13 @@ async def rebuild(
     reactions: Reactions | None = None,
     max_records: int = 5000,
     first: Sequence[UUID] = (),
+    max_deferred: int = MAX_DEFERRED_KEYS,
 ) -> int:
     """Replay the stream into shadow tables and swap them in; returns the records read.
 
     The partitions of the `first` accounts are replayed to their end before the others: their
     events are needed to apply the other partitions' (partitions replay in no fixed order).
+    Once handlers have deferred work for `max_deferred` keys, the finishers run on them early.
     """
     schema = tables.schema or "public"
     shadow = f"{schema}_rebuild"
@@ -115,6 +120,7 @@ async def rebuild(
                 schema=schema,
                 shadow=shadow,
                 first=first,
+                max_deferred=max_deferred,
             )
         finally:
             async with engine.begin() as conn:
@@ -158,9 +164,10 @@ async def _replay_and_swap(
     schema: str,
     shadow: str,
     first: Sequence[UUID],
+    max_deferred: int,
 ) -> int:
     applier = BatchApplier(name, topic, tables, projection, metrics)
-    applier.replay = Replay()
+    replay = applier.replay = Replay()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
@@ -184,7 +191,10 @@ async def _replay_and_swap(
             while (batches := await _fetch_until(consumer, phase, max_records)) is not None:
                 applied += await _replay_batch(engine, applier, batches, schema, shadow)
                 read += sum(len(records) for records in batches.values())
-        await _finish_replay(engine, applier, schema, shadow)
+                if len(replay) >= max_deferred:
+                    await _finish_deferred(engine, applier, replay, schema, shadow)
+        await _finish_deferred(engine, applier, replay, schema, shadow)
+        applier.replay = None  # from here on, batches are applied as live ones are
         # What arrived during the replay, in batches of their own, until one batch is left for
         # the fenced step: the swap then holds the fence for a short while, whatever the load.
         while True:
@@ -293,14 +303,11 @@ async def _react_to_carried_over(
         log.info("parked events the rebuild applied were reacted to", extra={"count": len(rows)})
 
 
-async def _finish_replay(
-    engine: AsyncEngine, applier: BatchApplier, schema: str, shadow: str
+async def _finish_deferred(
+    engine: AsyncEngine, applier: BatchApplier, replay: Replay, schema: str, shadow: str
 ) -> None:
-    """Run the projection's finishers over what its handlers deferred, a chunk per transaction;
-    the applier then applies without deferring."""
-    replay, applier.replay = applier.replay, None
-    if replay is None:
-        return
+    """Run the projection's finishers over what its handlers deferred so far, a chunk per
+    transaction, and forget it."""
     for name, finish in applier.projection.finishers.items():
         for chunk in replay.drain(name, FINISH_CHUNK):
             async with _shadow_transaction(engine, schema, shadow) as shadowed:
