@@ -124,3 +124,55 @@ async def test_only_import_keys_back_date(admin: As, account: dict[str, Any]) ->
     history = ok(await scoped.get(f"/v1/tickets/{imported['id']}/events"))
     assert instant(history[-1]["occurred_at"]) == past + timedelta(hours=1)
     assert done["assignee"] == "y"
+
+
+async def test_a_whole_history_is_imported_in_one_request_or_not_at_all(
+    importer: As, admin: As, account: dict[str, Any]
+) -> None:
+    """Issue 22 point 6: "an import endpoint that takes a ticket's whole history in one request
+    (applied atomically, so the SLA timer decides on the complete history)". Before, a history
+    came one command per request, and the consumers saw a ticket without its first reply.
+    Now `POST /v1/ticket-imports` records the opening and every step in one transaction, at the
+    steps' own instants; a step refused refuses all of it, naming the step."""
+    reported = datetime.now(UTC).replace(microsecond=0) - timedelta(days=10)
+    subject = f"imported {reported.timestamp()}"
+    opening = {"account_id": account["id"], "subject": subject, "reported_at": iso(reported)}
+    steps = [
+        {"command": "assign", "technician": "alice"},
+        {"command": "comments", "body": "on it", "public": True},
+        {"command": "resolve", "resolution": "fix", "summary": "toner"},
+        {"command": "confirm"},
+    ]
+    times = [reported + timedelta(minutes=30 * n) for n in range(1, len(steps) + 1)]
+    history = [{**step, "occurred_at": iso(at)} for step, at in zip(steps, times, strict=True)]
+
+    # A step refused (a reply cannot come after the confirmation closed the ticket) refuses all.
+    late = {"command": "customer-reply", "body": "x", "occurred_at": iso(times[-1])}
+    refused = await importer.post(
+        "/v1/ticket-imports", {"ticket": opening, "history": [*history, late]}
+    )
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["errors"][0]["field"] == "history.4"
+    # A step without its instant is refused before anything runs.
+    undated = [*history[:1], steps[1]]
+    fields = problem_fields(
+        await importer.post("/v1/ticket-imports", {"ticket": opening, "history": undated})
+    )
+    assert fields == ["history.1.comments.occurred_at"]
+    # Only import keys import.
+    _, technician = await staff_key(admin, "technician")
+    forbidden = await technician.post("/v1/ticket-imports", {"ticket": opening, "history": []})
+    assert forbidden.status_code == 403, forbidden.text
+    listed = ok(await importer.get("/v1/tickets", q=subject))
+    assert listed["items"] == []
+
+    imported = ok(
+        await importer.post("/v1/ticket-imports", {"ticket": opening, "history": history}), 201
+    )
+    assert (imported["status"], imported["assignee"]) == ("closed", "alice")
+    events = ok(await importer.get(f"/v1/tickets/{imported['id']}/events"))
+    assert [instant(e["occurred_at"]) for e in events] == [reported, *times, times[-1]]
+    assert {e["actor"]["type"] for e in events} == {"import"}
+    assert [t["id"] for t in ok(await importer.get("/v1/tickets", q=subject))["items"]] == [
+        imported["id"]
+    ]

@@ -8,9 +8,9 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from helpdesk.intake.api.tickets import TICKET_COMMANDS
 from helpdesk.intake.application import accounts, people, tickets
 from helpdesk.intake.application.commands import (
+    TICKET_COMMANDS,
     AccountCreate,
     AccountPatch,
     ApiKeyCreate,

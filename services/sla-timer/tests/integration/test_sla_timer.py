@@ -253,6 +253,48 @@ async def test_an_imported_reply_right_after_the_opening_meets_the_clock_quietly
     ] == [("resolution", noon + timedelta(hours=4), "import")]
 
 
+async def test_a_history_imported_in_one_request_is_decided_on_whole(
+    sla: InProcessService, admin: As, importer: As, stack: Settings
+) -> None:
+    """Issue 22 point 6: "an import endpoint that takes a ticket's whole history in one request
+    (applied atomically, so the SLA timer decides on the complete history)". A P2 reported at
+    12:00 (hours ago), answered at 12:30 and resolved at 15:00, imported with
+    `POST /v1/ticket-imports`: both clocks are met at the history's own instants, as imported
+    history, and nothing breaches, although both deadlines were past when it arrived."""
+    account = await new_account(admin, {"preset": "four_tier_24x7"})
+    noon = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=8)
+    answered, resolved = noon + timedelta(minutes=30), noon + timedelta(hours=3)
+    body = {
+        "ticket": {
+            "account_id": account["id"],
+            "subject": "imported whole",
+            "priority": "P2",
+            "affected_users": 1,
+            "reported_at": iso(noon),
+        },
+        "history": [
+            {"command": "comments", "body": "on it", "public": True, "occurred_at": iso(answered)},
+            {
+                "command": "resolve",
+                "resolution": "fix",
+                "summary": "done",
+                "occurred_at": iso(resolved),
+            },
+        ],
+    }
+    ticket = ok(await importer.post("/v1/ticket-imports", body), 201)
+
+    async def both_met() -> list[Envelope]:
+        mine = await _events_of(stack, ticket["id"])
+        return mine if len([e for e in mine if e.type == "sla.met"]) == 2 else []
+
+    mine = await wait_for(both_met, timeout=60)
+    met = sorted((e.document()["kind"], e.occurred_at) for e in mine if e.type == "sla.met")
+    assert met == [("resolution", resolved), ("response", answered)]
+    assert {e.actor.type for e in mine} == {"import"}
+    assert [e for e in mine if e.type == "sla.breached"] == []
+
+
 async def test_a_ticket_closed_without_a_reply_shows_its_response_clock_stopped(
     sla: InProcessService, admin: As, importer: As
 ) -> None:

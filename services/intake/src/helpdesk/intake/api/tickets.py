@@ -13,21 +13,10 @@ from helpdesk.intake import queries
 from helpdesk.intake.adapters.unit_of_work import PostgresUnitOfWork
 from helpdesk.intake.application import tickets as service
 from helpdesk.intake.application.commands import (
-    Assign,
-    Close,
-    Comment,
-    Confirm,
-    CustomerReply,
-    Escalate,
+    TICKET_COMMANDS,
     Imported,
-    PartnerResolvable,
-    Reopen,
-    RequestInfo,
-    Resolve,
     TicketCreate,
-    TimeEntry,
-    Triage,
-    VendorReturn,
+    TicketImport,
 )
 from helpdesk.intake.application.context import command_context
 from helpdesk.intake.domain.tickets import Ticket, audience_view
@@ -38,23 +27,6 @@ from helpdesk.shared.deps import Caller, Runtime
 from helpdesk.shared.web import IfMatch, check_if_match
 
 router = APIRouter(prefix="/v1", tags=["tickets"])
-
-#: The path segment of each lifecycle command: POST /v1/tickets/{id}/<segment>.
-TICKET_COMMANDS: dict[str, type[Imported]] = {
-    "triage": Triage,
-    "assign": Assign,
-    "comments": Comment,
-    "request-info": RequestInfo,
-    "customer-reply": CustomerReply,
-    "escalate": Escalate,
-    "vendor-return": VendorReturn,
-    "time-entries": TimeEntry,
-    "resolve": Resolve,
-    "confirm": Confirm,
-    "close": Close,
-    "reopen": Reopen,
-    "partner-resolvable": PartnerResolvable,
-}
 
 
 def _answer(ticket: Ticket, caller: Principal, response: Response) -> dict[str, Any]:
@@ -70,6 +42,18 @@ async def open_ticket(
     ctx = command_context(caller, body.occurred_at, utc_now())
     async with runtime.unit_of_work() as uow:
         ticket = await service.open_ticket(PostgresUnitOfWork(uow), caller, body, ctx)
+    response.headers["Location"] = f"/v1/tickets/{ticket.id}"
+    return _answer(ticket, caller, response)
+
+
+@router.post("/ticket-imports", status_code=201)
+async def import_ticket(
+    body: TicketImport, runtime: Runtime, caller: Caller, response: Response
+) -> dict[str, Any]:
+    """Import a ticket with its whole history in one transaction (import scope; honours
+    Idempotency-Key): every step carries its own `occurred_at`, and a refused step refuses all."""
+    async with runtime.unit_of_work() as uow:
+        ticket = await service.import_ticket(PostgresUnitOfWork(uow), caller, body, utc_now())
     response.headers["Location"] = f"/v1/tickets/{ticket.id}"
     return _answer(ticket, caller, response)
 

@@ -7,7 +7,7 @@ command is dispatched by its class (`application.tickets.HANDLERS`).
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from uuid import UUID
 
 from pydantic import (
@@ -18,6 +18,7 @@ from pydantic import (
     EmailStr,
     Field,
     Strict,
+    create_model,
     field_validator,
 )
 
@@ -310,6 +311,64 @@ class PartnerResolvable(Imported):
     """POST /v1/tickets/{id}/partner-resolvable (seed 001)."""
 
     note: Note = ""
+
+
+#: The path segment of each lifecycle command: POST /v1/tickets/{id}/<segment>; in a history
+#: import, a step's `command`.
+TICKET_COMMANDS: dict[str, type[Imported]] = {
+    "triage": Triage,
+    "assign": Assign,
+    "comments": Comment,
+    "request-info": RequestInfo,
+    "customer-reply": CustomerReply,
+    "escalate": Escalate,
+    "vendor-return": VendorReturn,
+    "time-entries": TimeEntry,
+    "resolve": Resolve,
+    "confirm": Confirm,
+    "close": Close,
+    "reopen": Reopen,
+    "partner-resolvable": PartnerResolvable,
+}
+
+#: Steps of one imported history; its events must fit one request body (1 MiB).
+MAX_IMPORT_STEPS = 1_000
+
+
+def _import_step(segment: str, command: type[Imported]) -> type[Imported]:
+    """`command` with the `command` tag naming it in a history, and `occurred_at` required."""
+    step: type[Imported] = create_model(
+        f"{command.__name__}Step",
+        __base__=command,
+        __doc__=f"A `{segment}` step of an imported history (body of {command.__doc__})",
+        command=(Literal[segment], ...),  # type: ignore[arg-type]
+        occurred_at=(Instant, ...),
+    )
+    return step
+
+
+#: Each lifecycle command as a step of an imported history, by segment.
+IMPORT_STEPS = {segment: _import_step(segment, c) for segment, c in TICKET_COMMANDS.items()}
+
+if TYPE_CHECKING:
+    HistoryStep = Imported
+else:
+    HistoryStep = Annotated[Union[tuple(IMPORT_STEPS.values())], Field(discriminator="command")]  # noqa: UP007 - a Union of a computed tuple
+
+
+def step_command(step: Imported) -> Imported:
+    """The lifecycle command a step of an imported history gives."""
+    command = TICKET_COMMANDS[getattr(step, "command")]  # noqa: B009 - a tag of dynamic steps
+    return command.model_construct(**{name: getattr(step, name) for name in command.model_fields})
+
+
+class TicketImport(Body):
+    """POST /v1/ticket-imports: a ticket and its whole history, applied in one transaction."""
+
+    ticket: TicketCreate
+    history: Annotated[list[HistoryStep], Field(max_length=MAX_IMPORT_STEPS)] = Field(
+        default_factory=list
+    )
 
 
 class SessionCreate(Body):

@@ -29,11 +29,18 @@ from helpdesk.intake.application.commands import (
     RequestInfo,
     Resolve,
     TicketCreate,
+    TicketImport,
     TimeEntry,
     Triage,
     VendorReturn,
+    step_command,
 )
-from helpdesk.intake.application.context import IMPORTED_SYSTEM, SYSTEM, author_of
+from helpdesk.intake.application.context import (
+    IMPORTED_SYSTEM,
+    SYSTEM,
+    author_of,
+    command_context,
+)
 from helpdesk.intake.application.ports import IntakeUnitOfWork
 from helpdesk.intake.domain import partner
 from helpdesk.intake.domain import tickets as rules
@@ -43,7 +50,14 @@ from helpdesk.shared.context import Context, new_id
 from helpdesk.shared.contracts.common import CloseReason, EscalationTier
 from helpdesk.shared.contracts.sla import AutoCloseRequested
 from helpdesk.shared.contracts.tickets import TicketOpened
-from helpdesk.shared.errors import Conflict, Forbidden, Invalid, InvalidField, NotFound
+from helpdesk.shared.errors import (
+    ApplicationError,
+    Conflict,
+    Forbidden,
+    Invalid,
+    InvalidField,
+    NotFound,
+)
 from helpdesk.shared.events import Event
 
 C = TypeVar("C", bound=Imported)
@@ -155,6 +169,45 @@ async def open_ticket(
 
 
 # -- lifecycle commands -----------------------------------------------------------------------
+
+
+async def import_ticket(
+    uow: IntakeUnitOfWork, principal: Principal, command: TicketImport, at: datetime
+) -> Ticket:
+    """Open a ticket and run its whole history, in one transaction (import keys only).
+
+    The consumers then receive the history at once, so the SLA timer decides on all of it
+    rather than on a ticket whose first reply has not come yet. A step that is refused refuses
+    the whole import, its fields named `history.<index>.<field>`; nothing is recorded.
+    """
+    if not principal.may_import:
+        raise Forbidden("Only a key with the import scope may import a ticket's history.")
+    opening = command.ticket
+    ticket = await open_ticket(
+        uow, principal, opening, command_context(principal, opening.occurred_at, at)
+    )
+    for index, step in enumerate(command.history):
+        try:
+            ticket = await run(
+                uow,
+                principal,
+                ticket.id,
+                step_command(step),
+                command_context(principal, step.occurred_at, at),
+            )
+        except ApplicationError as refused:
+            raise _in_step(refused, index) from refused
+    return ticket
+
+
+def _in_step(refused: ApplicationError, index: int) -> ApplicationError:
+    """`refused`, its fields and detail naming the history step it came from."""
+    where = f"history.{index}"
+    refused.errors = [
+        {**error, "field": f"{where}.{error['field']}"} for error in refused.errors
+    ] or [{"field": where, "reason": refused.detail}]
+    refused.detail = f"{where}: {refused.detail}"
+    return refused
 
 
 async def visible_ticket(uow: IntakeUnitOfWork, principal: Principal, ticket_id: UUID) -> Ticket:
