@@ -137,7 +137,7 @@ async def test_a_whole_history_is_imported_in_one_request_or_not_at_all(
     reported = datetime.now(UTC).replace(microsecond=0) - timedelta(days=10)
     subject = f"imported {reported.timestamp()}"
     opening = {"account_id": account["id"], "subject": subject, "reported_at": iso(reported)}
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"command": "assign", "technician": "alice"},
         {"command": "comments", "body": "on it", "public": True},
         {"command": "resolve", "resolution": "fix", "summary": "toner"},
