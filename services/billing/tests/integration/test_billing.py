@@ -4,7 +4,7 @@ from billing (docs/policies.md worked examples and the seeds' plans)."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,7 +23,7 @@ from services.billing.tests.integration._support import (
     settled,
     ticket_at,
 )
-from services.intake.tests.integration._support import As, ok, problem_fields, run
+from services.intake.tests.integration._support import As, ok, problem_fields, run, staff_key
 from tests.support import publish, wait_for
 
 pytestmark = pytest.mark.integration
@@ -218,6 +218,37 @@ async def test_fair_use_is_raised_once_per_cap_in_worked_order(stack: Stack) -> 
     usage = ok(await billing.get(f"/v1/accounts/{account['id']}/usage", period=period))
     assert sorted(x["cap"] for x in usage["fair_use"]) == ["per_day", "per_ticket"]
     assert usage["minutes"]["in_scope"] == 75  # still recorded: 20, 20, 5 -> 30, 30, 15
+
+
+async def test_fair_use_is_told_on_the_ticket_once_per_cap(stack: Stack) -> None:
+    """Seed 002: "If the ticket can't be finished in 30 minutes or less limited support may
+    apply". Before, only a mail told the contact; now a public note on the ticket says it too,
+    once per cap the entry took over, written by the system (not a staff response: it meets no
+    response clock)."""
+    agreement = {"preset": "small_business_remote", "effective_from": iso(month_start(6))}
+    account = await account_with(stack.admin, agreement)
+    _, technician = await staff_key(stack.admin, "technician")
+    opening = {"account_id": account["id"], "subject": "s"}
+    ticket = ok(await technician.post("/v1/tickets", opening), 201)
+    worked = datetime.now(UTC)
+    entry = {"minutes": 31, "work_type": "remote", "worked_at": iso(worked)}
+    ok(await run(technician, ticket["id"], "time-entries", entry))
+
+    async def notes() -> list[dict[str, Any]]:
+        events = ok(await technician.get(f"/v1/tickets/{ticket['id']}/events"))
+        found = [e for e in events if e["type"] == "ticket.commented"]
+        return found if len(found) == 2 else []
+
+    found = await wait_for(notes, timeout=30)
+    assert {(e["payload"]["public"], e["payload"]["by_staff"]) for e in found} == {(True, False)}
+    assert {e["payload"]["author"] for e in found} == {"system:billing"}
+    bodies = sorted(e["payload"]["body"] for e in found)
+    assert bodies[0].startswith("Remote work on ")
+    assert "has reached 31 minutes" in bodies[0]
+    assert bodies[1].startswith("Work on this ticket has reached 31 minutes")
+    assert all(b.endswith("limited support may apply.") for b in bodies)
+    view = ok(await technician.get(f"/v1/tickets/{ticket['id']}"))
+    assert view["status"] == "new"  # a note is no response: the ticket did not move on
 
 
 async def _two(probe: Any) -> Any:

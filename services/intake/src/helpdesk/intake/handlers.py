@@ -43,6 +43,7 @@ from helpdesk.shared.contracts.accounts import (
     PartnerWarningIssued,
     StaffAdded,
 )
+from helpdesk.shared.contracts.billing import FairUseExceeded
 from helpdesk.shared.contracts.sla import AutoCloseRequested
 from helpdesk.shared.contracts.tickets import (
     TICKET_EVENTS,
@@ -211,6 +212,12 @@ async def tickets_changed(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
 async def auto_close_requested(uow: UnitOfWork, event: Event[AutoCloseRequested]) -> None:
     """The SLA timer's follow-ups went unanswered: close the ticket (reason no_response)."""
     await tickets_service.auto_close(PostgresUnitOfWork(uow), event, utc_now())
+
+
+@reactions.on(FairUseExceeded)
+async def fair_use_exceeded(uow: UnitOfWork, event: Event[FairUseExceeded]) -> None:
+    """Billing found fair use exceeded: a public note on the ticket tells the contact."""
+    await tickets_service.note_fair_use(PostgresUnitOfWork(uow), event, utc_now())
 
 
 _UUIDS = pg.ARRAY(pg.UUID(as_uuid=True))

@@ -473,7 +473,7 @@ def _small_business_remote() -> Preset:
             "30 mins of "
             "remote service per day' and 'If the ticket can't be finished in 30 minutes or "
             "less limited support may apply' -> fair_use 30 min per day and per ticket, remote "
-            "work only. After hours is 'an add-on ... at an extra cost' -> after_hours_billable "
+            "work only; the contact is told by mail and by a public note on the ticket. After hours is 'an add-on ... at an extra cost' -> after_hours_billable "
             "with business_hours_calendar business_hours: a time entry whose worked_at lies "
             "outside those hours (or on a holiday) is billed as after-hours work at $150/h, "
             "and the technician's after_hours flag overrides that either way; an account with "

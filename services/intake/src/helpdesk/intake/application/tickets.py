@@ -47,6 +47,7 @@ from helpdesk.intake.domain import tickets as rules
 from helpdesk.intake.domain.tickets import Ticket
 from helpdesk.shared.auth import Principal
 from helpdesk.shared.context import Context, new_id
+from helpdesk.shared.contracts.billing import FairUseExceeded
 from helpdesk.shared.contracts.common import CloseReason, EscalationTier
 from helpdesk.shared.contracts.sla import AutoCloseRequested
 from helpdesk.shared.contracts.tickets import TicketOpened
@@ -492,6 +493,20 @@ async def auto_close(
     occurred = max(request.envelope.occurred_at, ticket.last_occurred_at)
     ctx = Context(actor, at, occurred, request)
     await record(uow, ticket, [closure], ctx, purpose="auto_close")
+
+
+async def note_fair_use(
+    uow: IntakeUnitOfWork, exceeded: Event[FairUseExceeded], at: datetime
+) -> None:
+    """Tell the contact on the ticket that fair use was exceeded (seed 002), once per cap and
+    entry; not for imported history, nor on a closed ticket (the mail still goes)."""
+    payload = exceeded.payload
+    ticket = await uow.tickets.load(payload.ticket_id)
+    if payload.imported or ticket is None or ticket.status == "closed":
+        return
+    occurred = max(exceeded.envelope.occurred_at, ticket.last_occurred_at)
+    ctx = Context(SYSTEM, at, occurred, exceeded)
+    await record(uow, ticket, [rules.fair_use_note(ticket, payload)], ctx, purpose="fair_use_note")
 
 
 async def close_all(

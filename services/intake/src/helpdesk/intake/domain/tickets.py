@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from pydantic import BaseModel
 
+from helpdesk.shared.contracts.billing import FairUseExceeded
 from helpdesk.shared.contracts.common import (
     Channel,
     CloseReason,
@@ -627,3 +628,33 @@ def flag_partner_resolvable(ticket: Ticket, note: str) -> TicketFlaggedPartnerRe
     if ticket.partner_resolvable:
         raise TransitionError("the ticket is already flagged")
     return TicketFlaggedPartnerResolvable(note=note)
+
+
+#: The author of the public notes intake writes on billing's behalf (seed 002's fair use).
+BILLING_NOTE_AUTHOR = "system:billing"
+
+
+def fair_use_note(ticket: Ticket, exceeded: FairUseExceeded) -> TicketCommented:
+    """Seed 002's "If the ticket can't be finished in 30 minutes or less limited support may
+    apply", told on the ticket: a public note, not a staff response (it meets no clock)."""
+    limit, used = exceeded.limit_minutes, exceeded.used_minutes
+    if exceeded.cap == "per_day":
+        reached = (
+            f"Remote work on {exceeded.day} has reached {used} minutes: more than the {limit} "
+            "minutes a day the plan covers under fair use."
+        )
+    else:
+        reached = (
+            f"Work on this ticket has reached {used} minutes: more than the {limit} minutes a "
+            "ticket the plan covers under fair use."
+        )
+    return comment(
+        ticket,
+        # One note per cap the entry took over, the same whenever it is decided.
+        comment_id=uuid5(exceeded.entry_id, exceeded.cap),
+        body=f"{reached} If the ticket can't be finished in {limit} minutes or less, limited "
+        "support may apply.",
+        public=True,
+        by_staff=False,
+        author=BILLING_NOTE_AUTHOR,
+    )
