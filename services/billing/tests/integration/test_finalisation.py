@@ -3,6 +3,7 @@ rebuild that restores final invoices from the stream byte for byte."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -29,7 +30,7 @@ from services.billing.tests.integration._support import (
     ticket_at,
     topic_types,
 )
-from services.intake.tests.integration._support import As, ok
+from services.intake.tests.integration._support import As, ok, problem_fields, staff_key
 from tests.support import ADMIN_TOKEN, in_process, wait_for
 
 pytestmark = pytest.mark.integration
@@ -150,9 +151,15 @@ async def test_quarterly_budget_reviews_are_given_once_and_a_new_budget_waits_a_
 
 async def _reviews(stack: Stack, settings: Settings) -> None:
     effective = month_start(6)
-    agreement = {"preset": "managed_budget", "effective_from": iso(effective),
-                 "plan": {"monthly_fee_cents": 300_000}}  # fmt: skip
+    tam, _ = await staff_key(stack.admin, "manager")
+    plan = {"monthly_fee_cents": 300_000, "technical_account_manager": tam["id"]}
+    agreement = {"preset": "managed_budget", "effective_from": iso(effective), "plan": plan}
     account = await account_with(stack.admin, agreement)
+    stranger = {**agreement, "plan": {"technical_account_manager": str(uuid.uuid4())}}
+    url = f"/v1/accounts/{account['id']}/agreement"
+    assert problem_fields(await stack.admin.put(url, stranger)) == [
+        "plan.technical_account_manager"
+    ]
     current = quarter_of(month_start(0).strftime("%Y-%m"))
     expected, quarter = [], quarter_of(effective.strftime("%Y-%m"))
     while quarter != current:
@@ -171,6 +178,8 @@ async def _reviews(stack: Stack, settings: Settings) -> None:
     rows = await wait_for(given)
     assert [r.quarter for r in rows] == expected
     assert {r.review["budget_cents"] for r in rows} == {900_000}
+    # The notifier mails each review to the plan's Technical Account Manager too.
+    assert {r.review["technical_account_manager"] for r in rows} == {tam["id"]}
     # Given at once, the earlier quarters only catch up: the latest one is the news mailed.
     assert [r.review["catching_up"] for r in rows] == [True] * (len(rows) - 1) + [False]
 
@@ -183,7 +192,8 @@ async def _reviews(stack: Stack, settings: Settings) -> None:
     # A new budget agreed now bills from the next quarter's start.
     ok(await stack.admin.put(
         f"/v1/accounts/{account['id']}/agreement",
-        {**agreement, "effective_from": None, "plan": {"monthly_fee_cents": 350_000}},
+        {**agreement, "effective_from": None,
+         "plan": {"monthly_fee_cents": 350_000, "technical_account_manager": tam["id"]}},
     ))  # fmt: skip
     url = f"/v1/accounts/{account['id']}/budget-review?quarter={current}"
     review = await settled(

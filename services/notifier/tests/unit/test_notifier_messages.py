@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -16,6 +17,8 @@ from helpdesk.notifier.domain.messages import (
     MailEvent,
     TicketFacts,
     daily_digest,
+    intent_document,
+    intent_from_document,
     mails_for,
     one_line,
     ticket_subject,
@@ -111,6 +114,17 @@ def test_partner_warning_and_invoice_go_to_account_roles() -> None:
     assert (review.kind, review.recipient) == ("budget_review", "billing_contacts")
     assert review.subject == "Your support budget review for 2026-Q1"
     assert mails_for(_event("billing.budget_reviewed", quarter="2025-Q4", catching_up=True)) == ()
+    # "Regular reviews with your Technical Account Manager": the plan's TAM gets it too.
+    tam = uuid.uuid4()
+    reviewed = _event("billing.budget_reviewed", quarter="2026-Q1", technical_account_manager=tam)
+    to_billing, to_tam = mails_for(reviewed)
+    assert (to_billing.recipient, to_tam.recipient, to_tam.staff_id) == (
+        "billing_contacts",
+        "account_manager",
+        tam,
+    )
+    assert to_tam.message_id != to_billing.message_id
+    assert intent_from_document(intent_document(to_tam)) == to_tam
     # Imported history tells nobody: a fair-use exceedance raised by an imported entry.
     imported = _event("billing.fair_use_exceeded", actor="system", cap="per_day", imported=True)
     assert mails_for(imported, TICKET) == ()

@@ -489,6 +489,7 @@ def review_payload(
         },
         reviewed_at=now,
         catching_up=catching_up,
+        technical_account_manager=book.account_manager(quarter),
     )
 
 

@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, Self
+from uuid import UUID
 from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import (
@@ -719,6 +720,9 @@ class Plan(ContractModel):
     designated_engineer: Annotated[bool, Field(strict=True)] = False
     #: How often the plan is reviewed with the customer (seed 004: quarterly = 3; 000 Pro: 1).
     review_every_months: Annotated[int, Field(strict=True, ge=1, le=60)] | None = None
+    #: The staff member who reviews the plan with the customer (seed 004: "Regular reviews with
+    #: your Technical Account Manager"); mailed each budget review with the billing contacts.
+    technical_account_manager: UUID | None = None
     #: Allowance top-ups bought so far (each counts in its own period only).
     top_ups: Annotated[list[AllowanceTopUp], Field(max_length=1000)] = Field(default_factory=list)
     #: Round the total of a ticket's entries up to the increment, instead of each entry.

@@ -122,3 +122,5 @@ class BudgetReviewed(Payload):
     by_kind: dict[str, KindReview]
     reviewed_at: AwareDatetime
     catching_up: bool = False
+    #: The plan's Technical Account Manager (a staff id), mailed the review too; None: none.
+    technical_account_manager: UUID | None = None

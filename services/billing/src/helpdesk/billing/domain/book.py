@@ -251,6 +251,12 @@ class AccountBook:
             rounding=self.rounding,
         )
 
+    def account_manager(self, quarter: str) -> UUID | None:
+        """The Technical Account Manager of the plan in force at `quarter`'s end (seed 004)."""
+        end = quarter_bounds(quarter, self.timezone)[1]
+        in_force = version_at(self.plans, end - timedelta(microseconds=1))
+        return in_force.plan.technical_account_manager
+
     def reviews_due(
         self, reviewed: Collection[str], grace: timedelta, until: datetime
     ) -> tuple[list[str], datetime | None]:

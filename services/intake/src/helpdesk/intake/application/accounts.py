@@ -26,7 +26,7 @@ from helpdesk.shared.contracts.accounts import (
     AgreementSet,
 )
 from helpdesk.shared.contracts.common import AccountStatus, CloseReason
-from helpdesk.shared.errors import Conflict, Invalid, NotFound
+from helpdesk.shared.errors import Conflict, Invalid, InvalidField, NotFound
 
 #: Who manages accounts, their agreements and contacts.
 MANAGERS = ("manager", "admin")
@@ -169,6 +169,9 @@ async def set_agreement(
     if precondition is not None:
         precondition(str(account.agreement_version or 0))
     agreement = _agreement_of(body, account)
+    manager = agreement.plan.technical_account_manager
+    if manager is not None and await uow.people.staff_role(manager) is None:
+        raise InvalidField("plan.technical_account_manager", "names no staff member")
     version = (account.agreement_version or 0) + 1
     agreed = AgreementSet(account_id=account_id, version=version, agreement=agreement)
     await uow.emit([ctx.event(agreed, account_id=account_id)])

@@ -51,6 +51,8 @@ async def recipients_of(conn: AsyncConnection, intent: MailIntent) -> list[Recip
         query = sa.select(contacts.c.name, contacts.c.email).where(
             contacts.c.contact_id == intent.contact_id
         )
+    elif intent.recipient == "account_manager":
+        query = sa.select(staff.c.name, staff.c.email).where(staff.c.staff_id == intent.staff_id)
     elif intent.recipient == "managers":
         query = (
             sa.select(staff.c.name, staff.c.email)

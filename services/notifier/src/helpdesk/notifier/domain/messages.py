@@ -21,8 +21,8 @@ Rules:
 - `account.partner_warning_issued` → the partner's key contacts (seed 001), and
   `account.partner_margin_revoked` likewise;
 - `billing.invoice_finalized` → the account's billing contacts;
-- `billing.budget_reviewed` → the account's billing contacts (seed 004's quarterly review),
-  unless it is `catching_up` on an earlier quarter;
+- `billing.budget_reviewed` → the account's billing contacts and the plan's Technical Account
+  Manager (seed 004's quarterly review), unless it is `catching_up` on an earlier quarter;
 - `billing.fair_use_exceeded` → the contact of the ticket whose work went over the cap (seed
   002: "If the ticket can't be finished in 30 minutes or less limited support may apply"),
   unless an imported time entry raised it;
@@ -32,7 +32,7 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -41,7 +41,9 @@ DEFAULT_DOMAIN = "helpdesk.local"
 MAX_SUBJECT_TEXT = 150
 PROVIDER_ACCOUNT = UUID(int=0)
 
-RecipientRole = Literal["ticket_contact", "managers", "key_contacts", "billing_contacts"]
+RecipientRole = Literal[
+    "ticket_contact", "managers", "key_contacts", "billing_contacts", "account_manager"
+]
 MailKind = Literal[
     "ticket_opened",
     "staff_reply",
@@ -98,6 +100,7 @@ class MailIntent:
     references: tuple[str, ...] = ()
     ticket_id: UUID | None = None
     contact_id: UUID | None = None  # for `ticket_contact`
+    staff_id: UUID | None = None  # for `account_manager`
     context: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -225,7 +228,17 @@ def mails_for(
     if type_ == "billing.budget_reviewed" and payload.get("catching_up") is not True:
         quarter = one_line(str(payload.get("quarter") or ""), 20)
         subject = f"Your support budget review for {quarter}" if quarter else "Budget review"
-        return (_account_mail("budget_review", subject, "billing_contacts", event, domain),)
+        to_billing = _account_mail("budget_review", subject, "billing_contacts", event, domain)
+        manager = payload.get("technical_account_manager")
+        if not manager:
+            return (to_billing,)
+        to_manager = replace(
+            to_billing,
+            recipient="account_manager",
+            staff_id=UUID(str(manager)),
+            message_id=f"<budget_review.account_manager.{event.event_id}@{domain}>",
+        )
+        return (to_billing, to_manager)
 
     if ticket is None:
         return ()
@@ -281,6 +294,7 @@ def intent_document(intent: MailIntent) -> dict[str, Any]:
         "references": list(intent.references),
         "ticket_id": str(intent.ticket_id) if intent.ticket_id else None,
         "contact_id": str(intent.contact_id) if intent.contact_id else None,
+        "staff_id": str(intent.staff_id) if intent.staff_id else None,
         "context": intent.context,
     }
 
@@ -298,6 +312,7 @@ def intent_from_document(document: dict[str, Any]) -> MailIntent:
         references=tuple(document["references"]),
         ticket_id=UUID(document["ticket_id"]) if document["ticket_id"] else None,
         contact_id=UUID(document["contact_id"]) if document["contact_id"] else None,
+        staff_id=UUID(document["staff_id"]) if document.get("staff_id") else None,
         context=document["context"],
     )
 
