@@ -171,6 +171,29 @@ async def test_a_partner_without_error_messages_opens_a_ticket(admin: As) -> Non
         assert problem_fields(await admin.post("/v1/tickets", body)) == [f"fields.{field}"]
 
 
+async def test_a_vendor_escalation_names_the_vendor_whose_response_time_applies(
+    admin: As,
+) -> None:
+    """Seed 001: "subject to that specific vendors response times". Before, an escalation
+    could not say which vendor, and the agreement could give no vendor's time. Now the partner
+    agreement lists vendors' response times, and a vendor escalation names its vendor (only a
+    vendor escalation may)."""
+    vendor_target = {"pause_clocks": True, "calendar": "business_hours",
+                     "vendors": {"Microsoft": 480}}  # fmt: skip
+    agreement = {**PARTNER, "escalation_targets": {"vendor": vendor_target}}
+    account = await new_account(admin, agreement=agreement)
+    stored = ok(await admin.get(f"/v1/accounts/{account['id']}/agreement"))
+    assert stored["escalation_targets"]["vendor"]["vendors"] == {"Microsoft": 480}
+    ticket = await new_ticket(admin, account["id"], fields=PARTNER_FIELDS)
+    wrong_tier = {"tier": "engineering", "vendor": "Microsoft"}
+    assert problem_fields(await run(admin, ticket["id"], "escalate", wrong_tier)) == ["vendor"]
+    ok(await run(admin, ticket["id"], "escalate", {"tier": "vendor", "vendor": "Microsoft"}))
+    events = ok(await admin.get(f"/v1/tickets/{ticket['id']}/events"))
+    assert [e["payload"].get("vendor") for e in events if e["type"] == "ticket.escalated"] == [
+        "Microsoft"
+    ]
+
+
 async def test_four_tier_preset_requires_affected_users(admin: As) -> None:
     account = await new_account(admin, agreement={"preset": "four_tier_24x7"})
     refused = await admin.post("/v1/tickets", {"account_id": account["id"], "subject": "down"})

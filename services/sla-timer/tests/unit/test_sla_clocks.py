@@ -287,6 +287,46 @@ def test_only_engineerings_own_response_meets_the_engineering_clock() -> None:
     assert clock.status is ClockStatus.RUNNING
 
 
+def test_a_named_vendors_response_time_runs_while_the_vendor_holds_the_ticket() -> None:
+    """Seed 001: "Tickets that require the involvement with the end vendor ... are subject to
+    that specific vendors response times". Before, a vendor escalation named no vendor and only
+    paused the provider's clocks. Now the agreement may give a vendor's response time: an
+    escalation naming that vendor runs it (not paused by the vendor's own hold) until the vendor
+    hands the ticket back; an unnamed or unlisted vendor runs no clock."""
+    agreement = preset("partner_reseller")
+    targets = dict(agreement.escalation_targets or {})
+    calendar = targets["engineering"].calendar
+    targets["vendor"] = targets["vendor"].model_copy(
+        update={"vendors": {"Microsoft": 480}, "calendar": calendar}
+    )
+    agreement = agreement.model_copy(update={"escalation_targets": targets})
+    monday = dt.datetime(2025, 6, 2, 9, 0, tzinfo=NY)
+    events = [
+        (monday, opened(monday, "P3")),
+        (monday + H, TicketEscalated(tier="vendor", vendor="Microsoft")),
+    ]
+    held = fold_ticket(events, agreement, monday + 6 * H)
+    vendor, response = held.clock(ClockKind.ESCALATION), held.clock(ClockKind.RESPONSE)
+    assert vendor is not None
+    assert response is not None
+    assert response.status is ClockStatus.PAUSED
+    assert (vendor.tier, vendor.target_minutes, vendor.status) == (
+        "vendor",
+        480,
+        ClockStatus.RUNNING,
+    )
+    # 8 business hours from Monday 10:00 on 09:00-17:00 days: Tuesday 10:00.
+    assert vendor.due_at == dt.datetime(2025, 6, 3, 10, 0, tzinfo=NY)
+    returned = monday + 24 * H + 30 * M  # Tuesday 09:30
+    back = fold_ticket([*events, (returned, TicketVendorReturned())], agreement, returned)
+    vendor = back.clock(ClockKind.ESCALATION)
+    assert vendor is not None
+    assert (vendor.status, vendor.met_at) == (ClockStatus.MET, returned)
+    for unnamed in (TicketEscalated(tier="vendor"), TicketEscalated(tier="vendor", vendor="Acme")):
+        sla = fold_ticket([events[0], (monday + H, unnamed)], agreement, monday + 6 * H)
+        assert sla.clock(ClockKind.ESCALATION) is None
+
+
 def test_vendor_escalation_without_pause_setting_keeps_clocks_running() -> None:
     events = [(TUESDAY_9, opened(TUESDAY_9)), (TUESDAY_9 + H, TicketEscalated(tier="vendor"))]
     sla = fold_ticket(events, preset("four_tier_24x7"), TUESDAY_9 + 90 * M)

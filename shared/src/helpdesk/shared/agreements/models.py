@@ -606,16 +606,30 @@ class EscalationTarget(ContractModel):
     `response_minutes` starts a response clock at the escalation on `calendar` (seed 001:
     engineering answers within 72 business hours). `pause_clocks` stops the ticket's own
     response and resolution clocks while the tier holds the ticket (seed 001: the vendor's times
-    apply, the provider's clock does not run).
+    apply, the provider's clock does not run). `vendors` gives named vendors' own response
+    times on `calendar` (seed 001: "subject to that specific vendors response times"): an
+    escalation naming one of them runs its clock instead of `response_minutes`, not paused by
+    the vendor's own hold, and met by the vendor's return, a comment stating the tier responded,
+    or the resolution.
     """
 
     response_minutes: PositiveMinutes | None = None
+    vendors: Annotated[
+        dict[Annotated[str, Field(min_length=1, max_length=200)], PositiveMinutes],
+        Field(max_length=100),
+    ] = Field(default_factory=dict)
     calendar: CalendarName | None = None
     pause_clocks: Annotated[bool, Field(strict=True)] = False
 
+    def response_target(self, vendor: str | None) -> int | None:
+        """The response minutes of an escalation naming `vendor` (or none)."""
+        if vendor is not None and vendor in self.vendors:
+            return self.vendors[vendor]
+        return self.response_minutes
+
     @model_validator(mode="after")
     def _calendar_for_response(self) -> Self:
-        if self.response_minutes is not None and self.calendar is None:
+        if (self.response_minutes is not None or self.vendors) and self.calendar is None:
             _fail(
                 "EscalationTarget",
                 ("calendar",),

@@ -117,9 +117,14 @@ class TicketCustomerReplied(Payload):
 
 @registry.register("ticket.escalated")
 class TicketEscalated(Payload):
-    """Escalated to engineering, a vendor (the provider's clocks pause) or management."""
+    """Escalated to engineering, a vendor (the provider's clocks pause) or management.
+
+    `vendor` names the vendor of a `vendor` escalation (seed 001: "subject to that specific
+    vendors response times"), or is None.
+    """
 
     tier: EscalationTier
+    vendor: str | None = None
     fields: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -18,6 +18,7 @@ from pydantic import (
     EmailStr,
     Field,
     Strict,
+    ValidationInfo,
     create_model,
     field_validator,
 )
@@ -254,10 +255,18 @@ class CustomerReply(Imported):
 
 
 class Escalate(Imported):
-    """POST /v1/tickets/{id}/escalate."""
+    """POST /v1/tickets/{id}/escalate; `vendor` names the vendor of a `vendor` escalation."""
 
     tier: EscalationTier
+    vendor: Name | None = None
     fields: Fields = Field(default_factory=dict)
+
+    @field_validator("vendor")
+    @classmethod
+    def _vendor_tier_only(cls, vendor: str | None, info: ValidationInfo) -> str | None:
+        if vendor is not None and info.data.get("tier") != "vendor":
+            raise ValueError("is named only on an escalation to tier vendor")
+        return vendor
 
 
 class VendorReturn(Imported):

@@ -379,7 +379,14 @@ async def _escalate(
     agreement = await uow.accounts.agreement(ticket.account_id)
     required = list(agreement.required_fields.on_escalate) if agreement else []
     try:
-        return [rules.escalate(ticket, tier=command.tier, fields=command.fields, required=required)]
+        escalated = rules.escalate(
+            ticket,
+            tier=command.tier,
+            vendor=command.vendor,
+            fields=command.fields,
+            required=required,
+        )
+        return [escalated]
     except rules.MissingFieldsError as missing:
         raise Invalid(
             "The agreement requires fields on this escalation; nothing was changed.",

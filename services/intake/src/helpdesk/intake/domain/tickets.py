@@ -507,15 +507,21 @@ def customer_reply(
 
 
 def escalate(
-    ticket: Ticket, *, tier: EscalationTier, fields: dict[str, Any], required: list[str]
+    ticket: Ticket,
+    *,
+    tier: EscalationTier,
+    vendor: str | None = None,
+    fields: dict[str, Any],
+    required: list[str],
 ) -> TicketEscalated:
-    """Escalate; the agreement may require fields on every escalation (seed 001)."""
+    """Escalate; the agreement may require fields on every escalation (seed 001). A vendor
+    escalation may name the vendor, whose response time the agreement may give."""
     _require_active(ticket, "escalate")
     if tier == "vendor" and ticket.status == "waiting_on_vendor":
         raise TransitionError("the ticket is already with the vendor")
     # A required name is a top-level ticket field (affected_users) or a key of `fields`.
     check_required(required, {**ticket.view(), **ticket.fields, **fields})
-    return TicketEscalated(tier=tier, fields=fields)
+    return TicketEscalated(tier=tier, vendor=vendor, fields=fields)
 
 
 def vendor_return(ticket: Ticket, note: str) -> TicketVendorReturned:

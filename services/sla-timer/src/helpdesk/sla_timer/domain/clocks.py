@@ -332,7 +332,8 @@ def _collect(events: Sequence[TicketEvent], agreement: Agreement, next_reply: bo
                 continue
             if target.pause_clocks:
                 _start_pause(facts, PauseReason.VENDOR, at)
-            if target.response_minutes is not None and target.calendar is not None:
+            minutes = target.response_target(payload.vendor)
+            if minutes is not None and target.calendar is not None:
                 ordinal = 1 + sum(
                     s.kind is ClockKind.ESCALATION and s.tier == payload.tier for s in facts.specs
                 )
@@ -343,12 +344,16 @@ def _collect(events: Sequence[TicketEvent], agreement: Agreement, next_reply: bo
                         ordinal,
                         at,
                         tier=payload.tier,
-                        target_minutes=target.response_minutes,
+                        target_minutes=minutes,
                         calendar=target.calendar,
                     )
                 )
         elif isinstance(payload, TicketVendorReturned):
             _end_pause(facts, PauseReason.VENDOR, at)
+            # The vendor handing the ticket back is the vendor's response.
+            for spec in open_specs:
+                if spec.kind is ClockKind.ESCALATION and spec.tier == "vendor":
+                    spec.met_at = spec.stopped_at = at
         elif isinstance(payload, TicketReopened):
             # Back in the provider's hands: nothing waits on the customer or a vendor any more.
             _end_pause(facts, None, at)
@@ -525,6 +530,8 @@ def fold_ticket(
     facts = _collect(history, agreement, next_reply_minutes is not None)
     cals = calendars if calendars is not None else business_calendars(agreement)
     pauses = _merged_pauses(facts.pauses)
+    # The vendor's own clock runs while the vendor holds the ticket: only the customer pauses it.
+    vendor_pauses = _merged_pauses(p for p in facts.pauses if p.reason is not PauseReason.VENDOR)
     effective = None
     if facts.priority is not None:
         effective = vip_priority(facts.priority) if vip else facts.priority
@@ -568,7 +575,7 @@ def fold_ticket(
                 business_days=days,
                 calendar_name=calendar_name,
                 cal=cal,
-                pauses=pauses,
+                pauses=vendor_pauses if spec.tier == "vendor" else pauses,
                 warning_share=agreement.warning_share,
                 as_of=moment,
             )
