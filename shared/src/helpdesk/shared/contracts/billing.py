@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, Field
 
 from helpdesk.shared.contracts.common import Payload
 from helpdesk.shared.events import registry
+from helpdesk.shared.months import PERIOD_PATTERN
 
 InvoiceLineKind = Literal[
     "fee",
@@ -55,7 +56,7 @@ class InvoiceFinalized(Payload):
 
     invoice_id: UUID
     account_id: UUID
-    period: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+    period: str = Field(pattern=PERIOD_PATTERN)
     ticket_id: UUID | None = None
     currency: str
     total_cents: int

@@ -24,7 +24,7 @@ import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, get_args
+from typing import get_args
 from uuid import UUID
 
 from helpdesk.billing.domain.periods import local_date, period_of
@@ -38,18 +38,10 @@ from helpdesk.billing.domain.rating import (
     price_cents,
     rate_ticket,
 )
+from helpdesk.shared.contracts.billing import InvoiceLineKind
 
-LineKind = Literal[
-    "fee",
-    "top_up",
-    "overage",
-    "time_and_materials",
-    "after_hours",
-    "flat_fee",
-    "included",
-    "in_scope",
-    "adjustment",
-]
+#: The contract's line kinds, in the order an invoice lists them.
+LineKind = InvoiceLineKind
 _ORDER: tuple[LineKind, ...] = get_args(LineKind)
 
 

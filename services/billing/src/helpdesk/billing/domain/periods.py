@@ -12,7 +12,9 @@ import re
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+from helpdesk.shared.months import PERIOD_PATTERN, local_month_bounds
+
+_PERIOD = re.compile(PERIOD_PATTERN)
 _QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
 
 
@@ -36,11 +38,7 @@ def _parse(period: str) -> tuple[int, int]:
 
 def period_bounds(period: str, timezone: str) -> tuple[datetime, datetime]:
     """The [start, end) instants of month `period` ("YYYY-MM") in `timezone`."""
-    year, month = _parse(period)
-    zone = ZoneInfo(timezone)
-    start = datetime(year, month, 1, tzinfo=zone)
-    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=zone)
-    return start, end
+    return local_month_bounds(*_parse(period), timezone)
 
 
 def local_date(instant: datetime, timezone: str) -> date:

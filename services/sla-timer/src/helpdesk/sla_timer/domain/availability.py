@@ -19,7 +19,6 @@ import datetime as dt
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 from helpdesk.shared.agreements import Agreement
 from helpdesk.shared.contracts.tickets import (
@@ -28,6 +27,7 @@ from helpdesk.shared.contracts.tickets import (
     TicketReopened,
     TicketResolved,
 )
+from helpdesk.shared.months import local_month_bounds
 from helpdesk.sla_timer.domain.calendar import UTC, ZERO, require_aware
 from helpdesk.sla_timer.domain.clocks import TicketEvent, as_ticket_events
 
@@ -74,9 +74,7 @@ class ClassAvailability:
 
 def month_bounds(year: int, month: int, timezone: str) -> Interval:
     """[start, end) in UTC of a calendar month in `timezone` (local midnight to local midnight)."""
-    zone = ZoneInfo(timezone)
-    start = dt.datetime(year, month, 1, tzinfo=zone)
-    end = dt.datetime(year + month // 12, month % 12 + 1, 1, tzinfo=zone)
+    start, end = local_month_bounds(year, month, timezone)
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
