@@ -251,6 +251,44 @@ async def test_fair_use_is_told_on_the_ticket_once_per_cap(stack: Stack) -> None
     assert view["status"] == "new"  # a note is no response: the ticket did not move on
 
 
+async def test_out_of_scope_work_is_quoted_and_work_before_approval_is_flagged(
+    stack: Stack,
+) -> None:
+    """Seed 000: "For out-of-scope items we will respond with a statement of work". Before,
+    nothing modelled it. Now staff quote an out-of-scope ticket (minutes and cents), the
+    contact approves or declines it in the API, and the usage lists the out-of-scope work
+    logged before the approval."""
+    account = await account_with(stack.admin, cloud("starter"))
+    contact = await billing_contact(stack.admin, account["id"], [])
+    _, technician = await staff_key(stack.admin, "technician")
+    opening = {"account_id": account["id"], "subject": "s"}
+    ticket = ok(await contact.post("/v1/tickets", opening), 201)
+    quote = {"minutes": 120, "amount_cents": 30_000, "note": "Migrate the mailboxes"}
+    in_scope = await run(technician, ticket["id"], "quote", quote)
+    assert in_scope.status_code == 409, in_scope.text
+    triage = {"priority": "P3", "kind": "incident", "scope": "out"}
+    ok(await run(technician, ticket["id"], "triage", triage))
+    assert (await run(contact, ticket["id"], "quote", quote)).status_code == 403
+    before = {"minutes": 30, "work_type": "remote", "worked_at": iso(datetime.now(UTC))}
+    ok(await run(technician, ticket["id"], "time-entries", before))
+    quoted = ok(await run(technician, ticket["id"], "quote", quote))["quote"]
+    assert (quoted["status"], quoted["minutes"], quoted["amount_cents"]) == ("pending", 120, 30_000)
+    approved = ok(await run(contact, ticket["id"], "approve-quote", {}))["quote"]
+    assert (approved["id"], approved["status"]) == (quoted["id"], "approved")
+    assert (await run(contact, ticket["id"], "decline-quote", {})).status_code == 409
+    after = {"minutes": 60, "work_type": "remote", "worked_at": iso(datetime.now(UTC))}
+    ok(await run(technician, ticket["id"], "time-entries", after))
+    await entries_seen(stack.billing, ticket["id"], 2)
+
+    period = datetime.now(UTC).strftime("%Y-%m")
+    url = f"/v1/accounts/{account['id']}/usage?period={period}"
+    usage = await settled(
+        stack.on_billing(stack.admin), url, lambda u: u["minutes"]["out_of_scope"] == 90
+    )
+    flagged = usage["before_quote_approval"]
+    assert [(f["ticket_id"], f["minutes"]) for f in flagged] == [(ticket["id"], 30)]
+
+
 async def _two(probe: Any) -> Any:
     rows = await probe()
     return rows if len(rows) == 2 else None

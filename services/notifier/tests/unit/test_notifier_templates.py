@@ -53,6 +53,8 @@ ALL_INTENTS = [
     _intent("sla.breached", kind="response"),
     _intent("account.partner_warning_issued", flagged_in_window=4, window_days=90),
     _intent("account.partner_margin_revoked", restore_on="2026-01-01T00:00:00Z"),
+    _intent("ticket.quoted", quote_id=str(UUID(int=9)), minutes=240, amount_cents=60000,
+            note="Migrate <the> mailboxes"),
     _intent("billing.fair_use_exceeded", cap="per_day", limit_minutes=30, used_minutes=45,
             day="2025-06-02"),
     _intent("billing.fair_use_exceeded", cap="per_ticket", limit_minutes=30, used_minutes=40),
@@ -93,6 +95,9 @@ def test_specific_content() -> None:
     assert "confirm" in resolved.text
     per_day, per_ticket = (renderer.render(i, ANN) for i in ALL_INTENTS[-4:-2])
     review = renderer.render(ALL_INTENTS[-2], ANN)
+    quote = renderer.render(next(i for i in ALL_INTENTS if i.kind == "quote"), ANN)
+    assert "240 minutes, 600.00" in quote.text
+    assert "approve or decline" in quote.text
     assert "budget for 2026-Q1: USD 9,000.00" in review.text
     assert "incident: 195 min, 165 covered, 30 billed (USD 75.00)" in review.text
     assert "From the next quarter the budget is USD 10,500.00." in review.text

@@ -57,6 +57,7 @@ from helpdesk.shared.contracts.billing import (
 )
 from helpdesk.shared.contracts.tickets import (
     TicketOpened,
+    TicketQuoteApproved,
     TicketReopened,
     TicketResolved,
     TicketTimeLogged,
@@ -196,7 +197,14 @@ async def margin_extended(uow: UnitOfWork, event: Event[PartnerMarginExtended]) 
 # --- tickets and time ----------------------------------------------------------------------------
 
 
-@projection.on_batch(TicketOpened, TicketTriaged, TicketTimeLogged, TicketResolved, TicketReopened)
+@projection.on_batch(
+    TicketOpened,
+    TicketTriaged,
+    TicketTimeLogged,
+    TicketResolved,
+    TicketReopened,
+    TicketQuoteApproved,
+)
 async def tickets(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
     """Fold a run of ticket events: tickets (kind, scope, resolution) and their time entries.
 
@@ -225,6 +233,7 @@ async def tickets(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
                     "reported_at": payload.reported_at,
                     "resolved_at": None,
                     "resolutions": [],
+                    "quote_approved_at": None,
                     "partition": event.partition,
                 }
                 changed.add(payload.ticket_id)
@@ -241,6 +250,10 @@ async def tickets(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
             if not spans or spans[-1]["reopened_at"] is not None:
                 spans.append({"resolved_at": resolved_at.isoformat(), "reopened_at": None})
             ticket["resolutions"] = spans
+        elif isinstance(payload, TicketQuoteApproved):
+            approved = event.envelope.occurred_at
+            earlier = ticket["quote_approved_at"]
+            ticket["quote_approved_at"] = approved if earlier is None else min(earlier, approved)
         elif isinstance(payload, TicketReopened):
             ticket["resolved_at"] = None
             spans = list(ticket["resolutions"])
@@ -273,7 +286,7 @@ async def tickets(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
         billing_tickets,
         [rows[t] for t in sorted(changed, key=str)],
         conflict=["ticket_id"],
-        update=["kind", "scope", "category", "resolved_at", "resolutions"],
+        update=["kind", "scope", "category", "resolved_at", "resolutions", "quote_approved_at"],
     )
     await bulk_upsert(uow.conn, billing_entries, list(entries.values()), conflict=["entry_id"])
 

@@ -192,6 +192,33 @@ class TicketFlaggedPartnerResolvable(Payload):
     note: str = ""
 
 
+@registry.register("ticket.quoted")
+class TicketQuoted(Payload):
+    """Staff quoted out-of-scope work (seed 000: "For out-of-scope items we will respond with a
+    statement of work"): an estimate the contact approves or declines. A new quote replaces a
+    pending one. `amount_cents` is in the currency of the account's plan."""
+
+    quote_id: UUID
+    minutes: int = Field(gt=0)
+    amount_cents: int = Field(ge=0)
+    note: str = ""
+
+
+@registry.register("ticket.quote_approved")
+class TicketQuoteApproved(Payload):
+    """The contact approved the pending quote: the quoted work may go ahead."""
+
+    quote_id: UUID
+
+
+@registry.register("ticket.quote_declined")
+class TicketQuoteDeclined(Payload):
+    """The contact declined the pending quote."""
+
+    quote_id: UUID
+    reason: str = ""
+
+
 #: Every `ticket.*` payload: what a projection that folds whole tickets registers for.
 TICKET_EVENTS: tuple[type[Payload], ...] = (
     TicketOpened,
@@ -208,4 +235,7 @@ TICKET_EVENTS: tuple[type[Payload], ...] = (
     TicketClosed,
     TicketReopened,
     TicketFlaggedPartnerResolvable,
+    TicketQuoted,
+    TicketQuoteApproved,
+    TicketQuoteDeclined,
 )

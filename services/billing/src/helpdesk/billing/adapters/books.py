@@ -21,7 +21,11 @@ from helpdesk.billing.adapters.tables import (
     billing_tickets,
 )
 from helpdesk.billing.domain.book import AccountBook
-from helpdesk.billing.domain.classification import ResolvedSpan, stood_resolved
+from helpdesk.billing.domain.classification import (
+    ResolvedSpan,
+    before_approval,
+    stood_resolved,
+)
 from helpdesk.billing.domain.invoices import Invoice, InvoiceLine
 from helpdesk.billing.domain.rating import MarginRevocation, PlanVersion, TimeEntry, TopUp
 from helpdesk.billing.domain.review import quarterly_budgets
@@ -175,6 +179,8 @@ async def load_books(conn: AsyncConnection, account_ids: Sequence[UUID]) -> dict
                 worked_at=row.worked_at,
                 solution_design=row.solution_design,
                 after_resolution=stood_resolved(row.worked_at, spans.get(row.ticket_id, ())),
+                before_quote_approval=scope == "out"
+                and before_approval(row.worked_at, ticket.quote_approved_at if ticket else None),
             )
         )
     revocations: defaultdict[UUID, list[MarginRevocation]] = defaultdict(list)

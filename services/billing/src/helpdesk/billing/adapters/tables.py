@@ -58,6 +58,8 @@ billing_tickets = sa.Table(
     # Every span the ticket stood resolved: [{"resolved_at", "reopened_at"}], in order. Work on
     # an incident inside one is solution design (seed 004).
     sa.Column("resolutions", pg.JSONB, nullable=False, server_default="[]"),
+    # When the contact first approved a quote for the ticket's out-of-scope work (seed 000).
+    sa.Column("quote_approved_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("partition", sa.Integer, nullable=True),
 )
 

@@ -126,6 +126,17 @@ def _usage_view(usage: Usage) -> dict[str, Any]:
             }
             for p in usage.classified
         ],
+        # Seed 000: out-of-scope work done before the contact approved a quote for it.
+        "before_quote_approval": [
+            {
+                "entry_id": str(p.entry_id),
+                "ticket_id": str(p.ticket_id),
+                "worked_at": p.worked_at.isoformat(),
+                "minutes": p.minutes,
+                "treatment": p.treatment,
+            }
+            for p in usage.before_quote_approval
+        ],
     }
 
 

@@ -54,6 +54,12 @@ def stood_resolved(worked_at: datetime, spans: Sequence[ResolvedSpan]) -> bool:
     return any(span.covers(worked_at) for span in spans)
 
 
+def before_approval(worked_at: datetime, approved_at: datetime | None) -> bool:
+    """Whether out-of-scope work at `worked_at` came before the contact approved a quote for
+    it (seed 000's statement of work; never approved counts as before)."""
+    return approved_at is None or worked_at < approved_at
+
+
 def is_business_time(calendar: Calendar, instant: datetime) -> bool:
     """Whether `calendar` is open at `instant`: a weekly interval of its local day holds the
     local wall-clock time and the day is not a holiday."""

@@ -125,7 +125,9 @@ class TimeEntry:
     `scope` and `kind` are the ticket's current ones: a later `ticket.triaged` re-rates the
     ticket by mapping its entries again. `after_hours` and `solution_design` are the
     technician's marks (None: billing classifies, see `classification`); `after_resolution`
-    says the ticket stood resolved at `worked_at`, as its resolutions and reopens tell.
+    says the ticket stood resolved at `worked_at`, as its resolutions and reopens tell;
+    `before_quote_approval` that it is out-of-scope work done before the contact approved a
+    quote for it (seed 000: "For out-of-scope items we will respond with a statement of work").
     """
 
     entry_id: UUID
@@ -138,6 +140,7 @@ class TimeEntry:
     worked_at: datetime
     solution_design: bool | None = None
     after_resolution: bool = False
+    before_quote_approval: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.minutes, bool) or not isinstance(self.minutes, int):
@@ -226,6 +229,8 @@ class RatedPiece:
     kind_reason: KindReason = "ticket"
     #: Why it is after hours (flagged, or worked outside business hours); None when it is not.
     after_hours_reason: AfterHoursReason | None = None
+    #: Out-of-scope work done before the contact approved a quote (`TimeEntry`).
+    before_quote_approval: bool = False
 
     @property
     def time_billed(self) -> bool:
@@ -444,6 +449,7 @@ def _piece(
         per_ticket=plan.kind == "hourly",
         kind_reason=what.kind_reason,
         after_hours_reason=what.after_hours_reason,
+        before_quote_approval=entry.before_quote_approval,
     )
 
 

@@ -32,6 +32,9 @@ class Usage:
     #: Work whose kind or after-hours standing is not simply the ticket's: solution design
     #: after a resolution, after-hours work (by the calendar or by the technician's flag).
     classified: tuple[RatedPiece, ...] = ()
+    #: Out-of-scope work done before the contact approved a quote for it (seed 000): billed as
+    #: the plan says, and listed so the provider can settle it with the customer.
+    before_quote_approval: tuple[RatedPiece, ...] = ()
 
     @property
     def included_remaining_minutes(self) -> int:
@@ -71,4 +74,5 @@ def period_usage(rating: PeriodRating) -> Usage:
             for p in rating.pieces
             if p.kind_reason != "ticket" or p.after_hours_reason is not None
         ),
+        before_quote_approval=tuple(p for p in rating.pieces if p.before_quote_approval),
     )

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from helpdesk.shared.agreements.models import (
+    MAX_CENTS,
     known_country,
     known_time_zone,
     place_time_zones,
@@ -316,6 +317,25 @@ class Reopen(Imported):
     reason: Text
 
 
+class QuoteCreate(Imported):
+    """POST /v1/tickets/{id}/quote: an estimate for out-of-scope work (seed 000's statement of
+    work), in minutes and in cents of the account's plan currency."""
+
+    minutes: Annotated[StrictInt, Field(gt=0, le=MAX_ENTRY_MINUTES), Integral]
+    amount_cents: Annotated[StrictInt, Field(ge=0, le=MAX_CENTS), Integral]
+    note: Note = ""
+
+
+class QuoteApproval(Imported):
+    """POST /v1/tickets/{id}/approve-quote: the contact approves the pending quote."""
+
+
+class QuoteDecline(Imported):
+    """POST /v1/tickets/{id}/decline-quote: the contact declines the pending quote."""
+
+    reason: Note = ""
+
+
 class PartnerResolvable(Imported):
     """POST /v1/tickets/{id}/partner-resolvable (seed 001)."""
 
@@ -338,6 +358,9 @@ TICKET_COMMANDS: dict[str, type[Imported]] = {
     "close": Close,
     "reopen": Reopen,
     "partner-resolvable": PartnerResolvable,
+    "quote": QuoteCreate,
+    "approve-quote": QuoteApproval,
+    "decline-quote": QuoteDecline,
 }
 
 #: Steps of one imported history; its events must fit one request body (1 MiB).

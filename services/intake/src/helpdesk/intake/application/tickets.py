@@ -25,6 +25,9 @@ from helpdesk.intake.application.commands import (
     Escalate,
     Imported,
     PartnerResolvable,
+    QuoteApproval,
+    QuoteCreate,
+    QuoteDecline,
     Reopen,
     RequestInfo,
     Resolve,
@@ -439,6 +442,35 @@ async def _close(
     uow: IntakeUnitOfWork, principal: Principal, ticket: Ticket, command: Close
 ) -> list[BaseModel]:
     return [rules.close(ticket, command.reason)]
+
+
+@handles(QuoteCreate, staff_only="quote")
+async def _quote(
+    uow: IntakeUnitOfWork, principal: Principal, ticket: Ticket, command: QuoteCreate
+) -> list[BaseModel]:
+    return [
+        rules.quote(
+            ticket,
+            quote_id=new_id(),
+            minutes=command.minutes,
+            amount_cents=command.amount_cents,
+            note=command.note,
+        )
+    ]
+
+
+@handles(QuoteApproval)
+async def _approve_quote(
+    uow: IntakeUnitOfWork, principal: Principal, ticket: Ticket, command: QuoteApproval
+) -> list[BaseModel]:
+    return [rules.approve_quote(ticket)]
+
+
+@handles(QuoteDecline)
+async def _decline_quote(
+    uow: IntakeUnitOfWork, principal: Principal, ticket: Ticket, command: QuoteDecline
+) -> list[BaseModel]:
+    return [rules.decline_quote(ticket, command.reason)]
 
 
 @handles(PartnerResolvable, staff_only="flag a ticket partner-resolvable")

@@ -7,9 +7,9 @@ on. `fold` applies recorded events; the same fold serves the command path and th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID, uuid5
 
 from pydantic import BaseModel
@@ -36,6 +36,9 @@ from helpdesk.shared.contracts.tickets import (
     TicketFlaggedPartnerResolvable,
     TicketInfoRequested,
     TicketOpened,
+    TicketQuoteApproved,
+    TicketQuoted,
+    TicketQuoteDeclined,
     TicketReopened,
     TicketResolved,
     TicketTimeLogged,
@@ -74,6 +77,48 @@ class TimelineError(ValueError):
         self.reason = reason
 
 
+QuoteStatus = Literal["pending", "approved", "declined"]
+
+
+@dataclass(frozen=True)
+class Quote:
+    """The ticket's latest quote for out-of-scope work (seed 000's statement of work)."""
+
+    id: UUID
+    minutes: int
+    amount_cents: int
+    note: str
+    status: QuoteStatus
+    quoted_at: datetime
+    decided_at: datetime | None = None
+
+    def view(self) -> dict[str, Any]:
+        """JSON-ready, as the ticket's view carries it."""
+        return {
+            "id": str(self.id),
+            "minutes": self.minutes,
+            "amount_cents": self.amount_cents,
+            "note": self.note,
+            "status": self.status,
+            "quoted_at": self.quoted_at.isoformat(),
+            "decided_at": self.decided_at.isoformat() if self.decided_at else None,
+        }
+
+    @classmethod
+    def from_view(cls, view: dict[str, Any]) -> Quote:
+        """The inverse of `view`."""
+        decided = view["decided_at"]
+        return cls(
+            id=UUID(view["id"]),
+            minutes=view["minutes"],
+            amount_cents=view["amount_cents"],
+            note=view["note"],
+            status=view["status"],
+            quoted_at=datetime.fromisoformat(view["quoted_at"]),
+            decided_at=datetime.fromisoformat(decided) if decided else None,
+        )
+
+
 @dataclass(frozen=True)
 class Ticket:
     """A ticket's current state."""
@@ -108,6 +153,7 @@ class Ticket:
     comments: int = 0
     public_comments: int = 0
     minutes_logged: int = 0
+    quote: Quote | None = None
 
     def view(self) -> dict[str, Any]:
         """The ticket's whole state (JSON-ready), as staff see it; see `contact_view`."""
@@ -141,6 +187,7 @@ class Ticket:
             "comments": self.comments,
             "public_comments": self.public_comments,
             "minutes_logged": self.minutes_logged,
+            "quote": self.quote.view() if self.quote else None,
             "updated_at": self.last_occurred_at.isoformat(),
         }
 
@@ -185,6 +232,7 @@ class Ticket:
             # Rows folded before the count existed have none until `rebuild` recounts them.
             public_comments=view.get("public_comments", 0),
             minutes_logged=view["minutes_logged"],
+            quote=Quote.from_view(view["quote"]) if view.get("quote") else None,
         )
 
 
@@ -317,6 +365,22 @@ def _changes(t: Ticket, payload: BaseModel, occurred_at: datetime) -> dict[str, 
             }
         case TicketFlaggedPartnerResolvable():
             return {"partner_resolvable": True}
+        case TicketQuoted():
+            quote = Quote(
+                payload.quote_id,
+                payload.minutes,
+                payload.amount_cents,
+                payload.note,
+                "pending",
+                occurred_at,
+            )
+            return {"quote": quote}
+        case TicketQuoteApproved() if t.quote is not None:
+            return {"quote": replace(t.quote, status="approved", decided_at=occurred_at)}
+        case TicketQuoteDeclined() if t.quote is not None:
+            return {"quote": replace(t.quote, status="declined", decided_at=occurred_at)}
+        case TicketQuoteApproved() | TicketQuoteDeclined():
+            return {}
     raise TypeError(f"not a ticket event after opening: {type(payload).__name__}")
 
 
@@ -634,6 +698,33 @@ def flag_partner_resolvable(ticket: Ticket, note: str) -> TicketFlaggedPartnerRe
     if ticket.partner_resolvable:
         raise TransitionError("the ticket is already flagged")
     return TicketFlaggedPartnerResolvable(note=note)
+
+
+def quote(
+    ticket: Ticket, *, quote_id: UUID, minutes: int, amount_cents: int, note: str
+) -> TicketQuoted:
+    """A quote for out-of-scope work (seed 000: "For out-of-scope items we will respond with a
+    statement of work"); it replaces a pending one."""
+    _require_active(ticket, "quote")
+    if ticket.scope != "out":
+        raise TransitionError("only out-of-scope work is quoted; triage the ticket out of scope")
+    return TicketQuoted(quote_id=quote_id, minutes=minutes, amount_cents=amount_cents, note=note)
+
+
+def _pending_quote(ticket: Ticket, action: str) -> Quote:
+    if ticket.quote is None or ticket.quote.status != "pending":
+        raise TransitionError(f"cannot {action}: the ticket has no pending quote")
+    return ticket.quote
+
+
+def approve_quote(ticket: Ticket) -> TicketQuoteApproved:
+    """The contact approves the pending quote."""
+    return TicketQuoteApproved(quote_id=_pending_quote(ticket, "approve a quote").id)
+
+
+def decline_quote(ticket: Ticket, reason: str) -> TicketQuoteDeclined:
+    """The contact declines the pending quote."""
+    return TicketQuoteDeclined(quote_id=_pending_quote(ticket, "decline a quote").id, reason=reason)
 
 
 #: The author of the public notes intake writes on billing's behalf (seed 002's fair use).

@@ -23,6 +23,7 @@ Rules:
 - `billing.invoice_finalized` → the account's billing contacts;
 - `billing.budget_reviewed` → the account's billing contacts and the plan's Technical Account
   Manager (seed 004's quarterly review), unless it is `catching_up` on an earlier quarter;
+- `ticket.quoted` → the ticket contact, asked to approve or decline the quote (seed 000);
 - `billing.fair_use_exceeded` → the contact of the ticket whose work went over the cap (seed
   002: "If the ticket can't be finished in 30 minutes or less limited support may apply"),
   unless an imported time entry raised it;
@@ -58,6 +59,7 @@ MailKind = Literal[
     "invoice_final",
     "fair_use",
     "budget_review",
+    "quote",
     "daily_digest",
 ]
 
@@ -266,6 +268,9 @@ def mails_for(
     if type_ == "billing.fair_use_exceeded" and to_contact and payload.get("imported") is not True:
         label = "Limited support may apply"
         return (_ticket_mail("fair_use", label, "ticket_contact", event, ticket, domain),)
+    if type_ == "ticket.quoted" and to_contact:
+        label = "Quote for your approval"
+        return (_ticket_mail("quote", label, "ticket_contact", event, ticket, domain),)
     if type_ == "ticket.closed" and to_contact and payload.get("reason") == "no_response":
         label = "Closed without reply"
         return (_ticket_mail("auto_closed", label, "ticket_contact", event, ticket, domain),)
