@@ -189,20 +189,19 @@ async def test_a_resolution_relayed_after_its_breach_retracts_it_once_everywhere
             )
         )
     assert statuses == ["sent"]
+
     # A new event of the ticket after the rebuilds: the reaction looks again, finds the
     # breach answered, and decides nothing.
-    async with sla.runtime.engine.connect() as conn:
-        seq = await conn.scalar(
-            sa.select(sla_tickets.c.seq).where(sla_tickets.c.ticket_id == ticket["id"])
-        )
+    async def seq_of() -> int:
+        async with sla.runtime.engine.connect() as conn:
+            query = sa.select(sla_tickets.c.seq).where(sla_tickets.c.ticket_id == ticket["id"])
+            return int(await conn.scalar(query) or 0)
+
+    seq = await seq_of()
     ok(await run(importer, ticket["id"], "comments", {"body": "more", "public": False}))
 
     async def applied() -> bool:
-        async with sla.runtime.engine.connect() as conn:
-            now = await conn.scalar(
-                sa.select(sla_tickets.c.seq).where(sla_tickets.c.ticket_id == ticket["id"])
-            )
-        return bool(now > seq)
+        return await seq_of() > seq
 
     await wait_for(applied)
     assert len(await retracted()) == 1
