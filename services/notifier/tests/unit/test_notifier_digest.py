@@ -50,6 +50,9 @@ BERLIN = ZoneInfo("Europe/Berlin")
         ({"breached": True, "ticket_closed": True}, None),
         ({"breached": True, "clock": "next_reply"}, None),  # reported to no one
         ({"warned": True, "clock": "response"}, "at_risk"),
+        # Retracted: a late event showed the clock met (or stopped) before its deadline.
+        ({"warned": True, "breached": True, "met": True, "retracted": True}, None),
+        ({"warned": True, "breached": True, "retracted": True}, None),
     ],
 )
 def test_which_clocks_the_digest_lists(changes: dict[str, object], expected: str | None) -> None:

@@ -82,6 +82,7 @@ def test_provider_subscriptions_see_every_account_and_internal_events() -> None:
         _event("ticket.time_logged", account=OTHER),
         _event("account.api_key_issued", account=PROVIDER_ACCOUNT),
         _event("sla.breached"),
+        _event("sla.breach_retracted"),
         _event("billing.invoice_drafted"),
     ]:
         assert visible_to(staff, event)
@@ -121,6 +122,7 @@ def test_account_subscriptions_see_what_an_account_wide_contact_sees(event: Even
         _event("agreement.set"),
         _event("sla.warning"),
         _event("sla.breached"),
+        _event("sla.breach_retracted"),
         _event("sla.auto_close_requested"),
         _event("billing.invoice_drafted"),
         _event("billing.time_rated"),

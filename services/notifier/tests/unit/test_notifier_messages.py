@@ -94,6 +94,28 @@ def test_breaches_go_to_management(clock: str, kind: str) -> None:
     assert "(P2)" in intent.subject
 
 
+@pytest.mark.parametrize("clock", ["resolution", "response"])
+def test_a_retracted_breach_sends_management_a_correction_in_reply_to_the_breach(
+    clock: str,
+) -> None:
+    """Before, a breach a late event proved wrong stayed the managers' last word. Now its
+    retraction mails them a correction that answers the breach mail (same thread)."""
+    breach_id = UUID(int=5)
+    (breach,) = mails_for(
+        MailEvent(breach_id, "sla.breached", ACCOUNT, AT, "system", {"kind": clock}), TICKET
+    )
+    retraction = _event(
+        "sla.breach_retracted", actor="system", kind=clock, reason="met",
+        breach_event_id=str(breach_id),
+    )  # fmt: skip
+    (intent,) = mails_for(retraction, TICKET)
+    assert (intent.kind, intent.recipient) == ("breach_retracted", "managers")
+    assert intent.in_reply_to == breach.message_id
+    assert intent.references == (breach.in_reply_to, breach.message_id)
+    assert ticket_number_in(intent.subject) == "HD-000123"
+    assert intent.subject.startswith("[HD-000123] Breach retracted (P2)")
+
+
 def test_partner_warning_and_invoice_go_to_account_roles() -> None:
     (warning,) = mails_for(
         _event("account.partner_warning_issued", flagged_in_window=4, window_days=90)
@@ -141,6 +163,10 @@ def test_partner_warning_and_invoice_go_to_account_roles() -> None:
         _event("ticket.assigned", technician="bob"),
         _event("sla.breached", kind="next_reply"),
         _event("sla.warning", kind="resolution"),
+        # A retraction mails only where its breach did: not for clocks nobody was told of, nor
+        # for imported history (a retraction carries its breach's actor).
+        _event("sla.breach_retracted", actor="system", kind="next_reply", reason="met"),
+        _event("sla.breach_retracted", actor="import", kind="resolution", reason="met"),
         _event("ticket.opened", actor="import"),  # imported history sends nothing
         _event("ticket.resolved", actor="import", summary="old"),
         _event("account.partner_warning_issued", actor="import"),

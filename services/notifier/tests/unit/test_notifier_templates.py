@@ -51,6 +51,8 @@ ALL_INTENTS = [
     _intent("ticket.closed", reason="no_response"),
     _intent("sla.breached", kind="resolution", due_at="2025-06-02T11:00:00Z"),
     _intent("sla.breached", kind="response"),
+    _intent("sla.breach_retracted", kind="resolution", reason="met", due_at="2025-06-02T11:00:00Z",
+            settled_at="2025-06-02T10:59:59.970000Z", breach_event_id=str(UUID(int=6))),
     _intent("account.partner_warning_issued", flagged_in_window=4, window_days=90),
     _intent("account.partner_margin_revoked", restore_on="2026-01-01T00:00:00Z"),
     _intent("ticket.quoted", quote_id=str(UUID(int=9)), minutes=240, amount_cents=60000,

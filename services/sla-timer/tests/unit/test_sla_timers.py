@@ -1,4 +1,5 @@
-"""Timers from a fold (keys, instants, payloads), the stored history, queue helpers, periods."""
+"""Timers from a fold (keys, instants, payloads), the stored history, queue helpers, periods,
+and the retraction of a fired breach a late ticket event proves wrong (issue 20, point 4)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from helpdesk.sla_timer.domain.history import (
     fold,
     history_item,
 )
+from helpdesk.sla_timer.domain.retractions import retractions
 from helpdesk.sla_timer.domain.timers import (
     clock_timers,
     follow_up_timers,
@@ -172,3 +174,78 @@ def test_a_clock_closed_before_its_reply_shows_stopped_as_the_report_counts_it()
     assert views["response"]["stopped_at"] == closed_at.isoformat()
     # Nothing fires for a stopped clock: no met event, no breach.
     assert clock_timers(TICKET, sla) == []
+
+
+# -- retractions --------------------------------------------------------------------------------
+
+#: P2 under four_tier_24x7: response due 2 h after the report, resolution 4 h.
+RESOLUTION_DUE = TUESDAY + 4 * H
+BREACH_ID = uuid.UUID(int=99)
+JUST_BEFORE = RESOLUTION_DUE - dt.timedelta(milliseconds=30)
+
+
+def fired_breach() -> SlaBreached:
+    """The resolution breach the timer fired at its deadline, with nothing else known yet."""
+    sla = fold([TicketEvent(TUESDAY, opened())], four_tier(), RESOLUTION_DUE, vip_contact=False)
+    [breach] = [
+        t.payload
+        for t in clock_timers(TICKET, sla)
+        if t.action == "breach" and t.key == "resolution:1:1"
+    ]
+    assert isinstance(breach, SlaBreached)
+    return breach
+
+
+def views_after(*late: TicketEvent) -> list[dict[str, object]]:
+    """The clock views once the late events are folded in (as of the last of them)."""
+    events = [TicketEvent(TUESDAY, opened()), *late]
+    sla = fold(events, four_tier(), events[-1].occurred_at, vip_contact=False)
+    return [clock_view(c) for c in sla.clocks]
+
+
+def test_a_resolution_before_the_deadline_retracts_the_breach_it_proves_wrong() -> None:
+    """Before, a resolution 30 ms before the deadline relayed after it left the fired breach
+    standing (mailed, counted). Now the fold shows the clock met, and the rule retracts that
+    breach once, naming it, the reason and the instant the clock was met."""
+    breach = fired_breach()
+    resolved = TicketEvent(JUST_BEFORE, TicketResolved(resolution="fix", summary="s"))
+    [retraction] = retractions([(BREACH_ID, breach)], views_after(resolved))
+    assert retraction.breach_event_id == BREACH_ID
+    assert (retraction.kind, retraction.cycle, retraction.ordinal) == ("resolution", 1, 1)
+    assert retraction.due_at == retraction.breached_at == RESOLUTION_DUE
+    assert retraction.reason == "met"
+    assert retraction.settled_at == JUST_BEFORE
+    assert retraction.priority == breach.priority
+
+
+def test_a_ticket_closed_before_the_deadline_retracts_it_as_stopped() -> None:
+    """A closure in time stops the clock (neither met nor breached): the breach is wrong too."""
+    closed = TicketEvent(JUST_BEFORE, TicketClosed(reason="duplicate"))
+    [retraction] = retractions([(BREACH_ID, fired_breach())], views_after(closed))
+    assert (retraction.reason, retraction.settled_at) == ("stopped", JUST_BEFORE)
+
+
+def test_a_resolution_after_the_deadline_leaves_the_breach_standing() -> None:
+    """Met late is breached: nothing is retracted."""
+    late = TicketEvent(RESOLUTION_DUE + H, TicketResolved(resolution="fix", summary="s"))
+    assert retractions([(BREACH_ID, fired_breach())], views_after(late)) == []
+
+
+def test_a_pause_before_the_deadline_defers_the_verdict() -> None:
+    """An info request just before the deadline pauses the resolution clock: it may still breach
+    later, so the breach stands until the clock is met or stopped."""
+    info = TicketInfoRequested(comment_id=uuid.uuid4(), body="?", author="a")
+    paused = TicketEvent(JUST_BEFORE, info)
+    views = views_after(paused)
+    assert next(v for v in views if v["kind"] == "resolution")["status"] == "paused"
+    assert retractions([(BREACH_ID, fired_breach())], views) == []
+
+
+def test_only_the_clock_of_the_breach_is_looked_at() -> None:
+    """The response clock of the same ticket was met late (breached); a breach of a clock the
+    fold does not have (another cycle) is left alone."""
+    resolved = TicketEvent(JUST_BEFORE, TicketResolved(resolution="fix", summary="s"))
+    views = views_after(resolved)
+    assert next(v for v in views if v["kind"] == "response")["status"] == "breached"
+    other_cycle = fired_breach().model_copy(update={"cycle": 2})
+    assert retractions([(BREACH_ID, other_cycle)], views) == []

@@ -65,7 +65,7 @@ from helpdesk.shared.contracts.notifications import (
     SubscriptionDeleted,
     SubscriptionUpdated,
 )
-from helpdesk.shared.contracts.sla import SlaBreached, SlaMet, SlaWarning
+from helpdesk.shared.contracts.sla import SlaBreached, SlaBreachRetracted, SlaMet, SlaWarning
 from helpdesk.shared.contracts.tickets import (
     TicketClosed,
     TicketOpened,
@@ -272,14 +272,21 @@ async def _remember_facts(conn: AsyncConnection, event: AnyEvent) -> None:
                 index_elements=[accounts.c.account_id], set_={"name": statement.excluded.name}
             )
         )
-    elif isinstance(payload, SlaWarning | SlaBreached | SlaMet) and payload.kind in DIGEST_CLOCKS:
+    elif isinstance(payload, ClockEvent) and payload.kind in DIGEST_CLOCKS:
         await _remember_clock(conn, payload)
 
 
-async def _remember_clock(
-    conn: AsyncConnection, payload: SlaWarning | SlaBreached | SlaMet
-) -> None:
-    """What one `sla.*` event says of a clock; the instants of the others are kept."""
+#: The `sla.*` events that say something of a clock the digest lists.
+ClockEvent = SlaWarning | SlaBreached | SlaMet | SlaBreachRetracted
+
+
+async def _remember_clock(conn: AsyncConnection, payload: ClockEvent) -> None:
+    """What one `sla.*` event says of a clock; the instants of the others are kept. A
+    retraction says the breach was wrong, and when the clock was met (if it was)."""
+    retracted = payload if isinstance(payload, SlaBreachRetracted) else None
+    met_at = payload.met_at if isinstance(payload, SlaMet) else None
+    if retracted is not None and retracted.reason == "met":
+        met_at = retracted.settled_at
     statement = pg_insert(sla_clocks).values(
         ticket_id=payload.ticket_id,
         kind=payload.kind,
@@ -289,11 +296,12 @@ async def _remember_clock(
         due_at=payload.due_at,
         warned_at=payload.warning_at if isinstance(payload, SlaWarning) else None,
         breached_at=payload.breached_at if isinstance(payload, SlaBreached) else None,
-        met_at=payload.met_at if isinstance(payload, SlaMet) else None,
+        met_at=met_at,
+        retracted_at=None if retracted is None else retracted.settled_at,
     )
     kept = {
         name: sa.func.coalesce(sla_clocks.c[name], statement.excluded[name])
-        for name in ("warned_at", "breached_at", "met_at")
+        for name in ("warned_at", "breached_at", "met_at", "retracted_at")
     }
     await conn.execute(
         statement.on_conflict_do_update(

@@ -6,7 +6,8 @@ their timers. A rebuild stores the histories as it replays and folds each ticket
 end (`refold_replayed`), with the inputs its last batch pinned. Unfired timers always follow
 the latest fold; fired ones are history. The timers' own events (`sla.*`) come back through the
 projection and mark their timer fired from what the event says, so a rebuild knows what already
-fired.
+fired. A ticket event that arrives after a breach fired and shows the clock met or stopped in
+time makes the reaction `retract_disproved_breaches` retract that breach, once.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from helpdesk.shared.agreements import Agreement
-from helpdesk.shared.consumer import AnyEvent, Projection, UnitOfWork
-from helpdesk.shared.context import Context, system_actor
+from helpdesk.shared.consumer import AnyEvent, Projection, Reactions, UnitOfWork
+from helpdesk.shared.context import Context, system_actor, utc_now
 from helpdesk.shared.contracts.accounts import (
     AccountOpened,
     AccountUpdated,
@@ -35,6 +36,7 @@ from helpdesk.shared.contracts.sla import (
     ClockFacts,
     FollowUpDue,
     SlaBreached,
+    SlaBreachRetracted,
     SlaMet,
     SlaWarning,
 )
@@ -53,6 +55,7 @@ from helpdesk.sla_timer.adapters.store import (
     first_unfired_due,
     load_tickets,
     save_tickets,
+    unretracted_breaches,
     vip_contacts,
 )
 from helpdesk.sla_timer.adapters.tables import (
@@ -74,9 +77,10 @@ from helpdesk.sla_timer.domain.history import (
 )
 from helpdesk.sla_timer.domain.imports import firing
 from helpdesk.sla_timer.domain.queue import NO_DEADLINE, queue_key
+from helpdesk.sla_timer.domain.retractions import retractions
 from helpdesk.sla_timer.domain.timers import (
+    Recorded,
     Timer,
-    TimerPayload,
     clock_timers,
     follow_up_timers,
     nearest_deadline,
@@ -85,6 +89,7 @@ from helpdesk.sla_timer.domain.timers import (
 )
 
 projection = Projection(tables=projection_tables)
+reactions = Reactions()
 ACTOR = system_actor("sla_timer")
 #: The actor of a timer of imported history (domain/imports.py): no e-mail, webhooks marked.
 IMPORTED = Actor(type="import", id="sla_timer")
@@ -311,7 +316,7 @@ def _payload_json(payload: BaseModel) -> dict[str, Any]:
     return payload.model_dump(mode="json")
 
 
-def _clock_columns(payload: TimerPayload) -> tuple[str | None, int | None]:
+def _clock_columns(payload: Recorded) -> tuple[str | None, int | None]:
     if isinstance(payload, ClockFacts):
         return payload.kind, payload.cycle
     return None, None
@@ -352,12 +357,14 @@ async def _replace_unfired(
     await bulk_upsert(conn, sla_timers, timers, conflict=["ticket_id", "action", "key"])
 
 
-@projection.on_batch(SlaWarning, SlaBreached, SlaMet, FollowUpDue, AutoCloseRequested)
+@projection.on_batch(
+    SlaWarning, SlaBreached, SlaMet, FollowUpDue, AutoCloseRequested, SlaBreachRetracted
+)
 async def timers_fired(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
-    """Record a fired timer from its event alone: whether the ticket's later events were applied
-    first (a rebuild) or not (live), the row is the same."""
+    """Record a fired timer (or a breach's retraction) from its event alone: whether the
+    ticket's later events were applied first (a rebuild) or not (live), the row is the same."""
     for event in events:
-        payload: TimerPayload = event.payload  # type: ignore[assignment]
+        payload: Recorded = event.payload  # type: ignore[assignment]
         action, key = timer_identity(payload)
         kind, cycle = _clock_columns(payload)
         at = event.envelope.occurred_at
@@ -385,6 +392,41 @@ async def timers_fired(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
                 set_={name: statement.excluded[name] for name in values},
             )
         )
+
+
+@reactions.on_batch(*FOLDED)
+async def retract_disproved_breaches(uow: UnitOfWork, events: Sequence[AnyEvent]) -> None:
+    """Retract each fired breach that the ticket's fold, now that these events are applied,
+    shows met or stopped before its deadline (domain/retractions.py).
+
+    Decided from state, not from one event: whichever event of a batch (or a copy of it) comes
+    first finds the breach; the id derives from the breach, and the retraction's own row (written
+    by `timers_fired` when it is emitted) makes every later look find nothing.
+    """
+    causes = {e.envelope.ticket_id: e for e in events if e.envelope.ticket_id is not None}
+    fired = await unretracted_breaches(uow.conn, causes)
+    if not fired:
+        return
+    rows = await load_tickets(uow.conn, {row.ticket_id for row in fired})
+    now = utc_now()
+    decided: list[AnyEvent] = []
+    for row in fired:
+        breach = SlaBreached.model_validate(row.payload)
+        ticket = rows.get(row.ticket_id)
+        if ticket is None:
+            continue
+        for retraction in retractions([(row.event_id, breach)], ticket["clocks"]):
+            actor = IMPORTED if row.imported else ACTOR
+            context = Context(actor, now, retraction.settled_at, causes[row.ticket_id])
+            decided.append(
+                context.event(
+                    retraction,
+                    account_id=row.account_id,
+                    ticket_id=row.ticket_id,
+                    event_id=derive_event_id(row.event_id, "retraction"),
+                )
+            )
+    await uow.emit(decided)
 
 
 # -- the live loop -------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from helpdesk.shared.service import ServiceSpec, run_cli
 from helpdesk.sla_timer.adapters.metrics import SlaMetrics
 from helpdesk.sla_timer.adapters.tables import metadata, runtime
 from helpdesk.sla_timer.api.routes import router
-from helpdesk.sla_timer.handlers import fire_timers, projection
+from helpdesk.sla_timer.handlers import fire_timers, projection, reactions
 
 
 def build_spec() -> ServiceSpec:
@@ -20,6 +20,7 @@ def build_spec() -> ServiceSpec:
         metadata=metadata,
         tables=runtime,
         projection=projection,
+        reactions=reactions,
         migrations=Path(__file__).parent / "migrations",
         routers=[router],
         live_loops=lambda runtime: [fire_timers],

@@ -8,6 +8,10 @@ ticket id (without a seq: these are not ticket events). The notifier mails on `s
 (a breached `resolution` clock is the escalation threshold: management is told) and
 `sla.follow_up_due` (the reminder to the customer); intake closes the ticket on
 `sla.auto_close_requested`.
+
+`sla.breach_retracted` is the one correction: a breach fired at its deadline (after the allowed
+lateness) that a ticket event arriving later proves wrong (the clock was met, or stopped, before
+the deadline) is retracted once; its `occurred_at` is the instant the clock was met or stopped.
 """
 
 from __future__ import annotations
@@ -55,6 +59,19 @@ class SlaBreached(ClockFacts):
     """A clock was not met by its deadline; `breached_at` is the deadline (equal to `due_at`)."""
 
     breached_at: AwareDatetime
+
+
+@registry.register("sla.breach_retracted")
+class SlaBreachRetracted(ClockFacts):
+    """The breach `breach_event_id` (an `sla.breached` of this clock, `breached_at` its deadline)
+    was wrong: the clock was `met` or `stopped` (the ticket closed) at `settled_at`, before the
+    deadline, by a ticket event that arrived after the breach had fired. The clock facts are the
+    breach's; the actor is the breach's too (an imported breach is retracted as imported)."""
+
+    breach_event_id: UUID
+    breached_at: AwareDatetime
+    reason: Literal["met", "stopped"]
+    settled_at: AwareDatetime
 
 
 @registry.register("sla.met")

@@ -82,6 +82,7 @@ async def digest_states(conn: AsyncConnection) -> list[ClockState]:
             sla_clocks.c.warned_at.is_not(None).label("warned"),
             sla_clocks.c.breached_at.is_not(None).label("breached"),
             sla_clocks.c.met_at.is_not(None).label("met"),
+            sla_clocks.c.retracted_at.is_not(None).label("retracted"),
             tickets.c.closed,
         )
         .select_from(
@@ -110,6 +111,7 @@ async def digest_states(conn: AsyncConnection) -> list[ClockState]:
             breached=row.breached,
             met=row.met,
             ticket_closed=row.closed,
+            retracted=row.retracted,
         )
         for row in await conn.execute(query)
     ]

@@ -56,6 +56,8 @@ sla_clocks = sa.Table(
     sa.Column("warned_at", _TS, nullable=True),
     sa.Column("breached_at", _TS, nullable=True),
     sa.Column("met_at", _TS, nullable=True),
+    # Set by `sla.breach_retracted`: the breach was wrong (the clock was met or stopped in time).
+    sa.Column("retracted_at", _TS, nullable=True),
 )
 
 contacts = sa.Table(

@@ -11,7 +11,9 @@ Rules:
 - a response or resolution clock of the ticket's current cycle is listed `breached` once an
   `sla.breached` was seen and the ticket is not closed (met late or not: management follows a
   breached ticket until it is closed), and `at_risk` once an `sla.warning` was seen while it
-  is neither met, breached nor closed.
+  is neither met, breached nor closed;
+- a clock whose breach was retracted (`sla.breach_retracted`: an event that arrived after the
+  breach showed the clock met or stopped before its deadline) is not listed: it never breached.
 """
 
 from __future__ import annotations
@@ -41,11 +43,12 @@ class ClockState:
     breached: bool
     met: bool
     ticket_closed: bool
+    retracted: bool = False
 
 
 def digest_status(state: ClockState) -> DigestStatus | None:
     """Whether a clock belongs in the digest, and as what."""
-    if state.ticket_closed or state.clock not in DIGEST_CLOCKS:
+    if state.ticket_closed or state.retracted or state.clock not in DIGEST_CLOCKS:
         return None
     if state.breached:
         return "breached"

@@ -18,6 +18,9 @@ Rules:
   `no_response` → the ticket contact, the auto-close notice;
 - `sla.breached` (payload `kind`) of the resolution clock (the escalation threshold) or of
   the response clock → the provider's managers; `next_reply` and `escalation` clocks mail no one;
+- `sla.breach_retracted` of such a clock → the managers, a short correction replying to the
+  breach's mail (it retracts a breach that was mailed: same clocks, and a retraction carries
+  its breach's actor, so an imported breach's retraction mails no one either);
 - `account.partner_warning_issued` → the partner's key contacts (seed 001), and
   `account.partner_margin_revoked` likewise;
 - `billing.invoice_finalized` → the account's billing contacts;
@@ -54,6 +57,7 @@ MailKind = Literal[
     "auto_closed",
     "response_breached",
     "resolution_breached",
+    "breach_retracted",
     "partner_warning",
     "partner_margin_revoked",
     "invoice_final",
@@ -274,6 +278,8 @@ def mails_for(
     if type_ == "ticket.closed" and to_contact and payload.get("reason") == "no_response":
         label = "Closed without reply"
         return (_ticket_mail("auto_closed", label, "ticket_contact", event, ticket, domain),)
+    if type_ == "sla.breach_retracted" and _clock_kind(payload) is not None:
+        return (_breach_correction(event, ticket, domain),)
     if type_ == "sla.breached":
         clock = _clock_kind(payload)
         priority = f" ({ticket.priority})" if ticket.priority else ""
@@ -284,6 +290,19 @@ def mails_for(
             label = f"Response target breached{priority}"
             return (_ticket_mail("response_breached", label, "managers", event, ticket, domain),)
     return ()
+
+
+def _breach_correction(event: MailEvent, ticket: TicketFacts, domain: str) -> MailIntent:
+    """The managers' correction of a breach mail: it replies to that mail, in the ticket's
+    thread."""
+    priority = f" ({ticket.priority})" if ticket.priority else ""
+    label = f"Breach retracted{priority}"
+    intent = _ticket_mail("breach_retracted", label, "managers", event, ticket, domain)
+    breach = event.payload.get("breach_event_id")
+    if breach is None:
+        return intent
+    breach_mail = ticket_message_id(ticket.number, UUID(str(breach)), domain)
+    return replace(intent, in_reply_to=breach_mail, references=(*intent.references, breach_mail))
 
 
 def intent_document(intent: MailIntent) -> dict[str, Any]:

@@ -7,8 +7,9 @@ Never a ticket id.
 - backlog: every ticket not closed, by priority and status, and its age since it was reported;
 - SLA now: the clocks still to be met of tickets not closed, as on track, at risk (past their
   warning instant), paused or breached;
-- SLA outcomes: fired `met`, `breach` and `warning` timers (history rows that never change, so
-  they count like counters and survive restarts and rebuilds);
+- SLA outcomes: fired `met`, `breach` and `warning` timers, and the retractions of breaches a
+  late event proved wrong (history rows that never change, so they count like counters and
+  survive restarts and rebuilds; breaches that stand = breaches − retractions);
 - time to first response and to resolution, in business minutes, of every clock met so far;
 - open tickets per technician, and the work queue's nearest deadline.
 """
@@ -34,6 +35,8 @@ from helpdesk.sla_timer.adapters.tables import sla_tickets, sla_timers
 
 STATUSES = ("open", "waiting_on_customer", "waiting_on_vendor", "resolved")
 CLOCK_KINDS = ("response", "resolution")
+#: The fired rows counted as outcomes (`retraction`: a breach a late event proved wrong).
+OUTCOMES = ("met", "breach", "warning", "retraction")
 CLOCK_STATES = ("on_track", "at_risk", "paused", "breached")
 #: Backlog age buckets, in seconds: 1 h, 4 h, 8 h, 1 d, 3 d, 1 week, 30 days.
 AGE_BUCKETS = (3600, 4 * 3600, 8 * 3600, 86400, 3 * 86400, 7 * 86400, 30 * 86400)
@@ -206,18 +209,13 @@ class SlaMetrics(StateCollector):
                 )
                 .where(
                     sla_timers.c.fired_at.is_not(None),
-                    sla_timers.c.action.in_(["met", "breach", "warning"]),
+                    sla_timers.c.action.in_(OUTCOMES),
                 )
                 .group_by(sla_timers.c.action, sla_timers.c.kind, priority, sla_timers.c.account_id)
             )
         ).all()
         outcomes: Counter[tuple[str, str, str]] = Counter(
-            {
-                (a, k, p): 0
-                for a in ("met", "breach", "warning")
-                for k in CLOCK_KINDS
-                for p in PRIORITIES
-            }
+            {(a, k, p): 0 for a in OUTCOMES for k in CLOCK_KINDS for p in PRIORITIES}
         )
         breaches_by_account: Counter[str] = Counter()
         for action, kind, prio, account_id, count in rows:
@@ -228,6 +226,7 @@ class SlaMetrics(StateCollector):
             "met": ("helpdesk_sla_met", "SLA clocks met in time"),
             "breach": ("helpdesk_sla_breaches", "SLA clocks breached"),
             "warning": ("helpdesk_sla_warnings", "SLA warnings fired"),
+            "retraction": ("helpdesk_sla_breach_retractions", "SLA breaches retracted"),
         }
         families: list[Metric] = []
         for action, (name, text) in names.items():

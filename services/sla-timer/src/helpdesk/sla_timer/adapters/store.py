@@ -49,6 +49,28 @@ async def first_unfired_due(conn: AsyncConnection, partitions: Iterable[int]) ->
     return await conn.scalar(sa.select(sa.func.min(first)).select_from(wanted))
 
 
+async def unretracted_breaches(conn: AsyncConnection, ticket_ids: Iterable[UUID]) -> list[Any]:
+    """The fired breach rows of these tickets that no retraction row answers (one query)."""
+    wanted = sorted(set(ticket_ids))
+    if not wanted:
+        return []
+    retraction = sla_timers.alias("retraction")
+    answered = sa.exists().where(
+        retraction.c.ticket_id == sla_timers.c.ticket_id,
+        retraction.c.action == "retraction",
+        retraction.c.key == sla_timers.c.key,
+    )
+    rows = await conn.execute(
+        sa.select(sla_timers).where(
+            sla_timers.c.ticket_id == any_uuid(wanted),
+            sla_timers.c.action == "breach",
+            sla_timers.c.fired_at.is_not(None),
+            ~answered,
+        )
+    )
+    return list(rows)
+
+
 # Agreement versions never change once set, so a parsed one can be kept for the process.
 _parsed: dict[tuple[UUID, int], Agreement] = {}
 _PARSED_MAX = 4096

@@ -74,6 +74,8 @@ sa.Index(
 
 # Durable timers: what fires when. Unfired rows follow the ticket's latest fold; a fired row
 # is history and never changes (its event id is derived from ticket, action and key).
+# A row of action `retraction` (always fired) records that the fired breach of the same key was
+# retracted (`sla.breach_retracted`: a late event showed the clock met or stopped in time).
 sla_timers = sa.Table(
     "sla_timers",
     metadata,

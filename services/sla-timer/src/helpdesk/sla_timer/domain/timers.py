@@ -10,6 +10,9 @@ ordinal and tier; a reminder by its wait and number), so the event it fires gets
   deadline it missed.
 - `met`: a clock met in time, at the instant it was met.
 - `follow_up` / `auto_close`: the wait on the customer's schedule (`follow_up_schedule`).
+
+A fired breach that a later fold proves wrong is recorded as fired too, under the action
+`retraction` and its clock's key (`domain/retractions.py`); nothing fires it, a reaction emits it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from helpdesk.shared.contracts.sla import (
     ClockFacts,
     FollowUpDue,
     SlaBreached,
+    SlaBreachRetracted,
     SlaMet,
     SlaWarning,
 )
@@ -40,8 +44,10 @@ from helpdesk.shared.contracts.tickets import (
 from helpdesk.sla_timer.domain.clocks import ClockStatus, SlaClock, TicketEvent, TicketSla
 from helpdesk.sla_timer.domain.follow_ups import FollowUpSchedule
 
-Action = Literal["warning", "breach", "met", "follow_up", "auto_close"]
+Action = Literal["warning", "breach", "met", "follow_up", "auto_close", "retraction"]
 TimerPayload = SlaWarning | SlaBreached | SlaMet | FollowUpDue | AutoCloseRequested
+#: What a row of fired timers records: a timer's event, or the retraction of a fired breach.
+Recorded = TimerPayload | SlaBreachRetracted
 TicketStatus = Literal["open", "waiting_on_customer", "waiting_on_vendor", "resolved", "closed"]
 
 
@@ -71,7 +77,7 @@ def wait_key(waiting_since: dt.datetime) -> str:
     return waiting_since.astimezone(dt.UTC).isoformat()
 
 
-def timer_identity(payload: TimerPayload) -> tuple[Action, str]:
+def timer_identity(payload: Recorded) -> tuple[Action, str]:
     """(action, key) of the timer a fired event records, read back from the event alone (so
     applying the event gives the same row whatever was applied before it)."""
     if isinstance(payload, ClockFacts):
@@ -80,6 +86,8 @@ def timer_identity(payload: TimerPayload) -> tuple[Action, str]:
             return "warning", key
         if isinstance(payload, SlaBreached):
             return "breach", key
+        if isinstance(payload, SlaBreachRetracted):
+            return "retraction", key
         return "met", key
     if isinstance(payload, FollowUpDue):
         return "follow_up", f"{wait_key(payload.waiting_since)}:{payload.reminder}"
