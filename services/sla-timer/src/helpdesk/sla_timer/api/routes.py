@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from helpdesk.shared.agreements import Agreement, agreement_errors, resolve_agreement
 from helpdesk.shared.auth import Principal
+from helpdesk.shared.contracts import audience
 from helpdesk.shared.deps import Caller, Runtime
 from helpdesk.shared.validation import Period
 from helpdesk.shared.web import Problem, checked_period
@@ -41,7 +42,10 @@ def _not_found(what: str = NOT_FOUND) -> Problem:
 
 @router.get("/tickets/{ticket_id}/sla")
 async def ticket_sla(ticket_id: UUID, runtime: Runtime, caller: Caller) -> dict[str, Any]:
-    """The SLA view of one ticket: every clock (all cycles) as of now, and its pauses."""
+    """The SLA view of one ticket: every clock (all cycles) as of now, and its pauses. A contact
+    sees what `helpdesk.shared.contracts.audience` makes public: the response, next-reply and
+    resolution clocks without warning thresholds, no escalation clocks, no VIP or effective
+    priority."""
     async with runtime.engine.connect() as conn:
         row = (
             await conn.execute(sa.select(sla_tickets).where(sla_tickets.c.ticket_id == ticket_id))
@@ -71,7 +75,10 @@ async def ticket_sla(ticket_id: UUID, runtime: Runtime, caller: Caller) -> dict[
         )
         view["clocks"] = [clock_view(c) for c in sla.clocks]
         view["pauses"] = pauses_view(sla)
-    return view
+    if caller.is_staff:
+        return view
+    shown = {k: v for k, v in view.items() if k not in audience.STAFF_ONLY_SLA_FIELDS}
+    return {**shown, "clocks": audience.public_clocks(view["clocks"])}
 
 
 # -- the queue -------------------------------------------------------------------------------
@@ -170,6 +177,9 @@ async def queue(
         }
         for row in page
     ]
+    if not caller.is_staff:
+        hidden = audience.STAFF_ONLY_SLA_FIELDS
+        items = [{k: v for k, v in item.items() if k not in hidden} for item in items]
     return {"items": items, "next_cursor": _cursor_of(page[-1]) if len(rows) > limit else None}
 
 
