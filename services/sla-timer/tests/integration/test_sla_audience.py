@@ -18,7 +18,7 @@ from services.intake.tests.integration._support import (
     staff_key,
 )
 from tests.support import InProcessService, wait_for
-from tests.support.stack import sla_view
+from tests.support.stack import instant, sla_view
 
 pytestmark = pytest.mark.integration
 
@@ -36,9 +36,10 @@ async def test_a_contact_sees_their_promises_not_the_escalation_clocks(
     sla: InProcessService, admin: As
 ) -> None:
     """Before: a contact read every clock of their ticket (an escalation to management's own
-    clock included, with warning thresholds), the effective priority and the VIP flag, all of
-    which webhooks keep from them. Now they read the response and resolution clocks their
-    agreement promises (due, met, breached) and nothing else; staff still read everything."""
+        clock included, with warning thresholds), the effective priority and the VIP flag, all of
+        which webhooks keep from them. Now they read the response and resolution clocks their
+        agreement promises (due, met, breached) and nothing else, and their queue's next deadline is
+    one of those; staff still read everything."""
     account = await new_account(admin, {"preset": "four_tier_24x7", "escalation_targets": TIERS})
     _, contact = await contact_key(admin, account["id"], visibility="account")
     _, technician = await staff_key(admin, "technician")
@@ -57,6 +58,19 @@ async def test_a_contact_sees_their_promises_not_the_escalation_clocks(
     due = {c["kind"]: c["due_at"] for c in staff["clocks"] if c["kind"] != "escalation"}
     assert {c["kind"]: c["due_at"] for c in seen["clocks"]} == due
 
-    response = await sla.http.get("/v1/queue", headers={"Authorization": f"Bearer {contact.token}"})
-    (item,) = [i for i in ok(response)["items"] if i["ticket_id"] == ticket["id"]]
-    assert "effective_priority" not in item
+    async def queued(caller: As) -> dict[str, Any]:
+        response = await sla.http.get(
+            "/v1/queue", headers={"Authorization": f"Bearer {caller.token}"}
+        )
+        (item,) = [i for i in ok(response)["items"] if i["ticket_id"] == ticket["id"]]
+        return dict(item)
+
+    # The queue's next deadline: the management clock's for staff, the response's for the
+    # contact (who never learns that the escalation, or its clock, exists).
+    due_of = {c["kind"]: instant(c["due_at"]) for c in staff["clocks"]}
+    assert due_of["escalation"] < due_of["response"]
+    staff_item, contact_item = await queued(technician), await queued(contact)
+    assert instant(staff_item["next_due_at"]) == due_of["escalation"]
+    assert instant(contact_item["next_due_at"]) == due_of["response"]
+    assert "effective_priority" in staff_item
+    assert "effective_priority" not in contact_item

@@ -30,6 +30,7 @@ from helpdesk.sla_timer.domain import (
     sla_report,
 )
 from helpdesk.sla_timer.domain.history import clock_view, decode_history, fold, pauses_view
+from helpdesk.sla_timer.domain.timers import nearest_deadline_of
 
 router = APIRouter(prefix="/v1")
 NOT_FOUND = "No such ticket."
@@ -178,8 +179,14 @@ async def queue(
         for row in page
     ]
     if not caller.is_staff:
+        # A contact's next deadline is that of the clocks they see (helpdesk.shared.contracts.
+        # audience), never an escalation's; the row's clocks are folded as `next_due_at` is.
         hidden = audience.STAFF_ONLY_SLA_FIELDS
-        items = [{k: v for k, v in item.items() if k not in hidden} for item in items]
+        items = [
+            {k: v for k, v in item.items() if k not in hidden}
+            | {"next_due_at": nearest_deadline_of(audience.public_clocks(row.clocks))}
+            for item, row in zip(items, page, strict=True)
+        ]
     return {"items": items, "next_cursor": _cursor_of(page[-1]) if len(rows) > limit else None}
 
 
