@@ -350,3 +350,60 @@ async def test_smtp_delivers_tickets_refusals_and_rejects(settings: Settings) ->
             await asyncio.to_thread(_send, port, "x@y.example", b"\x00\x01 not a message")
         assert rejected.value.smtp_code == 550
         assert len(await _tickets(http, account_id)) == 1
+
+
+RELAY = "mx.provider.example"
+FORGED = (
+    f"{RELAY}; spf=fail smtp.mailfrom=evil.example; dkim=none (no signature);"
+    " dmarc=fail (p=reject) header.from=customer.example"
+)
+
+
+async def test_smtp_refuses_mail_a_trusted_relay_found_forged(settings: Settings) -> None:
+    """Before: intake took any `From:`, so mail from attacker@evil with `From:` set to a
+    contact's address was threaded into that contact's ticket. Now a message whose
+    Authentication-Results from a trusted relay say dmarc=fail is refused (recorded with the
+    relay's verdict, no reply, no ticket); the same verdict under an authserv-id nobody trusts
+    is ignored, and a pass threads as before."""
+    port = free_port()
+    update = {"smtp_port": port, "email_trusted_relays": [RELAY.upper()]}
+    async with in_process("intake", settings.model_copy(update=update)) as intake:
+        http = intake.http
+        account_id = await _account(http)
+        await _contact(http, account_id, "ann@customer.example")
+        await wait_for(lambda: _listening(port))
+        passed = f"{RELAY}; spf=pass smtp.mailfrom=customer.example; dmarc=pass"
+        opening = _email("ann@customer.example", "Fax", "Jammed.", Authentication_Results=passed)
+        await asyncio.to_thread(_send, port, "ann@customer.example", opening)
+        [ticket] = await wait_for(lambda: _tickets(http, account_id))
+        subject = f"Re: [{ticket['number']}] Fax"
+
+        forged = _email(
+            "ann@customer.example",
+            subject,
+            "Send the invoice to evil.",
+            Authentication_Results=FORGED,
+        )
+        await asyncio.to_thread(_send, port, "attacker@evil.example", forged)
+        # A new thread in the contact's name is refused just the same.
+        forged_new = _email(
+            "ann@customer.example", "Reset my password", "x", Authentication_Results=FORGED
+        )
+        await asyncio.to_thread(_send, port, "attacker@evil.example", forged_new)
+
+        recorded = (await http.get("/v1/inbound/email")).json()
+        assert [m["outcome"] for m in recorded[:2]] == ["refused", "refused"]
+        for message in recorded[:2]:
+            assert message["reason"] == (
+                f"the sender failed authentication: dmarc=fail according to {RELAY}"
+            )
+        assert (await _ticket(http, ticket["id"]))["comments"] == 0
+        assert len(await _tickets(http, account_id)) == 1
+
+        # The relay's name written by someone else is the sender's own word: ignored.
+        untrusted = FORGED.replace(RELAY, "mx.evil.example")
+        reply = _email(
+            "ann@customer.example", subject, "Still jammed.", Authentication_Results=untrusted
+        )
+        await asyncio.to_thread(_send, port, "ann@customer.example", reply)
+        assert (await _ticket(http, ticket["id"]))["comments"] == 1

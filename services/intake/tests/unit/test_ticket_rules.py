@@ -431,6 +431,8 @@ tickets = st.builds(
     partner_resolvable=st.booleans(),
     comments=st.integers(0, 1000),
     minutes_logged=st.integers(0, 100_000),
+    public_version=st.integers(1, 1000),
+    public_updated_at=instants,
 )
 
 

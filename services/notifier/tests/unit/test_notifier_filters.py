@@ -8,7 +8,6 @@ from uuid import UUID, uuid4
 import pytest
 
 from helpdesk.notifier.domain.filters import (
-    ACCOUNT_VISIBLE_TYPES,
     PROVIDER_ACCOUNT,
     Audience,
     EventFacts,
@@ -20,6 +19,7 @@ from helpdesk.notifier.domain.filters import (
     visible_to,
 )
 from helpdesk.shared.contracts.accounts import PROVIDER_ACCOUNT as SHARED_PROVIDER_ACCOUNT
+from helpdesk.shared.contracts.audience import PUBLIC_TYPES
 
 pytestmark = pytest.mark.unit
 
@@ -173,4 +173,4 @@ def test_every_registered_customer_event_type_is_decided() -> None:
     ticket_types = [t for t in registry.types() if t.startswith("ticket.")]
     assert "ticket.opened" in ticket_types
     for type_ in ticket_types:
-        assert (type_ in ACCOUNT_VISIBLE_TYPES) != (type_ in staff_only), type_
+        assert (type_ in PUBLIC_TYPES) != (type_ in staff_only), type_

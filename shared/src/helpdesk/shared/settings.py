@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     smtp_port: int = 0
     # The largest inbound e-mail intake takes, over SMTP and over HTTP alike.
     email_max_bytes: int = 25 * 1024 * 1024
+    # The receiving relays whose Authentication-Results headers (RFC 8601) intake believes, by
+    # authserv-id (a JSON list: '["mx.provider.example"]'); mail they found forged is refused.
+    email_trusted_relays: list[str] = Field(default_factory=list)
 
     def port_for(self, service: str) -> int:
         """The HTTP port of `service`: HELPDESK_HTTP_PORT if set, else the contract's default."""

@@ -1,6 +1,10 @@
 """E-mail intake (seed 003, 3.2 and 7.2): a message opens a ticket or continues one.
 
-The sender must be a contact; the contact becomes the ticket contact. A subject carrying the
+The sender must be a contact; the contact becomes the ticket contact. A message that a trusted
+receiving relay (`HELPDESK_EMAIL_TRUSTED_RELAYS`) found forged (its `Authentication-Results`
+say `dmarc=fail`, or `spf=fail` without a passing DKIM signature) is refused before anything
+else: neither threaded into the contact's ticket nor opened in their name, only recorded with the
+relay's verdict for staff to see (domain/mail_authentication.py). A subject carrying the
 number of a ticket the contact may see (`[HD-100001] ...`, as the notifier sends it) threads
 the message as a customer reply, reopening a closed ticket first; anything else opens a new
 ticket without a priority, so a technician reviews it before a priority is set. Every message
@@ -19,6 +23,7 @@ them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from typing import Any, Literal, cast
 from uuid import UUID
 
@@ -39,6 +44,7 @@ from helpdesk.intake.domain.email import (
     ticket_number_in,
 )
 from helpdesk.intake.domain.email import without_quoted_reply as reply_text
+from helpdesk.intake.domain.mail_authentication import authentication_failure
 from helpdesk.shared.auth import Principal
 from helpdesk.shared.context import utc_now
 from helpdesk.shared.service import ServiceRuntime
@@ -67,12 +73,20 @@ async def receive_email(runtime: ServiceRuntime, raw: bytes) -> dict[str, Any]:
     should retry.
     """
     email = parse_message(raw)
+    trusted = {relay.strip().rstrip(".").lower() for relay in runtime.settings.email_trusted_relays}
     async with runtime.unit_of_work() as uow:
-        return await _receive(PostgresUnitOfWork(uow), email)
+        return await _receive(PostgresUnitOfWork(uow), email, trusted)
 
 
-async def _receive(uow: PostgresUnitOfWork, email: InboundEmail) -> dict[str, Any]:
+async def _receive(
+    uow: PostgresUnitOfWork, email: InboundEmail, trusted_relays: Collection[str]
+) -> dict[str, Any]:
     conn = uow.conn
+    forged = authentication_failure(email.authentication_results, trusted_relays)
+    if forged is not None:
+        # Before the redelivery check too: a forged copy must not learn a real message's
+        # outcome (ticket number) by reusing its Message-ID.
+        return await _refuse(conn, email, f"the sender failed authentication: {forged}")
     if email.message_id is not None:
         # Serialise deliveries of one message (Message-ID and sender), so two concurrent
         # retries cannot both open a ticket; the lock ends with the transaction.

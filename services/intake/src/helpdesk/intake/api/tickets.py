@@ -30,8 +30,9 @@ router = APIRouter(prefix="/v1", tags=["tickets"])
 
 
 def _answer(ticket: Ticket, caller: Principal, response: Response) -> dict[str, Any]:
-    response.headers["ETag"] = f'"{ticket.seq}"'
-    return audience_view(ticket.view(), staff=caller.is_staff)
+    shown = audience_view(ticket.view(), staff=caller.is_staff)
+    response.headers["ETag"] = f'"{shown["version"]}"'
+    return shown
 
 
 @router.post("/tickets", status_code=201)
@@ -91,11 +92,13 @@ async def list_tickets(
 async def get_ticket(
     ticket_id: UUID, runtime: Runtime, caller: Caller, response: Response
 ) -> dict[str, Any]:
-    """One ticket; its ETag is its version (seq), the strong tag that If-Match names."""
+    """One ticket; its ETag is its `version` for the caller (staff: seq; a contact: the count
+    of public events), the strong tag that If-Match names."""
     async with runtime.engine.connect() as conn:
         row = await queries.ticket(conn, caller, ticket_id)
-    response.headers["ETag"] = f'"{row.seq}"'
-    return audience_view(row.state, staff=caller.is_staff)
+    shown = audience_view(row.state, staff=caller.is_staff)
+    response.headers["ETag"] = f'"{shown["version"]}"'
+    return shown
 
 
 @router.get("/tickets/{ticket_id}/events")
@@ -118,8 +121,8 @@ def _command_route(
     ) -> dict[str, Any]:
         command: Imported = body
         ctx = command_context(caller, command.occurred_at, utc_now())
-        # The ticket's ETag is its version (seq), strong: `If-Match: "5"`, `*` or a list of
-        # tags; a stale one is a 412 (RFC 9110), a weak one never matches.
+        # The ticket's ETag is its version for the caller, strong: `If-Match: "5"`, `*` or a
+        # list of tags; a stale one is a 412 (RFC 9110), a weak one never matches.
         precondition = partial(check_if_match, if_match, what="ticket")
         async with runtime.unit_of_work() as uow:
             ticket = await service.run(

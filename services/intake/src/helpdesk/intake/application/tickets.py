@@ -234,7 +234,7 @@ async def run(
     handler = HANDLERS[type(command)]
     ticket = await visible_ticket(uow, principal, ticket_id)
     if precondition is not None:
-        precondition(str(ticket.seq))
+        precondition(str(rules.version_for(ticket, staff=principal.is_staff)))
     if handler.staff_only is not None and not principal.is_staff:
         raise Forbidden(f"Only staff may {handler.staff_only}.")
     try:

@@ -111,6 +111,8 @@ class InboundEmail:
     references: tuple[str, ...] = ()
     auto_submitted: bool = False
     attachments: tuple[Attachment, ...] = ()
+    #: The values of its `Authentication-Results` headers (domain/mail_authentication.py).
+    authentication_results: tuple[str, ...] = ()
 
 
 def parse_message(raw: bytes) -> InboundEmail:
@@ -132,6 +134,9 @@ def parse_message(raw: bytes) -> InboundEmail:
             references=tuple(_message_ids(str(message.get("References") or ""))),
             auto_submitted=_is_automatic(message),
             attachments=tuple(_attachments(message)),
+            authentication_results=tuple(
+                str(value) for value in message.get_all("Authentication-Results") or ()
+            ),
         )
     except UnreadableEmailError:
         raise

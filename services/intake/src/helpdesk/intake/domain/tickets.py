@@ -14,6 +14,7 @@ from uuid import UUID, uuid5
 
 from pydantic import BaseModel
 
+from helpdesk.shared.contracts import audience
 from helpdesk.shared.contracts.billing import FairUseExceeded
 from helpdesk.shared.contracts.common import (
     Channel,
@@ -45,6 +46,7 @@ from helpdesk.shared.contracts.tickets import (
     TicketTriaged,
     TicketVendorReturned,
 )
+from helpdesk.shared.events import registry
 
 ACTIVE: frozenset[TicketStatus] = frozenset(
     {"new", "open", "waiting_on_customer", "waiting_on_vendor"}
@@ -142,6 +144,10 @@ class Ticket:
     reported_at: datetime
     seq: int
     last_occurred_at: datetime
+    #: The contact's version of the ticket: how many of its events are public, and the last
+    #: one's instant (helpdesk.shared.contracts.audience).
+    public_version: int
+    public_updated_at: datetime
     cycle: int = 1
     assignee: str | None = None
     escalations: tuple[EscalationTier, ...] = ()
@@ -189,6 +195,8 @@ class Ticket:
             "minutes_logged": self.minutes_logged,
             "quote": self.quote.view() if self.quote else None,
             "updated_at": self.last_occurred_at.isoformat(),
+            "public_version": self.public_version,
+            "public_updated_at": self.public_updated_at.isoformat(),
         }
 
     @classmethod
@@ -233,39 +241,43 @@ class Ticket:
             public_comments=view.get("public_comments", 0),
             minutes_logged=view["minutes_logged"],
             quote=Quote.from_view(view["quote"]) if view.get("quote") else None,
+            # Rows folded before the public version existed show the internal one until
+            # `rebuild` refolds them (it was what everyone saw before).
+            public_version=view.get("public_version", view["seq"]),
+            public_updated_at=when("public_updated_at") or when("updated_at") or reported_at,
         )
 
 
-#: Events only staff see in a ticket's history.
-INTERNAL_TYPES = frozenset({"ticket.time_logged", "ticket.flagged_partner_resolvable"})
-#: What only staff see of a ticket's state: what those events and internal comments add.
-STAFF_ONLY_FIELDS = ("minutes_logged", "partner_resolvable", "public_comments")
-
-
 def audience_view(view: dict[str, Any], *, staff: bool) -> dict[str, Any]:
-    """A ticket's view (`Ticket.view`) for one audience: the one place that decides it.
+    """A ticket's view (`Ticket.view`) for one audience, by the one rule of
+    `helpdesk.shared.contracts.audience`.
 
-    Staff see everything. A contact sees what the customer side of the history shows: the
-    count of public comments only, and no logged time or partner flag.
+    Staff see everything, and `version` is the internal `seq`. A contact sees the fold of the
+    public events: `version` counts them, `updated_at` is the last one's instant, `comments`
+    counts public comments, `escalations` the public tiers; no `seq`, logged time or partner flag.
     """
     if staff:
-        return view
-    shown = {k: v for k, v in view.items() if k not in STAFF_ONLY_FIELDS}
+        return {**view, "version": view["seq"]}
+    shown = {k: v for k, v in view.items() if k not in audience.STAFF_ONLY_TICKET_FIELDS}
     shown["comments"] = view["public_comments"]
+    shown["escalations"] = audience.public_escalations(view["escalations"])
+    shown["version"] = view.get("public_version", view["seq"])
+    shown["updated_at"] = view.get("public_updated_at", view["updated_at"])
     return shown
 
 
+def version_for(ticket: Ticket, *, staff: bool) -> int:
+    """The ticket's version (its ETag) for one audience, as `audience_view` shows it."""
+    return ticket.seq if staff else ticket.public_version
+
+
 def audience_history(history: list[dict[str, Any]], *, staff: bool) -> list[dict[str, Any]]:
-    """A ticket's event envelopes (JSON) for one audience: a contact's leave out internal
-    events and internal comments, matching `audience_view`."""
+    """A ticket's event envelopes (JSON) for one audience, matching `audience_view`: a
+    contact's hold the public events only, numbered 1, 2, … (the last `seq` is their version)."""
     if staff:
         return history
-    return [
-        e
-        for e in history
-        if e["type"] not in INTERNAL_TYPES
-        and not (e["type"] == "ticket.commented" and not e["payload"]["public"])
-    ]
+    public = [e for e in history if audience.is_public(e["type"], e["payload"])]
+    return [{**e, "seq": position} for position, e in enumerate(public, start=1)]
 
 
 def start(opened: TicketOpened, seq: int, occurred_at: datetime) -> Ticket:
@@ -290,13 +302,19 @@ def start(opened: TicketOpened, seq: int, occurred_at: datetime) -> Ticket:
         reported_at=opened.reported_at,
         seq=seq,
         last_occurred_at=occurred_at,
+        public_version=1,
+        public_updated_at=occurred_at,
     )
 
 
 def fold(ticket: Ticket, payload: BaseModel, seq: int, occurred_at: datetime) -> Ticket:
     """The state after one more recorded event."""
     last = max(ticket.last_occurred_at, occurred_at)
-    return _evolve(ticket, seq=seq, last_occurred_at=last, **_changes(ticket, payload, occurred_at))
+    changes = _changes(ticket, payload, occurred_at)
+    if audience.is_public(registry.type_of(payload), payload):
+        changes["public_version"] = ticket.public_version + 1
+        changes["public_updated_at"] = max(ticket.public_updated_at, occurred_at)
+    return _evolve(ticket, seq=seq, last_occurred_at=last, **changes)
 
 
 def _evolve(ticket: Ticket, **changes: Any) -> Ticket:

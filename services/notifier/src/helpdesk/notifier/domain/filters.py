@@ -6,24 +6,10 @@ type below `ticket.`), or `*` (everything). A subscription matches when any filt
 Audiences:
 - **provider** subscriptions (created by staff) may receive every account's events;
 - **account** subscriptions (created with an account's key) receive only that account's
-  events, and only those a contact of that account with visibility `account` may see. The
-  rule is an allow-list, so an event type added later stays staff-only until someone decides
-  otherwise:
-
-  | visible to an account                                   | staff-only                          |
-  |---------------------------------------------------------|-------------------------------------|
-  | ticket.opened/triaged/assigned/info_requested/          | ticket.commented with public=false  |
-  | customer_replied/vendor_returned/resolved/confirmed/    | ticket.escalated to management      |
-  | closed/reopened, ticket.commented with public=true,     | ticket.time_logged, ticket.flagged_ |
-  | ticket.escalated to engineering or a vendor             | partner_resolvable                  |
-  | account.opened/updated/status_changed, contact.added    | account.staff_added, account.api_   |
-  | account.partner_warning_issued/margin_revoked/extended  | key_*, agreement.* (plan, internal  |
-  | billing.invoice_finalized (a final invoice is sent to   | presets), billing.* other than the  |
-  | the customer anyway)                                    | final invoice (drafts, rating,      |
-  |                                                         | fair-use), every sla.* event        |
-
-  `sla.*` stays staff-only: warnings and breaches are the provider's internal steering
-  signals; the customer learns what matters to them by e-mail (follow-ups, resolution).
+  events, and only those a contact of that account may see: the one audience rule of
+  `helpdesk.shared.contracts.audience` (which the ticket reads and the SLA view apply too). It
+  is an allow-list, so an event type added later stays staff-only until someone decides
+  otherwise; every `sla.*` event is staff-only.
   Provider-level events (account id = the nil UUID: staff, staff keys) never reach an account.
 - `notification.*` (the notifier's own delivery records) is never delivered by webhook to
   anyone: each delivery records an event, so delivering those would feed itself forever.
@@ -37,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from uuid import UUID
 
+from helpdesk.shared.contracts.audience import is_public
+
 PROVIDER_ACCOUNT = UUID(int=0)  # helpdesk.shared.contracts.accounts.PROVIDER_ACCOUNT
 WILDCARD = "*"
 NEVER_DELIVERED = "notification."
@@ -45,35 +33,6 @@ _SEGMENT = r"[a-z][a-z0-9_]*"
 _PATTERN = re.compile(rf"^(\*|{_SEGMENT}(\.{_SEGMENT})*(\.\*)?)$")
 #: A filter as OpenAPI declares it (the normalised form; the API also trims and lower-cases).
 FILTER_PATTERN = _PATTERN.pattern
-
-# Event types an account-scoped subscription may receive, if `_PAYLOAD_RULES` agree.
-ACCOUNT_VISIBLE_TYPES: frozenset[str] = frozenset(
-    {
-        "ticket.opened",
-        "ticket.triaged",
-        "ticket.assigned",
-        "ticket.commented",
-        "ticket.info_requested",
-        "ticket.customer_replied",
-        "ticket.escalated",
-        "ticket.vendor_returned",
-        "ticket.resolved",
-        "ticket.confirmed",
-        "ticket.closed",
-        "ticket.reopened",
-        "ticket.quoted",
-        "ticket.quote_approved",
-        "ticket.quote_declined",
-        "account.opened",
-        "account.updated",
-        "account.status_changed",
-        "account.partner_warning_issued",
-        "account.partner_margin_revoked",
-        "account.partner_margin_extended",
-        "contact.added",
-        "billing.invoice_finalized",
-    }
-)
 
 
 class InvalidFilterError(ValueError):
@@ -138,14 +97,6 @@ class EventFacts:
     payload: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _payload_visible_to_account(event: EventFacts) -> bool:
-    if event.type == "ticket.commented":
-        return event.payload.get("public") is True
-    if event.type == "ticket.escalated":
-        return event.payload.get("tier") in {"engineering", "vendor"}
-    return True
-
-
 def visible_to(audience: Audience, event: EventFacts) -> bool:
     """Whether the audience may see the event at all (whatever its filters)."""
     if event.type.startswith(NEVER_DELIVERED):
@@ -155,8 +106,7 @@ def visible_to(audience: Audience, event: EventFacts) -> bool:
     return (
         event.account_id == audience.account_id
         and event.account_id != PROVIDER_ACCOUNT
-        and event.type in ACCOUNT_VISIBLE_TYPES
-        and _payload_visible_to_account(event)
+        and is_public(event.type, event.payload)
     )
 
 

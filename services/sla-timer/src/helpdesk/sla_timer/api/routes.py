@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from helpdesk.shared.agreements import Agreement, agreement_errors, resolve_agreement
 from helpdesk.shared.auth import Principal
+from helpdesk.shared.contracts import audience
 from helpdesk.shared.deps import Caller, Runtime
 from helpdesk.shared.validation import Period
 from helpdesk.shared.web import Problem, checked_period
@@ -29,6 +30,7 @@ from helpdesk.sla_timer.domain import (
     sla_report,
 )
 from helpdesk.sla_timer.domain.history import clock_view, decode_history, fold, pauses_view
+from helpdesk.sla_timer.domain.timers import nearest_deadline_of
 
 router = APIRouter(prefix="/v1")
 NOT_FOUND = "No such ticket."
@@ -41,7 +43,10 @@ def _not_found(what: str = NOT_FOUND) -> Problem:
 
 @router.get("/tickets/{ticket_id}/sla")
 async def ticket_sla(ticket_id: UUID, runtime: Runtime, caller: Caller) -> dict[str, Any]:
-    """The SLA view of one ticket: every clock (all cycles) as of now, and its pauses."""
+    """The SLA view of one ticket: every clock (all cycles) as of now, and its pauses. A contact
+    sees what `helpdesk.shared.contracts.audience` makes public: the response, next-reply and
+    resolution clocks without warning thresholds, no escalation clocks, no VIP or effective
+    priority."""
     async with runtime.engine.connect() as conn:
         row = (
             await conn.execute(sa.select(sla_tickets).where(sla_tickets.c.ticket_id == ticket_id))
@@ -71,7 +76,10 @@ async def ticket_sla(ticket_id: UUID, runtime: Runtime, caller: Caller) -> dict[
         )
         view["clocks"] = [clock_view(c) for c in sla.clocks]
         view["pauses"] = pauses_view(sla)
-    return view
+    if caller.is_staff:
+        return view
+    shown = {k: v for k, v in view.items() if k not in audience.STAFF_ONLY_SLA_FIELDS}
+    return {**shown, "clocks": audience.public_clocks(view["clocks"])}
 
 
 # -- the queue -------------------------------------------------------------------------------
@@ -170,6 +178,15 @@ async def queue(
         }
         for row in page
     ]
+    if not caller.is_staff:
+        # A contact's next deadline is that of the clocks they see (helpdesk.shared.contracts.
+        # audience), never an escalation's; the row's clocks are folded as `next_due_at` is.
+        hidden = audience.STAFF_ONLY_SLA_FIELDS
+        items = [
+            {k: v for k, v in item.items() if k not in hidden}
+            | {"next_due_at": nearest_deadline_of(audience.public_clocks(row.clocks))}
+            for item, row in zip(items, page, strict=True)
+        ]
     return {"items": items, "next_cursor": _cursor_of(page[-1]) if len(rows) > limit else None}
 
 

@@ -18,6 +18,7 @@ A fired breach that a later fold proves wrong is recorded as fired too, under th
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
@@ -193,5 +194,17 @@ def nearest_deadline(sla: TicketSla) -> dt.datetime | None:
         clock.due_at
         for clock in sla.clocks
         if clock.due_at is not None and clock.is_active and clock.stopped_at is None
+    ]
+    return min(deadlines, default=None)
+
+
+def nearest_deadline_of(clocks: Iterable[Mapping[str, Any]]) -> dt.datetime | None:
+    """`nearest_deadline` over clock views (`clock_view`), such as the ones an audience sees."""
+    deadlines = [
+        dt.datetime.fromisoformat(clock["due_at"])
+        for clock in clocks
+        if clock["due_at"] is not None
+        and clock["stopped_at"] is None
+        and clock["status"] != ClockStatus.MET
     ]
     return min(deadlines, default=None)
