@@ -60,9 +60,23 @@ class PostgresSignIns:
         )
         return int(count or 0)
 
-    async def record_failure(self, email: str, at: datetime) -> None:
-        """Count a failed sign-in of this address."""
-        await self.conn.execute(sign_in_failures.insert().values(email=email, failed_at=at))
+    async def client_failures_since(self, client_hash: str, since: datetime) -> int:
+        """Failed sign-ins from this client address (its SHA-256) since `since`."""
+        count = await self.conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(sign_in_failures)
+            .where(
+                sign_in_failures.c.client_hash == client_hash,
+                sign_in_failures.c.failed_at >= since,
+            )
+        )
+        return int(count or 0)
+
+    async def record_failure(self, email: str, client_hash: str | None, at: datetime) -> None:
+        """Count a failed sign-in of this address, from this client address if known."""
+        await self.conn.execute(
+            sign_in_failures.insert().values(email=email, client_hash=client_hash, failed_at=at)
+        )
 
     async def clear_failures(self, email: str) -> None:
         """Forget the address's failed sign-ins."""

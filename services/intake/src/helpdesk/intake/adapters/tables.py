@@ -137,5 +137,7 @@ sign_in_failures = sa.Table(
     metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
     sa.Column("email", sa.Text, nullable=False, index=True),
+    # SHA-256 of the client's network address (None when unknown): limited too
+    sa.Column("client_hash", sa.Text, nullable=True, index=True),
     sa.Column("failed_at", sa.DateTime(timezone=True), nullable=False),
 )
