@@ -26,6 +26,8 @@ Rules:
 - `billing.fair_use_exceeded` → the contact of the ticket whose work went over the cap (seed
   002: "If the ticket can't be finished in 30 minutes or less limited support may apply"),
   unless an imported time entry raised it;
+- `account.password_reset_requested` → the person at the address the reset was asked for,
+  the portal's link to choose a new password;
 - `daily_digest` → the managers, tickets at risk or breached (not event-driven).
 """
 
@@ -41,7 +43,8 @@ DEFAULT_DOMAIN = "helpdesk.local"
 MAX_SUBJECT_TEXT = 150
 PROVIDER_ACCOUNT = UUID(int=0)
 
-RecipientRole = Literal["ticket_contact", "managers", "key_contacts", "billing_contacts"]
+#: `person`: the address in the event itself (`email`), whoever has it.
+RecipientRole = Literal["ticket_contact", "managers", "key_contacts", "billing_contacts", "person"]
 MailKind = Literal[
     "ticket_opened",
     "staff_reply",
@@ -57,6 +60,7 @@ MailKind = Literal[
     "fair_use",
     "budget_review",
     "daily_digest",
+    "password_reset",
 ]
 
 
@@ -218,6 +222,8 @@ def mails_for(
                 domain,
             ),
         )
+    if type_ == "account.password_reset_requested":
+        return (_account_mail("password_reset", "Choose a new password", "person", event, domain),)
     if type_ == "billing.invoice_finalized":
         period = one_line(str(payload.get("period") or ""), 20)
         subject = f"Your invoice for {period}" if period else "Your invoice"
