@@ -19,6 +19,8 @@ import subprocess
 import tarfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.policy import SMTP
 from pathlib import Path
 from typing import Any, Literal
 
@@ -667,3 +669,108 @@ async def test_sign_in_is_limited_per_client_address_through_the_portal(
         )
 
     await wait_for(locked_out, timeout=30)
+
+
+async def test_a_manager_sees_an_account_s_sla_report_and_availability(
+    portal: str,
+    browser: Browser,
+    admin: As,
+    sla: InProcessService,
+    shots: Path,
+    axe: Accessibility,
+) -> None:
+    """Before, the SLA timer's monthly report and availability had no page. Now a manager picks
+    an account and a month under Reports and sees both; a month that is none is refused beside
+    its field; a technician has no such page."""
+    account = await new_account(admin, {"preset": "four_tier_24x7"})
+    request = {
+        "account_id": account["id"],
+        "subject": "Server down",
+        "priority": "P1",
+        "affected_users": 1,
+    }
+    ok(await admin.post("/v1/tickets", request), 201)
+    period = f"{datetime.now(UTC):%Y-%m}"
+    on_sla = As(sla.http, admin.token)
+
+    async def counted() -> bool:
+        answer = await on_sla.get(f"/v1/accounts/{account['id']}/sla-report", period=period)
+        return answer.status_code == 200 and answer.json()["tickets"] >= 1
+
+    await wait_for(counted, timeout=30)
+    people = {
+        role: ok(
+            await admin.post(
+                "/v1/staff",
+                {"name": role.title(), "email": f"{unique(role)}@msp.example", "role": role},
+            ),
+            201,
+        )
+        for role in ("manager", "technician")
+    }
+    manager = await browser.new_context()
+    page = await accept_in_browser(
+        manager, portal, await invite(admin, staff_id=people["manager"]["id"])
+    )
+    await page.get_by_role("link", name="Reports").click()
+    await page.get_by_label("Account").select_option(account["id"])
+    await page.get_by_label("Month (YYYY-MM)").fill(period)
+    await page.get_by_role("button", name="Show").click()
+    await expect(page.get_by_role("heading", name=f"Service levels of {period}")).to_contain_text(
+        "1 tickets"
+    )
+    await expect(page.locator("table.report")).to_contain_text("P1")
+    await expect(page.get_by_role("heading", name=f"Availability of {period}")).to_be_visible()
+    await page.screenshot(path=shots / "staff-report.png", full_page=True)
+    await axe.check(page, "SLA report")
+
+    await page.get_by_label("Month (YYYY-MM)").fill("2026-13")
+    await page.get_by_role("button", name="Show").click()
+    await expect(page.locator("#period-error")).to_be_visible()
+    assert await page.get_by_label("Month (YYYY-MM)").get_attribute("aria-invalid") == "true"
+
+    technician = await browser.new_context()
+    console = await accept_in_browser(
+        technician, portal, await invite(admin, staff_id=people["technician"]["id"])
+    )
+    await expect(console.get_by_role("link", name="Queue")).to_be_visible()
+    await expect(console.get_by_role("link", name="Reports")).to_have_count(0)
+    answer = await console.goto(f"{portal}/reports")
+    assert answer is not None
+    assert answer.status == 403
+    for context in (manager, technician):
+        await context.close()
+
+
+async def test_a_contact_sees_the_files_their_e_mail_brought(
+    portal: str, browser: Browser, admin: As
+) -> None:
+    """Before, the ticket page did not show attachments. Now the files an e-mail opened the
+    ticket with (intake keeps their names, types and sizes) are listed on it."""
+    account = await new_account(admin)
+    email = f"{unique('hal')}@example.com"
+    hal = ok(
+        await admin.post(f"/v1/accounts/{account['id']}/contacts", {"name": "Hal", "email": email}),
+        201,
+    )
+    mail = EmailMessage()
+    mail["From"] = email
+    mail["To"] = "support@provider.example"
+    mail["Subject"] = "Screen flickers"
+    mail["Message-ID"] = f"<{unique('m')}@example.com>"
+    mail.set_content("See the photo.")
+    mail.add_attachment(bytes(2000), maintype="image", subtype="png", filename="screen.png")
+    opened = ok(
+        await admin.http.post(
+            "/v1/inbound/email",
+            content=mail.as_bytes(policy=SMTP),
+            headers={"Content-Type": "message/rfc822", "Authorization": f"Bearer {admin.token}"},
+        ),
+        201,
+    )
+    context = await browser.new_context()
+    page = await accept_in_browser(context, portal, await invite(admin, contact_id=hal["id"]))
+    await page.goto(f"{portal}/tickets/{opened['ticket_id']}")
+    await expect(page.get_by_role("heading", name="Attachments")).to_be_visible()
+    await expect(page.locator("ul.attachments")).to_contain_text("screen.png (image/png, 2.0 KB)")
+    await context.close()

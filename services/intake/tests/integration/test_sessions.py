@@ -264,6 +264,9 @@ def _request(peer: str, named: str | None) -> Request:
 def test_only_a_trusted_proxy_names_the_client_address() -> None:
     """The header would let any client pose as many; so it counts only from a trusted proxy
     (loopback by default, where `make up` runs the portal), else the peer's address counts."""
-    assert client_address(_request("127.0.0.1", "203.0.113.7")) == "203.0.113.7"
-    assert client_address(_request("203.0.113.9", "203.0.113.7")) == "203.0.113.9"
-    assert client_address(_request("203.0.113.9", None)) == "203.0.113.9"
+    loopback = Settings().trusted_proxies
+    assert client_address(_request("127.0.0.1", "203.0.113.7"), loopback) == "203.0.113.7"
+    assert client_address(_request("203.0.113.9", "203.0.113.7"), loopback) == "203.0.113.9"
+    assert client_address(_request("203.0.113.9", None), loopback) == "203.0.113.9"
+    # A proxy on another network once it is named.
+    assert client_address(_request("10.1.2.3", "203.0.113.7"), "10.0.0.0/8") == "203.0.113.7"

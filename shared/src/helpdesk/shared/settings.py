@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     smtp_port: int = 0
     # The largest inbound e-mail intake takes, over SMTP and over HTTP alike.
     email_max_bytes: int = 25 * 1024 * 1024
+    # Comma-separated addresses or networks whose X-Helpdesk-Client-Address intake believes at
+    # sign-in (the portal's; loopback, where `make up` runs it): docs/adr/0006.
+    trusted_proxies: str = "127.0.0.1,::1"
 
     def port_for(self, service: str) -> int:
         """The HTTP port of `service`: HELPDESK_HTTP_PORT if set, else the contract's default."""

@@ -42,7 +42,7 @@ PRIORITIES = ["P1", "P2", "P3", "P4"]
 #: Who sees an account's monthly SLA report and availability.
 REPORT_ROLES = {"manager", "admin"}
 #: The header in which intake takes the browser's address from the portal (intake trusts it
-#: from HELPDESK_INTAKE_TRUSTED_PROXIES only), to limit failed sign-ins per client address.
+#: from HELPDESK_TRUSTED_PROXIES only), to limit failed sign-ins per client address.
 CLIENT_ADDRESS_HEADER = "X-Helpdesk-Client-Address"
 
 

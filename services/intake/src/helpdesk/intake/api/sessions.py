@@ -5,13 +5,12 @@ link's, in the mail the notifier sends): only their hashes are kept, and no log 
 
 Sign-in failures are also counted per client address: the peer's, or the one a trusted proxy
 (the portal) names in `X-Helpdesk-Client-Address`. Proxies are trusted by their own address
-(HELPDESK_INTAKE_TRUSTED_PROXIES, loopback by default, as `make up` runs the portal).
+(HELPDESK_TRUSTED_PROXIES, loopback by default, as `make up` runs the portal).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -34,22 +33,19 @@ router = APIRouter(prefix="/v1", tags=["sessions"])
 
 #: The header in which a trusted proxy names the browser's network address.
 CLIENT_ADDRESS_HEADER = "X-Helpdesk-Client-Address"
-_TRUSTED_PROXIES = [
-    ipaddress.ip_network(entry.strip(), strict=False)
-    for entry in os.environ.get("HELPDESK_INTAKE_TRUSTED_PROXIES", "127.0.0.1,::1").split(",")
-    if entry.strip()
-]
 
 
-def client_address(request: Request) -> str | None:
-    """The network address a request comes from: the peer's, unless the peer is a trusted
-    proxy that names its client's."""
+def client_address(request: Request, trusted_proxies: str) -> str | None:
+    """The network address a request comes from: the peer's, unless the peer is one of the
+    `trusted_proxies` (comma-separated addresses or networks), which names its client's."""
     peer = request.client.host if request.client else None
     named = request.headers.get(CLIENT_ADDRESS_HEADER)
     if peer is None or not named:
         return peer
+    entries = [entry.strip() for entry in trusted_proxies.split(",") if entry.strip()]
+    networks = [ipaddress.ip_network(entry, strict=False) for entry in entries]
     try:
-        trusted = any(ipaddress.ip_address(peer) in net for net in _TRUSTED_PROXIES)
+        trusted = any(ipaddress.ip_address(peer) in net for net in networks)
     except ValueError:  # not an IP address (a test client's name)
         return peer
     return named.strip()[:64] if trusted else peer
@@ -84,7 +80,7 @@ async def sign_in(
             body.email,
             body.password,
             runtime.clock(),
-            client_address(request),
+            client_address(request, runtime.settings.trusted_proxies),
         )
     # Refused only now, once the failure is committed (it counts towards the limit).
     if key is None:
