@@ -717,7 +717,7 @@ async def test_a_manager_sees_an_account_s_sla_report_and_availability(
     await page.get_by_label("Month (YYYY-MM)").fill(period)
     await page.get_by_role("button", name="Show").click()
     await expect(page.get_by_role("heading", name=f"Service levels of {period}")).to_contain_text(
-        "1 tickets"
+        "(1 ticket, times in"
     )
     await expect(page.locator("table.report")).to_contain_text("P1")
     await expect(page.get_by_role("heading", name=f"Availability of {period}")).to_be_visible()
