@@ -21,6 +21,7 @@ from helpdesk.intake.application.sessions import (
     CLIENT_FAILURE_LIMIT,
     FAILURE_LIMIT,
     RESET_LIFETIME,
+    RESET_LIMIT,
     SESSION_LIFETIME,
 )
 from helpdesk.shared.auth import hash_token
@@ -270,3 +271,35 @@ def test_only_a_trusted_proxy_names_the_client_address() -> None:
     assert client_address(_request("203.0.113.9", None), loopback) == "203.0.113.9"
     # A proxy on another network once it is named.
     assert client_address(_request("10.1.2.3", "203.0.113.7"), "10.0.0.0/8") == "203.0.113.7"
+
+
+async def test_a_person_has_at_most_reset_limit_working_reset_links(
+    admin: As, stack: Settings, intake: InProcessService
+) -> None:
+    """Before, every request for an address had the notifier mail one more link, so anyone
+    could flood a mailbox. Now a person has at most RESET_LIMIT links working at once; further
+    requests answer the same 202 and mail nothing."""
+    account = await new_account(admin)
+    contact, _ = await contact_key(admin, account["id"])
+    await signed_in(admin, contact["id"])
+    email = ok(await admin.get(f"/v1/accounts/{account['id']}/contacts"))[0]["email"]
+    answers = {
+        (await admin.http.post("/v1/password-resets", json={"email": email})).status_code
+        for _ in range(RESET_LIMIT + 2)
+    }
+    assert answers == {202}
+    async with intake.runtime.engine.connect() as conn:
+        links = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(invitations)
+            .where(invitations.c.person_id == contact["id"], invitations.c.reset.is_(True))
+        )
+    assert links == RESET_LIMIT
+
+    async def all_relayed() -> list[Envelope] | None:
+        found = await _account_events(
+            stack, "account.password_reset_requested", person_id=contact["id"]
+        )
+        return found if len(found) >= RESET_LIMIT else None
+
+    assert len({e.event_id for e in await wait_for(all_relayed, timeout=30)}) == RESET_LIMIT

@@ -82,8 +82,10 @@ class PostgresSignIns:
         """Forget the address's failed sign-ins."""
         await self.conn.execute(sign_in_failures.delete().where(sign_in_failures.c.email == email))
 
-    async def save_invitation(self, token_hash: str, person: Person, expires_at: datetime) -> None:
-        """Keep a new invitation."""
+    async def save_invitation(
+        self, token_hash: str, person: Person, expires_at: datetime, *, reset: bool = False
+    ) -> None:
+        """Keep a new invitation (or a password reset's link)."""
         await self.conn.execute(
             invitations.insert().values(
                 token_hash=token_hash,
@@ -91,8 +93,24 @@ class PostgresSignIns:
                 person_id=person.id,
                 email=person.email,
                 expires_at=expires_at,
+                reset=reset,
             )
         )
+
+    async def open_resets(self, person: Person, at: datetime) -> int:
+        """The person's password reset links unused and unexpired at `at`."""
+        count = await self.conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(invitations)
+            .where(
+                invitations.c.kind == person.kind,
+                invitations.c.person_id == person.id,
+                invitations.c.reset.is_(True),
+                invitations.c.used_at.is_(None),
+                invitations.c.expires_at > at,
+            )
+        )
+        return int(count or 0)
 
     async def take_invitation(self, token_hash: str, at: datetime) -> Person | None:
         """The invitation's person if unused and unexpired, marking it used (once: two

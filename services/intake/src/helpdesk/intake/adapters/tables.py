@@ -130,6 +130,8 @@ invitations = sa.Table(
     sa.Column("email", sa.Text, nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+    # A password reset's link (asked for by anyone knowing the address), not an invitation
+    sa.Column("reset", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 sign_in_failures = sa.Table(

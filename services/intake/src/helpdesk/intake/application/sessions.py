@@ -44,6 +44,9 @@ SESSION_LIFETIME = timedelta(hours=8)
 INVITATION_LIFETIME = timedelta(days=3)
 #: How long a password reset link works.
 RESET_LIFETIME = timedelta(hours=1)
+#: Reset links of one person working at once: beyond, a request mails nothing more (so that
+#: nobody can have the notifier flood a mailbox).
+RESET_LIMIT = 3
 #: Failed sign-ins of one address in `FAILURE_WINDOW` beyond which it is refused for a while.
 FAILURE_LIMIT = 5
 #: The same for one client address, which an office's colleagues may share behind one router.
@@ -91,8 +94,13 @@ class SignIns(Protocol):
     async def clear_failures(self, email: str) -> None:
         """Forget the address's failed sign-ins (it signed in)."""
 
-    async def save_invitation(self, token_hash: str, person: Person, expires_at: datetime) -> None:
-        """Keep a new invitation."""
+    async def save_invitation(
+        self, token_hash: str, person: Person, expires_at: datetime, *, reset: bool = False
+    ) -> None:
+        """Keep a new invitation (or a password reset's link)."""
+
+    async def open_resets(self, person: Person, at: datetime) -> int:
+        """The person's password reset links unused and unexpired at `at`."""
 
     async def take_invitation(self, token_hash: str, at: datetime) -> Person | None:
         """The invitation's person if it is unused and unexpired at `at`, marking it used."""
@@ -263,21 +271,26 @@ async def invite(
     return await _invitation(sign_ins, person, at + INVITATION_LIFETIME)
 
 
-async def _invitation(sign_ins: SignIns, person: Person, expires_at: datetime) -> Invited:
+async def _invitation(
+    sign_ins: SignIns, person: Person, expires_at: datetime, *, reset: bool = False
+) -> Invited:
     token = secrets.token_urlsafe(32)
-    await sign_ins.save_invitation(hash_token(token), person, expires_at)
+    await sign_ins.save_invitation(hash_token(token), person, expires_at, reset=reset)
     return Invited(person, token, expires_at)
 
 
 async def request_reset(uow: IntakeUnitOfWork, sign_ins: SignIns, email: str, at: datetime) -> None:
     """A reset link, mailed by the notifier, for each person with a password at this address
-    (none for an unknown address: the caller answers the same either way).
+    (none for an unknown address, nor for a person with RESET_LIMIT links working already:
+    the caller answers the same either way).
 
     The link is an invitation for an hour, accepted like one: it sets the password and ends
     the person's sessions.
     """
     for person, _ in await sign_ins.credentials(email.lower()):
-        reset = await _invitation(sign_ins, person, at + RESET_LIFETIME)
+        if await sign_ins.open_resets(person, at) >= RESET_LIMIT:
+            continue
+        reset = await _invitation(sign_ins, person, at + RESET_LIFETIME, reset=True)
         requested = PasswordResetRequested(
             kind=person.kind,
             person_id=person.id,
