@@ -17,6 +17,13 @@ bootstrap: ## install uv (from PyPI) and the Python environment if missing
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 \
 		|| python3 -m pip install --quiet --disable-pip-version-check uv
 	@$(UV) sync --frozen --quiet
+	@# The portal's browser tests drive Debian's chromium (Playwright never downloads one), as
+	@# in .ci/run: apt-get installs it where missing if we may, else we say how.
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -qq --no-install-recommends chromium; \
+		else echo "chromium is missing (the browser tests need it): sudo apt-get install chromium"; fi; }
 
 up: bootstrap ## run Kafka, PostgreSQL, the four services and the portal; Ctrl-C stops everything
 	$(RUN) python -m helpdesk.deploy up

@@ -90,3 +90,9 @@ def test_the_portal_is_pointed_at_the_stack_s_services(tmp_path: Path) -> None:
     assert env["HELPDESK_PORTAL_NOTIFIER_URL"] == "http://127.0.0.1:8003"
     assert env["HELPDESK_PORTAL_SECURE_COOKIES"] == "false"
     assert "HELPDESK_PORTAL_INTAKE_URL" not in stack.service_env(SERVICES[0], infra, "tok")
+    # A password reset mail links into the portal (new): the notifier is told where it is.
+    notifier = next(spec for spec in SERVICES if spec.name == "notifier")
+    assert stack.service_env(notifier, infra, "tok")["HELPDESK_NOTIFIER_PORTAL_URL"] == (
+        "http://127.0.0.1:8004"
+    )
+    assert "HELPDESK_NOTIFIER_PORTAL_URL" not in stack.service_env(SERVICES[0], infra, "tok")

@@ -14,10 +14,13 @@ import contextlib
 import json
 import logging
 import re
+import socket
 import subprocess
 import tarfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.policy import SMTP
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,11 +28,14 @@ import pytest
 import uvicorn
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
+from helpdesk.intake.adapters.tables import sign_in_failures
+from helpdesk.intake.application.sessions import CLIENT_FAILURE_LIMIT
 from helpdesk.portal.app import create_app
 from helpdesk.portal.settings import PortalSettings
+from helpdesk.shared.auth import hash_token
 from helpdesk.shared.settings import Settings
 from services.intake.tests.integration._support import As, new_account, ok, unique
-from tests.support import InProcessService, free_port, in_process, wait_for
+from tests.support import InProcessService, events_on_topic, free_port, in_process, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -41,12 +47,14 @@ AXE_CACHE = Path(__file__).resolve().parents[2] / ".state" / "test" / "axe"
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Any, *, lifespan: Literal["on", "off"] = "on") -> AsyncIterator[str]:
+async def serving(
+    app: Any, *, lifespan: Literal["on", "off"] = "on", host: str = "127.0.0.1"
+) -> AsyncIterator[str]:
     """Serve an ASGI app on a free loopback port in this event loop; yields its base URL."""
-    port = free_port()
+    port = free_port() if host == "127.0.0.1" else free_port_on(host)
     # As the services run (no access log: an invitation link's path holds its token).
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan=lifespan, log_config=None, access_log=False
+        app, host=host, port=port, lifespan=lifespan, log_config=None, access_log=False
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -56,10 +64,17 @@ async def serving(app: Any, *, lifespan: Literal["on", "off"] = "on") -> AsyncIt
 
     try:
         await wait_for(started, timeout=20)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     finally:
         server.should_exit = True
         await task
+
+
+def free_port_on(host: str) -> int:
+    """A port free on `host` (an IPv6 address too)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -522,3 +537,240 @@ async def test_a_service_not_answering_is_a_clear_page(
             await expect(page.get_by_text("The SLA timer is not answering")).to_be_visible()
             assert "Traceback" not in await page.content()
             await context.close()
+
+
+async def reset_link(stack: Settings, email: str) -> str:
+    """The path of the reset link the notifier mails to `email` (read off the stream)."""
+
+    async def requested() -> str | None:
+        for event in await events_on_topic(stack, "account.password_reset_requested"):
+            if event.document()["email"] == email:
+                return str(event.document()["path"])
+        return None
+
+    return await wait_for(requested, timeout=30)
+
+
+async def test_a_forgotten_password_is_reset_through_the_mailed_link(
+    portal: str,
+    browser: Browser,
+    admin: As,
+    stack: Settings,
+    shots: Path,
+    axe: Accessibility,
+) -> None:
+    """Before, a contact who forgot their password had to ask for a new invitation. Now the
+    sign-in page links to a form that says the same for any address; the link the notifier
+    mails sets a new password, which ends the sessions open elsewhere."""
+    account = await new_account(admin)
+    email = f"{unique('fay')}@example.com"
+    fay = ok(
+        await admin.post(f"/v1/accounts/{account['id']}/contacts", {"name": "Fay", "email": email}),
+        201,
+    )
+    laptop = await browser.new_context()
+    signed_in = await accept_in_browser(laptop, portal, await invite(admin, contact_id=fay["id"]))
+    await expect(signed_in.get_by_role("heading", name="My tickets")).to_be_visible()
+
+    async def ask(context: BrowserContext, address: str) -> str:
+        """The page's answer to a reset asked for `address` (the address itself left out)."""
+        page = await context.new_page()
+        await page.goto(f"{portal}/sign-in")
+        await page.get_by_role("link", name="Forgot your password?").click()
+        await page.get_by_label("E-mail address").fill(address)
+        await page.get_by_role("button", name="Send the link").click()
+        await expect(page.get_by_role("heading", name="Check your mail")).to_be_visible()
+        text = await page.locator(".message").inner_text()
+        await page.close()
+        return text.replace(address, "ADDRESS")
+
+    phone = await browser.new_context()
+    forgot = await phone.new_page()
+    await forgot.goto(f"{portal}/password-resets")
+    await forgot.screenshot(path=shots / "forgot-password.png", full_page=True)
+    await axe.check(forgot, "forgot password")
+    assert await ask(phone, f"{unique('nobody')}@example.com") == await ask(phone, email)
+
+    page = await phone.new_page()
+    await page.goto(portal + await reset_link(stack, email))
+    await expect(page.get_by_role("heading", name="Choose a new password")).to_be_visible()
+    await axe.check(page, "choose a new password")
+    await page.get_by_label("Password", exact=True).fill("a fresh long password")
+    await page.get_by_label("The same password again").fill("a fresh long password")
+    await page.get_by_role("button", name="Set password and sign in").click()
+    await expect(page.get_by_role("heading", name="My tickets")).to_be_visible()
+    # The session on the laptop ended with the old password.
+    await signed_in.reload()
+    await expect(signed_in.get_by_role("heading", name="Sign in")).to_be_visible()
+    for opened in (laptop, phone):
+        await opened.close()
+
+
+async def test_sign_in_is_limited_per_client_address_through_the_portal(
+    intake: InProcessService,
+    sla: InProcessService,
+    admin: As,
+    browser: Browser,
+    stack: Settings,
+) -> None:
+    """Before, a browser could try a password on any number of addresses. Now the portal names
+    the browser's address to intake, which refuses it after CLIENT_FAILURE_LIMIT failures, even
+    with another person's right password, and announces the lockout. The browser comes over
+    IPv6 loopback while the portal calls intake over IPv4: the lockout names the browser's."""
+    account = await new_account(admin)
+    gus = ok(
+        await admin.post(
+            f"/v1/accounts/{account['id']}/contacts",
+            {"name": "Gus", "email": f"{unique('gus')}@example.com"},
+        ),
+        201,
+    )
+    browser_address = "::1"
+
+    async def forget_failures() -> None:
+        async with intake.runtime.engine.begin() as conn:
+            await conn.execute(
+                sign_in_failures.delete().where(
+                    sign_in_failures.c.client_hash == hash_token(browser_address)
+                )
+            )
+
+    async with (
+        serving(intake.runtime.app(), lifespan="off") as intake_url,
+        serving(sla.runtime.app(), lifespan="off") as sla_url,
+    ):
+        settings = PortalSettings(
+            intake_url=intake_url, sla_timer_url=sla_url, secure_cookies=False
+        )
+        async with serving(create_app(settings), host=browser_address) as url:
+            context = await browser.new_context()
+            # Gus has a password (set before the guessing starts).
+            await (
+                await accept_in_browser(context, url, await invite(admin, contact_id=gus["id"]))
+            ).close()
+            await context.clear_cookies()
+            await forget_failures()
+            try:
+                for _ in range(CLIENT_FAILURE_LIMIT):
+                    guess = await sign_in(context, url, f"{unique('guess')}@example.com", "guess!")
+                    await expect(guess.get_by_role("alert")).to_contain_text("wrong")
+                    await guess.close()
+                refused = await sign_in(context, url, gus["email"], PASSWORD)
+                await expect(refused.get_by_role("alert")).to_contain_text("network address")
+                assert refused.url == f"{url}/sign-in"
+            finally:
+                await forget_failures()  # the other tests' browsers come from there too
+            await context.close()
+
+    async def locked_out() -> bool:
+        return any(
+            e.document()["address_hash"] == hash_token(browser_address)
+            for e in await events_on_topic(stack, "account.sign_in_locked_out")
+        )
+
+    await wait_for(locked_out, timeout=30)
+
+
+async def test_a_manager_sees_an_account_s_sla_report_and_availability(
+    portal: str,
+    browser: Browser,
+    admin: As,
+    sla: InProcessService,
+    shots: Path,
+    axe: Accessibility,
+) -> None:
+    """Before, the SLA timer's monthly report and availability had no page. Now a manager picks
+    an account and a month under Reports and sees both; a month that is none is refused beside
+    its field; a technician has no such page."""
+    account = await new_account(admin, {"preset": "four_tier_24x7"})
+    request = {
+        "account_id": account["id"],
+        "subject": "Server down",
+        "priority": "P1",
+        "affected_users": 1,
+    }
+    ok(await admin.post("/v1/tickets", request), 201)
+    period = f"{datetime.now(UTC):%Y-%m}"
+    on_sla = As(sla.http, admin.token)
+
+    async def counted() -> bool:
+        answer = await on_sla.get(f"/v1/accounts/{account['id']}/sla-report", period=period)
+        return answer.status_code == 200 and answer.json()["tickets"] >= 1
+
+    await wait_for(counted, timeout=30)
+    people = {
+        role: ok(
+            await admin.post(
+                "/v1/staff",
+                {"name": role.title(), "email": f"{unique(role)}@msp.example", "role": role},
+            ),
+            201,
+        )
+        for role in ("manager", "technician")
+    }
+    manager = await browser.new_context()
+    page = await accept_in_browser(
+        manager, portal, await invite(admin, staff_id=people["manager"]["id"])
+    )
+    await page.get_by_role("link", name="Reports").click()
+    await page.get_by_label("Account").select_option(account["id"])
+    await page.get_by_label("Month (YYYY-MM)").fill(period)
+    await page.get_by_role("button", name="Show").click()
+    await expect(page.get_by_role("heading", name=f"Service levels of {period}")).to_contain_text(
+        "(1 ticket, times in"
+    )
+    await expect(page.locator("table.report")).to_contain_text("P1")
+    await expect(page.get_by_role("heading", name=f"Availability of {period}")).to_be_visible()
+    await page.screenshot(path=shots / "staff-report.png", full_page=True)
+    await axe.check(page, "SLA report")
+
+    await page.get_by_label("Month (YYYY-MM)").fill("2026-13")
+    await page.get_by_role("button", name="Show").click()
+    await expect(page.locator("#period-error")).to_be_visible()
+    assert await page.get_by_label("Month (YYYY-MM)").get_attribute("aria-invalid") == "true"
+
+    technician = await browser.new_context()
+    console = await accept_in_browser(
+        technician, portal, await invite(admin, staff_id=people["technician"]["id"])
+    )
+    await expect(console.get_by_role("link", name="Queue")).to_be_visible()
+    await expect(console.get_by_role("link", name="Reports")).to_have_count(0)
+    answer = await console.goto(f"{portal}/reports")
+    assert answer is not None
+    assert answer.status == 403
+    for context in (manager, technician):
+        await context.close()
+
+
+async def test_a_contact_sees_the_files_their_e_mail_brought(
+    portal: str, browser: Browser, admin: As
+) -> None:
+    """Before, the ticket page did not show attachments. Now the files an e-mail opened the
+    ticket with (intake keeps their names, types and sizes) are listed on it."""
+    account = await new_account(admin)
+    email = f"{unique('hal')}@example.com"
+    hal = ok(
+        await admin.post(f"/v1/accounts/{account['id']}/contacts", {"name": "Hal", "email": email}),
+        201,
+    )
+    mail = EmailMessage()
+    mail["From"] = email
+    mail["To"] = "support@provider.example"
+    mail["Subject"] = "Screen flickers"
+    mail["Message-ID"] = f"<{unique('m')}@example.com>"
+    mail.set_content("See the photo.")
+    mail.add_attachment(bytes(2000), maintype="image", subtype="png", filename="screen.png")
+    opened = ok(
+        await admin.http.post(
+            "/v1/inbound/email",
+            content=mail.as_bytes(policy=SMTP),
+            headers={"Content-Type": "message/rfc822", "Authorization": f"Bearer {admin.token}"},
+        ),
+        201,
+    )
+    context = await browser.new_context()
+    page = await accept_in_browser(context, portal, await invite(admin, contact_id=hal["id"]))
+    await page.goto(f"{portal}/tickets/{opened['ticket_id']}")
+    await expect(page.get_by_role("heading", name="Attachments")).to_be_visible()
+    await expect(page.locator("ul.attachments")).to_contain_text("screen.png (image/png, 2.0 KB)")
+    await context.close()

@@ -229,6 +229,10 @@ class Stack:
             # The notifier submits its mail to the local sink.
             env["HELPDESK_SMTP_RELAY_HOST"] = "127.0.0.1"
             env["HELPDESK_SMTP_RELAY_PORT"] = str(self.mail_sink.port)
+        portal = next((other for other in self.services if other.name == PORTAL), None)
+        if spec.name == "notifier" and portal is not None:
+            # Mail (a password reset) links into the portal, wherever this stack runs it.
+            env["HELPDESK_NOTIFIER_PORTAL_URL"] = portal.url
         if spec.name == PORTAL:
             # The portal is a client of the other services, wherever this stack runs them.
             for other in self.services:

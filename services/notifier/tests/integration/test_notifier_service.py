@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from email import message_from_bytes
@@ -35,6 +36,7 @@ from services.intake.tests.integration._support import (
     new_ticket,
     ok,
     problem_fields,
+    signed_in,
     unique,
 )
 from services.notifier.tests.integration.test_notifier_smtp import Inbox
@@ -102,6 +104,7 @@ async def stack(infra: tuple[str, str]) -> AsyncIterator[Stack]:
         retry_jitter=0,
         smtp_relay_port=smtp.sockets[0].getsockname()[1],
         mail_retry_seconds=0.5,
+        portal_url="https://portal.example/",
     )
     try:
         async with (
@@ -381,6 +384,55 @@ async def test_ticket_number_mail_reaches_the_contact(stack: Stack) -> None:
 
     rows = await wait_for(listed_as_sent, timeout=10)
     assert rows[0]["kind"] == "ticket_opened"
+
+
+async def test_a_password_reset_link_is_mailed_to_its_person_and_to_no_webhook(
+    stack: Stack,
+) -> None:
+    """Before, a forgotten password had no way to a person. Now intake's reset request reaches
+    the person's address as a link into the portal (HELPDESK_NOTIFIER_PORTAL_URL) that sets a
+    new password, while the account's catch-all webhook never receives the link."""
+    account = await new_account(stack.admin)
+    contact, customer = await contact_key(stack.admin, account["id"], visibility="account")
+    await signed_in(stack.admin, contact["id"])
+    async with receiving(Reply(200)) as rx:
+        ok(
+            await (await stack.key_known(customer)).post(
+                "/v1/subscriptions", {"url": rx.url, "event_types": ["*"]}
+            ),
+            201,
+        )
+        answer = await stack.admin.http.post(
+            "/v1/password-resets", json={"email": contact["email"]}
+        )
+        assert answer.status_code == 202
+        # Later on the account's partition: once its webhook has it, the reset was handled.
+        later = await new_ticket(stack.admin, account["id"])
+
+        async def reset_mail() -> Any:
+            for envelope in stack.inbox.envelopes:
+                content = envelope.content
+                if contact["email"] in envelope.rcpt_tos and isinstance(content, bytes):
+                    message = message_from_bytes(content, policy=default)
+                    if message["Subject"] == "Choose a new password":
+                        return message
+            return None
+
+        async def later_arrived() -> bool:
+            return any(later["id"] in r.body.decode() for r in rx.requests)
+
+        message = await wait_for(reset_mail, timeout=30)
+        await wait_for(later_arrived, timeout=30)
+        assert "account.password_reset_requested" not in _types(rx)
+    text = message.get_body(("plain",)).get_content()
+    link = re.search(r"https://portal\.example/password-resets/(\S+)", text)
+    assert link is not None, text
+    assert link.group(0) in message.get_body(("html",)).get_content()
+    accept = f"/v1/invitations/{link.group(1)}/accept"
+    assert (
+        ok(await stack.admin.http.post(accept, json={"password": "my new long password"}))["email"]
+        == contact["email"]
+    )
 
 
 async def test_a_rebuild_keeps_a_provider_subscriptions_pending_delivery(

@@ -57,6 +57,8 @@ ALL_INTENTS = [
     _intent("account.partner_margin_revoked", restore_on="2026-01-01T00:00:00Z"),
     _intent("ticket.quoted", quote_id=str(UUID(int=9)), minutes=240, amount_cents=60000,
             note="Migrate <the> mailboxes"),
+    _intent("account.password_reset_requested", kind="contact", email="ann@customer.example",
+            path="/password-resets/t0ken", expires_at="2025-06-02T10:00:00Z"),
     _intent("billing.fair_use_exceeded", cap="per_day", limit_minutes=30, used_minutes=45,
             day="2025-06-02"),
     _intent("billing.fair_use_exceeded", cap="per_ticket", limit_minutes=30, used_minutes=40),
@@ -153,3 +155,12 @@ def test_money_and_excerpt_helpers() -> None:
     assert decode_excerpt(b"ok\x00\x1b[31m\n\xff") == "ok[31m\n\ufffd"
     assert decode_excerpt("é".encode("latin-1"), "latin-1") == "é"
     assert decode_excerpt(b"x", "no-such-charset") == "x"
+
+
+def test_a_password_reset_links_into_the_portal() -> None:
+    """The reset mail (new) carries the portal's link, under the address it is configured with."""
+    (intent,) = [i for i in ALL_INTENTS if i.kind == "password_reset"]
+    assert intent.recipient == "person"
+    rendered = MailRenderer(globals_={"portal_url": "https://portal.example"}).render(intent, ANN)
+    assert "https://portal.example/password-resets/t0ken" in rendered.text
+    assert 'href="https://portal.example/password-resets/t0ken"' in rendered.html

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 
 from helpdesk.portal.views import (
+    attachments,
     clock_sentences,
     conversation,
     money,
+    percent,
     ticket_body,
     when,
     zone,
@@ -94,3 +96,29 @@ def test_the_conversation_leaves_out_nothing_the_api_showed() -> None:
         ("Customer", "thanks", False),
     ]
     assert messages[0].at == "Mon 7 Dec 09:00 CET"
+
+
+def test_a_ticket_s_attachments_are_named_with_their_type_and_size() -> None:
+    """New: the ticket page lists the files an e-mail brought (intake keeps their names, types
+    and sizes, not the files), and says how many more there were."""
+    ticket = {
+        "fields": {
+            "attachments": [
+                {"filename": "error.png", "content_type": "image/png", "size": 12_500},
+                {"filename": "", "content_type": "text/plain", "size": 80},
+            ],
+            "attachments_not_listed": {"count": 3, "bytes": 4_200_000},
+        }
+    }
+    assert attachments(ticket) == [
+        "error.png (image/png, 12.5 KB)",
+        "unnamed (text/plain, 80 bytes)",
+        "3 more, 4.2 MB in all, not listed",
+    ]
+    assert attachments({"fields": {}}) == []
+    assert attachments({}) == []
+
+
+def test_a_report_share_is_a_percentage_or_a_dash() -> None:
+    assert percent(0.875) == "87.5 %"
+    assert percent(None) == "–"

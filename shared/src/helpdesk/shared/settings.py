@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     # The receiving relays whose Authentication-Results headers (RFC 8601) intake believes, by
     # authserv-id (a JSON list: '["mx.provider.example"]'); mail they found forged is refused.
     email_trusted_relays: list[str] = Field(default_factory=list)
+    # Comma-separated addresses or networks whose X-Helpdesk-Client-Address intake believes at
+    # sign-in (the portal's; loopback, where `make up` runs it): docs/adr/0006.
+    trusted_proxies: str = "127.0.0.1,::1"
 
     def port_for(self, service: str) -> int:
         """The HTTP port of `service`: HELPDESK_HTTP_PORT if set, else the contract's default."""

@@ -80,6 +80,8 @@ projection = Projection(tables=projection_tables)
 # Never delivered by webhook: the notifier's own records (delivering them would feed itself)
 # and API keys (every service applies those itself; a token hash has no business leaving).
 _NOT_DELIVERED = ("notification.", "account.api_key_")
+# Mailed to its person, but never sent to a webhook: it holds a password reset link.
+_MAIL_ONLY = frozenset({"account.password_reset_requested"})
 MAIL_DOMAIN = "helpdesk.local"
 
 
@@ -325,6 +327,8 @@ def _deliveries_of(
     subs: _Subscribers,
     staff_names: Mapping[str, str],
 ) -> list[dict[str, Any]]:
+    if event.type in _MAIL_ONLY:
+        return []
     envelope = event.envelope
     facts = EventFacts(event.type, envelope.account_id, document)
     wanted = [

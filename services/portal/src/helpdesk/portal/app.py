@@ -39,6 +39,11 @@ CSP = (
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 PRIORITIES = ["P1", "P2", "P3", "P4"]
+#: Who sees an account's monthly SLA report and availability.
+REPORT_ROLES = {"manager", "admin"}
+#: The header in which intake takes the browser's address from the portal (intake trusts it
+#: from HELPDESK_TRUSTED_PROXIES only), to limit failed sign-ins per client address.
+CLIENT_ADDRESS_HEADER = "X-Helpdesk-Client-Address"
 
 
 class SignInNeeded(Exception):  # noqa: N818 - a state, not an error
@@ -268,6 +273,7 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
     async def sign_in(request: Request) -> Response:
         fields = await form(request)
         email = fields.get("email", "").strip()
+        client = {CLIENT_ADDRESS_HEADER: request.client.host} if request.client else None
         try:
             session = await apis.json(
                 "intake",
@@ -275,6 +281,7 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
                 "/v1/sessions",
                 None,
                 json={"email": email, "password": fields.get("password", "")},
+                headers=client,
             )
         except ApiError as exc:
             text = exc.detail if exc.status == 429 else "The e-mail address or password is wrong."
@@ -291,17 +298,52 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
         request.state.session_cookie = ""
         return RedirectResponse("/sign-in", status_code=303)
 
+    @app.get("/password-resets", response_class=HTMLResponse)
+    async def forgot_page(request: Request) -> Response:
+        return render(request, "forgot.html")
+
+    @app.post("/password-resets", response_class=HTMLResponse)
+    async def forgot(request: Request) -> Response:
+        """Ask intake to mail a reset link; the page says the same whatever the address."""
+        fields = await form(request)
+        email = fields.get("email", "").strip()
+        await apis.call("intake", "POST", "/v1/password-resets", None, json={"email": email})
+        return message(
+            request,
+            200,
+            "Check your mail",
+            f"If {email} is the address you sign in with, a link to choose a new password is on "
+            "its way to it. The link works once, for an hour.",
+        )
+
+    # A reset link is an invitation of someone who had a password: the same form and answer.
     @app.get("/invitations/{token}", response_class=HTMLResponse)
+    @app.get("/password-resets/{token}", response_class=HTMLResponse)
     async def invitation_page(request: Request, token: str) -> Response:
-        return render(request, "invitation.html", token=token, errors={})
+        return choose_password(request, 200, token, {})
+
+    def choose_password(
+        request: Request, status: int, token: str, errors: dict[str, str]
+    ) -> HTMLResponse:
+        reset = request.url.path.startswith("/password-resets/")
+        return render(
+            request,
+            "invitation.html",
+            status,
+            token=token,
+            errors=errors,
+            action=request.url.path,
+            heading="Choose a new password" if reset else "Choose your password",
+        )
 
     @app.post("/invitations/{token}", response_class=HTMLResponse)
+    @app.post("/password-resets/{token}", response_class=HTMLResponse)
     async def accept_invitation(request: Request, token: str) -> Response:
         fields = await form(request)
         password = fields.get("password", "")
         if password != fields.get("repeat", ""):
             errors = {"repeat": "does not match the password"}
-            return render(request, "invitation.html", 422, token=token, errors=errors)
+            return choose_password(request, 422, token, errors)
         try:
             accepted = await apis.json(
                 "intake",
@@ -312,8 +354,7 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
             )
         except ApiError as exc:
             if exc.status == 422:
-                errors = exc.field_errors()
-                return render(request, "invitation.html", 422, token=token, errors=errors)
+                return choose_password(request, 422, token, exc.field_errors())
             raise
         session = await apis.json(
             "intake",
@@ -400,6 +441,7 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
             sla = None  # the SLA timer has not seen the ticket yet
         return {
             "ticket": ticket,
+            "attachments": views.attachments(ticket),
             "etag": answer.headers.get("etag", ""),
             "clocks": views.clock_sentences(sla, viewer.tz),
             "messages": views.conversation(events, viewer.tz),
@@ -643,6 +685,46 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
             priority=priority or "",
             technician=technician or "",
         )
+
+    @app.get("/reports", response_class=HTMLResponse)
+    async def reports(
+        request: Request, account: str | None = None, period: str | None = None
+    ) -> Response:
+        """An account's SLA report and availability for a month, for managers (the SLA timer
+        computes both; a month it refuses is shown next to the field)."""
+        viewer = await viewer_of(request)
+        if viewer.role not in REPORT_ROLES:
+            return message(
+                request, 403, "Not allowed", "SLA reports are shown to the provider's managers."
+            )
+        accounts = await apis.json("intake", "GET", "/v1/accounts", viewer.token)
+        chosen = account or (accounts[0]["id"] if accounts else None)
+        period = period or f"{datetime.now(UTC):%Y-%m}"
+        context: dict[str, Any] = {
+            "accounts": accounts,
+            "chosen": chosen,
+            "period": period,
+            "report": None,
+            "availability": None,
+            "errors": {},
+            "percent": views.percent,
+        }
+        if chosen is None:
+            return render(request, "reports.html", **context)
+        base = f"/v1/accounts/{chosen}"
+        try:
+            context["report"] = await apis.json(
+                "sla_timer", "GET", f"{base}/sla-report", viewer.token, params={"period": period}
+            )
+            context["availability"] = await apis.json(
+                "sla_timer", "GET", f"{base}/availability", viewer.token, params={"period": period}
+            )
+        except ApiError as exc:
+            if exc.status != 422:
+                raise
+            context["errors"] = exc.field_errors()
+            return render(request, "reports.html", 422, **context)
+        return render(request, "reports.html", **context)
 
     @app.get("/robots.txt", include_in_schema=False)
     async def robots() -> PlainTextResponse:

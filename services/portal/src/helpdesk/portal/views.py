@@ -87,6 +87,34 @@ def conversation(events: list[dict[str, Any]], tz: ZoneInfo) -> list[Message]:
     return messages
 
 
+def size(count: int) -> str:
+    """A number of bytes as people read it: `512 bytes`, `12.5 KB`, `3.1 MB`."""
+    if count < 1000:
+        return f"{count} bytes"
+    if count < 1_000_000:
+        return f"{count / 1000:.1f} KB"
+    return f"{count / 1_000_000:.1f} MB"
+
+
+def attachments(ticket: dict[str, Any]) -> list[str]:
+    """The files a ticket names (intake keeps their names, types and sizes, not the files), in
+    words: `report.pdf (application/pdf, 12.5 KB)`, and how many more were not listed."""
+    fields = ticket.get("fields") or {}
+    lines = [
+        f"{a.get('filename') or 'unnamed'} ({a.get('content_type', '')}, {size(a.get('size', 0))})"
+        for a in fields.get("attachments") or []
+    ]
+    more = fields.get("attachments_not_listed") or {}
+    if more.get("count"):
+        lines.append(f"{more['count']} more, {size(more.get('bytes', 0))} in all, not listed")
+    return lines
+
+
+def percent(share: float | None) -> str:
+    """A share of the SLA report (0..1) as a percentage, or a dash when nothing ended."""
+    return "–" if share is None else f"{share * 100:.1f} %"
+
+
 def money(cents: int, currency: str) -> str:
     """An amount of the API (integer cents) as people read it: `USD 1,234.50`."""
     sign = "-" if cents < 0 else ""

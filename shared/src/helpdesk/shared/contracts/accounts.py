@@ -138,3 +138,30 @@ class PartnerMarginExtended(Payload):
 
     account_id: UUID
     restore_on: AwareDatetime
+
+
+@registry.register("account.password_reset_requested")
+class PasswordResetRequested(Payload):
+    """Someone asked for a new password of a person with an address (`POST /v1/password-resets`).
+
+    The notifier mails `path` (under the portal's address) to `email`. The token in `path` is
+    the one secret on the stream: it works once and for an hour, and the notifier never
+    delivers this event to a webhook (ADR 0006).
+    """
+
+    kind: Literal["contact", "staff"]
+    person_id: UUID
+    email: str
+    path: str
+    expires_at: AwareDatetime
+
+
+@registry.register("account.sign_in_locked_out")
+class SignInLockedOut(Payload):
+    """Too many failed sign-ins from one e-mail address or one client (network) address:
+    sign-in is refused for it until `until`. Only a SHA-256 of the address travels."""
+
+    scope: Literal["email", "client"]
+    address_hash: str
+    failures: int
+    until: AwareDatetime

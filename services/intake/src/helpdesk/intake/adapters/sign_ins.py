@@ -60,16 +60,32 @@ class PostgresSignIns:
         )
         return int(count or 0)
 
-    async def record_failure(self, email: str, at: datetime) -> None:
-        """Count a failed sign-in of this address."""
-        await self.conn.execute(sign_in_failures.insert().values(email=email, failed_at=at))
+    async def client_failures_since(self, client_hash: str, since: datetime) -> int:
+        """Failed sign-ins from this client address (its SHA-256) since `since`."""
+        count = await self.conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(sign_in_failures)
+            .where(
+                sign_in_failures.c.client_hash == client_hash,
+                sign_in_failures.c.failed_at >= since,
+            )
+        )
+        return int(count or 0)
+
+    async def record_failure(self, email: str, client_hash: str | None, at: datetime) -> None:
+        """Count a failed sign-in of this address, from this client address if known."""
+        await self.conn.execute(
+            sign_in_failures.insert().values(email=email, client_hash=client_hash, failed_at=at)
+        )
 
     async def clear_failures(self, email: str) -> None:
         """Forget the address's failed sign-ins."""
         await self.conn.execute(sign_in_failures.delete().where(sign_in_failures.c.email == email))
 
-    async def save_invitation(self, token_hash: str, person: Person, expires_at: datetime) -> None:
-        """Keep a new invitation."""
+    async def save_invitation(
+        self, token_hash: str, person: Person, expires_at: datetime, *, reset: bool = False
+    ) -> None:
+        """Keep a new invitation (or a password reset's link)."""
         await self.conn.execute(
             invitations.insert().values(
                 token_hash=token_hash,
@@ -77,8 +93,24 @@ class PostgresSignIns:
                 person_id=person.id,
                 email=person.email,
                 expires_at=expires_at,
+                reset=reset,
             )
         )
+
+    async def open_resets(self, person: Person, at: datetime) -> int:
+        """The person's password reset links unused and unexpired at `at`."""
+        count = await self.conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(invitations)
+            .where(
+                invitations.c.kind == person.kind,
+                invitations.c.person_id == person.id,
+                invitations.c.reset.is_(True),
+                invitations.c.used_at.is_(None),
+                invitations.c.expires_at > at,
+            )
+        )
+        return int(count or 0)
 
     async def take_invitation(self, token_hash: str, at: datetime) -> Person | None:
         """The invitation's person if unused and unexpired, marking it used (once: two

@@ -130,6 +130,8 @@ invitations = sa.Table(
     sa.Column("email", sa.Text, nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+    # A password reset's link (asked for by anyone knowing the address), not an invitation
+    sa.Column("reset", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 sign_in_failures = sa.Table(
@@ -137,5 +139,7 @@ sign_in_failures = sa.Table(
     metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
     sa.Column("email", sa.Text, nullable=False, index=True),
+    # SHA-256 of the client's network address (None when unknown): limited too
+    sa.Column("client_hash", sa.Text, nullable=True, index=True),
     sa.Column("failed_at", sa.DateTime(timezone=True), nullable=False),
 )

@@ -1,14 +1,19 @@
 """Sign-in sessions and invitations (`application.sessions`).
 
-The session's token and an invitation's token are in their answers and nowhere else: only
-their hashes are kept, and no log line carries them.
+The session's token and an invitation's token are in their answers and nowhere else (a reset
+link's, in the mail the notifier sends): only their hashes are kept, and no log line carries them.
+
+Sign-in failures are also counted per client address: the peer's, or the one a trusted proxy
+(the portal) names in `X-Helpdesk-Client-Address`. Proxies are trusted by their own address
+(HELPDESK_TRUSTED_PROXIES, loopback by default, as `make up` runs the portal).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from helpdesk.intake.adapters.sign_ins import PostgresSignIns
 from helpdesk.intake.adapters.unit_of_work import PostgresUnitOfWork
@@ -16,6 +21,7 @@ from helpdesk.intake.application import sessions as service
 from helpdesk.intake.application.commands import (
     InvitationAccept,
     InvitationCreate,
+    PasswordResetCreate,
     SessionCreate,
 )
 from helpdesk.intake.application.people import IssuedKey
@@ -24,6 +30,25 @@ from helpdesk.shared.errors import InvalidField
 from helpdesk.shared.web import Problem
 
 router = APIRouter(prefix="/v1", tags=["sessions"])
+
+#: The header in which a trusted proxy names the browser's network address.
+CLIENT_ADDRESS_HEADER = "X-Helpdesk-Client-Address"
+
+
+def client_address(request: Request, trusted_proxies: str) -> str | None:
+    """The network address a request comes from: the peer's, unless the peer is one of the
+    `trusted_proxies` (comma-separated addresses or networks), which names its client's."""
+    peer = request.client.host if request.client else None
+    named = request.headers.get(CLIENT_ADDRESS_HEADER)
+    if peer is None or not named:
+        return peer
+    entries = [entry.strip() for entry in trusted_proxies.split(",") if entry.strip()]
+    networks = [ipaddress.ip_network(entry, strict=False) for entry in entries]
+    try:
+        trusted = any(ipaddress.ip_address(peer) in net for net in networks)
+    except ValueError:  # not an IP address (a test client's name)
+        return peer
+    return named.strip()[:64] if trusted else peer
 
 
 def _session(key: IssuedKey, response: Response) -> dict[str, Any]:
@@ -42,9 +67,12 @@ def _session(key: IssuedKey, response: Response) -> dict[str, Any]:
 
 
 @router.post("/sessions", status_code=201)
-async def sign_in(body: SessionCreate, runtime: Runtime, response: Response) -> dict[str, Any]:
+async def sign_in(
+    body: SessionCreate, request: Request, runtime: Runtime, response: Response
+) -> dict[str, Any]:
     """Sign in with e-mail and password: a session token that works at every service, for
-    hours (refresh it while it is used). Too many failures for one address answer 429."""
+    hours (refresh it while it is used). Too many failures for one e-mail address, or from one
+    client address, answer 429."""
     async with runtime.unit_of_work() as uow:
         key = await service.sign_in(
             PostgresUnitOfWork(uow),
@@ -52,6 +80,7 @@ async def sign_in(body: SessionCreate, runtime: Runtime, response: Response) -> 
             body.email,
             body.password,
             runtime.clock(),
+            client_address(request, runtime.settings.trusted_proxies),
         )
     # Refused only now, once the failure is committed (it counts towards the limit).
     if key is None:
@@ -120,3 +149,15 @@ async def accept(token: str, body: InvitationAccept, runtime: Runtime) -> dict[s
             runtime.clock(),
         )
     return {"email": person.email, "kind": person.kind}
+
+
+@router.post("/password-resets", status_code=202)
+async def request_reset(body: PasswordResetCreate, runtime: Runtime) -> dict[str, Any]:
+    """Forgot password: the notifier mails a one-time link, valid for an hour, to set a new
+    password (POST /v1/invitations/{token}/accept, which ends every session of the person). The
+    answer is the same whether anyone has this address or not."""
+    async with runtime.unit_of_work() as uow:
+        await service.request_reset(
+            PostgresUnitOfWork(uow), PostgresSignIns(uow.conn), body.email, runtime.clock()
+        )
+    return {"detail": "If someone has this address, a link to choose a new password is on its way."}

@@ -427,6 +427,12 @@ class InvitationCreate(Body):
     staff_id: UUID | None = None
 
 
+class PasswordResetCreate(Body):
+    """POST /v1/password-resets: the address of the person who forgot their password."""
+
+    email: Annotated[str, Field(min_length=1, max_length=320)]
+
+
 class InvitationAccept(Body):
     """POST /v1/invitations/{token}/accept: the new password."""
 

@@ -4,6 +4,9 @@ A session is an `ApiKeyIssued` with the `session` scope and an `expires_at`, so 
 authenticates it (and refuses it once expired or revoked) exactly as it does an API key. A
 session is refreshed by rotation: a new key, the old one revoked. Passwords are argon2id hashes
 kept in intake only; invitation tokens are kept as SHA-256 hashes (they carry 256 random bits).
+A password reset is an invitation of a person who has a password, lasting an hour, whose link
+the notifier mails. Failed sign-ins are counted per e-mail address and per client address; a
+lockout is an event on the stream.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from helpdesk.shared.contracts.accounts import (
     ApiKeyIssued,
     ApiKeyRevoked,
     KeyRole,
+    PasswordResetRequested,
+    SignInLockedOut,
     Visibility,
 )
 from helpdesk.shared.errors import ApplicationError, Invalid, InvalidField, NotFound
@@ -37,8 +42,15 @@ from helpdesk.shared.events import Actor
 SESSION_LIFETIME = timedelta(hours=8)
 #: How long an invitation link works.
 INVITATION_LIFETIME = timedelta(days=3)
+#: How long a password reset link works.
+RESET_LIFETIME = timedelta(hours=1)
+#: Reset links of one person working at once: beyond, a request mails nothing more (so that
+#: nobody can have the notifier flood a mailbox).
+RESET_LIMIT = 3
 #: Failed sign-ins of one address in `FAILURE_WINDOW` beyond which it is refused for a while.
 FAILURE_LIMIT = 5
+#: The same for one client address, which an office's colleagues may share behind one router.
+CLIENT_FAILURE_LIMIT = 20
 FAILURE_WINDOW = timedelta(minutes=15)
 PASSWORD_MIN = 12
 PASSWORD_MAX = 1024
@@ -73,14 +85,22 @@ class SignIns(Protocol):
     async def failures_since(self, email: str, since: datetime) -> int:
         """Failed sign-ins of this address since `since`."""
 
-    async def record_failure(self, email: str, at: datetime) -> None:
-        """Count a failed sign-in of this address."""
+    async def client_failures_since(self, client_hash: str, since: datetime) -> int:
+        """Failed sign-ins from this client address (its SHA-256) since `since`."""
+
+    async def record_failure(self, email: str, client_hash: str | None, at: datetime) -> None:
+        """Count a failed sign-in of this address, from this client address if known."""
 
     async def clear_failures(self, email: str) -> None:
         """Forget the address's failed sign-ins (it signed in)."""
 
-    async def save_invitation(self, token_hash: str, person: Person, expires_at: datetime) -> None:
-        """Keep a new invitation."""
+    async def save_invitation(
+        self, token_hash: str, person: Person, expires_at: datetime, *, reset: bool = False
+    ) -> None:
+        """Keep a new invitation (or a password reset's link)."""
+
+    async def open_resets(self, person: Person, at: datetime) -> int:
+        """The person's password reset links unused and unexpired at `at`."""
 
     async def take_invitation(self, token_hash: str, at: datetime) -> Person | None:
         """The invitation's person if it is unused and unexpired at `at`, marking it used."""
@@ -93,7 +113,8 @@ class SignIns(Protocol):
 
 
 class TooManyAttempts(ApplicationError):  # noqa: N818 - named after the answer it gives
-    """Too many failed sign-ins of one address: refused until the window has passed."""
+    """Too many failed sign-ins of one address or from one client address: refused until the
+    window has passed."""
 
     status = 429
     title = "Too Many Requests"
@@ -132,16 +153,27 @@ async def _issue(uow: IntakeUnitOfWork, person: Person, at: datetime) -> IssuedK
 
 
 async def sign_in(
-    uow: IntakeUnitOfWork, sign_ins: SignIns, email: str, password: str, at: datetime
+    uow: IntakeUnitOfWork,
+    sign_ins: SignIns,
+    email: str,
+    password: str,
+    at: datetime,
+    client: str | None = None,
 ) -> IssuedKey | None:
     """A session for the person with this address and password, or None (a failure counted).
 
-    The caller commits before refusing, so that the failure counts.
+    `client` is the network address the attempt came from, when known. The caller commits
+    before refusing, so that the failure (and a lockout's event) counts.
     """
     email = email.lower()
-    if await sign_ins.failures_since(email, at - FAILURE_WINDOW) >= FAILURE_LIMIT:
+    since = at - FAILURE_WINDOW
+    client_hash = hash_token(client) if client else None
+    email_failures = await sign_ins.failures_since(email, since)
+    client_failures = await sign_ins.client_failures_since(client_hash, since) if client_hash else 0
+    if email_failures >= FAILURE_LIMIT or client_failures >= CLIENT_FAILURE_LIMIT:
+        whose = "this address" if email_failures >= FAILURE_LIMIT else "your network address"
         raise TooManyAttempts(
-            "Too many failed sign-ins for this address; try again in "
+            f"Too many failed sign-ins for {whose}; try again in "
             f"{int(FAILURE_WINDOW.total_seconds() // 60)} minutes."
         )
     found = await sign_ins.credentials(email)
@@ -151,7 +183,26 @@ async def sign_in(
         if await _verifies(password_hash, password):
             await sign_ins.clear_failures(email)
             return await _issue(uow, person, at)
-    await sign_ins.record_failure(email, at)
+    await sign_ins.record_failure(email, client_hash, at)
+    lockouts = []
+    # Announced once, by the failure that reaches the limit.
+    if email_failures + 1 == FAILURE_LIMIT:
+        lockouts.append(("email", hash_token(email), FAILURE_LIMIT))
+    if client_hash and client_failures + 1 == CLIENT_FAILURE_LIMIT:
+        lockouts.append(("client", client_hash, CLIENT_FAILURE_LIMIT))
+    if lockouts:
+        ctx = Context(Actor(type="system", id="intake"), at, at)
+        await uow.emit(
+            [
+                ctx.event(
+                    SignInLockedOut(
+                        scope=scope, address_hash=hashed, failures=limit, until=at + FAILURE_WINDOW
+                    ),
+                    account_id=PROVIDER_ACCOUNT,
+                )
+                for scope, hashed, limit in lockouts
+            ]
+        )
     return None
 
 
@@ -217,10 +268,38 @@ async def invite(
         raise InvalidField(f"{kind}_id", f"no such {kind}", f"No such {kind}.")
     if person.account_id is not None:
         await visible_account(uow, principal, person.account_id)
+    return await _invitation(sign_ins, person, at + INVITATION_LIFETIME)
+
+
+async def _invitation(
+    sign_ins: SignIns, person: Person, expires_at: datetime, *, reset: bool = False
+) -> Invited:
     token = secrets.token_urlsafe(32)
-    expires_at = at + INVITATION_LIFETIME
-    await sign_ins.save_invitation(hash_token(token), person, expires_at)
+    await sign_ins.save_invitation(hash_token(token), person, expires_at, reset=reset)
     return Invited(person, token, expires_at)
+
+
+async def request_reset(uow: IntakeUnitOfWork, sign_ins: SignIns, email: str, at: datetime) -> None:
+    """A reset link, mailed by the notifier, for each person with a password at this address
+    (none for an unknown address, nor for a person with RESET_LIMIT links working already:
+    the caller answers the same either way).
+
+    The link is an invitation for an hour, accepted like one: it sets the password and ends
+    the person's sessions.
+    """
+    for person, _ in await sign_ins.credentials(email.lower()):
+        if await sign_ins.open_resets(person, at) >= RESET_LIMIT:
+            continue
+        reset = await _invitation(sign_ins, person, at + RESET_LIFETIME, reset=True)
+        requested = PasswordResetRequested(
+            kind=person.kind,
+            person_id=person.id,
+            email=person.email,
+            path=f"/password-resets/{reset.token}",
+            expires_at=reset.expires_at,
+        )
+        ctx = Context(Actor(type="system", id="intake"), at, at)
+        await uow.emit([ctx.event(requested, account_id=person.account_id or PROVIDER_ACCOUNT)])
 
 
 def check_password(password: str) -> None:

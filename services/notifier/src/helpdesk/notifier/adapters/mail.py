@@ -23,6 +23,8 @@ import jinja2
 from helpdesk.notifier.domain.messages import MailIntent
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+#: Where `make up` serves the portal, whose pages mails link to.
+DEFAULT_PORTAL_URL = "http://127.0.0.1:8004"
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,8 @@ class MailRenderer:
         self, templates: Path = TEMPLATES, *, globals_: Mapping[str, Any] | None = None
     ) -> None:
         self._env = _environment(templates)
-        self._env.globals.update({"product": "Helpdesk", **(globals_ or {})})
+        defaults = {"product": "Helpdesk", "portal_url": DEFAULT_PORTAL_URL}
+        self._env.globals.update({**defaults, **(globals_ or {})})
 
     def render(self, intent: MailIntent, recipient: Recipient) -> RenderedMail:
         """Both bodies of `intent` for `recipient`."""

@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from helpdesk.notifier.adapters.mail import Mailer, Recipient
+from helpdesk.notifier.adapters.mail import Mailer, MailRenderer, Recipient
 from helpdesk.notifier.adapters.settings import NotifierSettings
 from helpdesk.notifier.adapters.tables import contacts, mail_leases, mails, staff
 from helpdesk.notifier.domain.messages import MailIntent, intent_from_document
@@ -45,6 +45,8 @@ _CONTACT_ROLE = {"key_contacts": "key_contact", "billing_contacts": "billing"}
 
 async def recipients_of(conn: AsyncConnection, intent: MailIntent) -> list[Recipient]:
     """The addresses an intent's recipient role stands for, now."""
+    if intent.recipient == "person":
+        return [Recipient(email=str(intent.context["event"]["email"]))]
     if intent.recipient == "ticket_contact":
         if intent.contact_id is None:
             return []
@@ -169,7 +171,8 @@ class MailDeliveries:
         self, settings: NotifierSettings, clock: Clock, failures: SubmissionFailures
     ) -> None:
         self._settings = settings
-        self._mailer = Mailer(settings.smtp)
+        renderer = MailRenderer(globals_={"portal_url": settings.portal_url.rstrip("/")})
+        self._mailer = Mailer(settings.smtp, renderer)
         self._clock = clock
         self._failures = failures
 

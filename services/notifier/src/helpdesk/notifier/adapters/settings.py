@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from helpdesk.notifier.adapters.mail import SmtpSettings
+from helpdesk.notifier.adapters.mail import DEFAULT_PORTAL_URL, SmtpSettings
 from helpdesk.notifier.domain.retry import DEFAULT_SCHEDULE, MailRetryPolicy, RetryPolicy
 from helpdesk.notifier.domain.ssrf import AllowList
 
@@ -36,6 +36,8 @@ class NotifierSettings(BaseSettings):
     mail_sender: str = "Helpdesk <support@helpdesk.local>"
     mail_reply_to: str | None = None
     mail_domain: str = "helpdesk.local"
+    # The portal's address as people open it: a password reset mail links into it.
+    portal_url: str = DEFAULT_PORTAL_URL
     # `make up` runs a local mail sink here.
     smtp_relay_host: str = Field(default="127.0.0.1", validation_alias="HELPDESK_SMTP_RELAY_HOST")
     smtp_relay_port: int = Field(default=2526, validation_alias="HELPDESK_SMTP_RELAY_PORT")

@@ -30,6 +30,8 @@ Rules:
 - `billing.fair_use_exceeded` → the contact of the ticket whose work went over the cap (seed
   002: "If the ticket can't be finished in 30 minutes or less limited support may apply"),
   unless an imported time entry raised it;
+- `account.password_reset_requested` → the person at the address the reset was asked for,
+  the portal's link to choose a new password;
 - `daily_digest` → the managers, tickets at risk or breached (not event-driven).
 """
 
@@ -45,8 +47,10 @@ DEFAULT_DOMAIN = "helpdesk.local"
 MAX_SUBJECT_TEXT = 150
 PROVIDER_ACCOUNT = UUID(int=0)
 
+#: `person`: the address in the event itself (`email`), whoever has it; `account_manager`: the
+#: staff member the intent names (`staff_id`).
 RecipientRole = Literal[
-    "ticket_contact", "managers", "key_contacts", "billing_contacts", "account_manager"
+    "ticket_contact", "managers", "key_contacts", "billing_contacts", "person", "account_manager"
 ]
 MailKind = Literal[
     "ticket_opened",
@@ -65,6 +69,7 @@ MailKind = Literal[
     "budget_review",
     "quote",
     "daily_digest",
+    "password_reset",
 ]
 
 
@@ -227,6 +232,8 @@ def mails_for(
                 domain,
             ),
         )
+    if type_ == "account.password_reset_requested":
+        return (_account_mail("password_reset", "Choose a new password", "person", event, domain),)
     if type_ == "billing.invoice_finalized":
         period = one_line(str(payload.get("period") or ""), 20)
         subject = f"Your invoice for {period}" if period else "Your invoice"
