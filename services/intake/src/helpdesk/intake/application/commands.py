@@ -255,8 +255,18 @@ class CustomerReply(Imported):
     body: Text
 
 
+def _vendor_only_on_vendor_tier(schema: dict[str, Any]) -> None:
+    # What the validator below checks, stated for clients: tier vendor, or no vendor.
+    schema["anyOf"] = [
+        {"properties": {"tier": {"const": "vendor"}}},
+        {"properties": {"vendor": {"type": "null"}}},
+    ]
+
+
 class Escalate(Imported):
     """POST /v1/tickets/{id}/escalate; `vendor` names the vendor of a `vendor` escalation."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_vendor_only_on_vendor_tier)
 
     tier: EscalationTier
     vendor: Name | None = None
