@@ -88,6 +88,13 @@ CALLS: dict[tuple[str, str, str], Any] = {
     ("intake", "POST", "/v1/tickets/{ticket_id}/close"): {"reason": "duplicate"},
     ("intake", "POST", "/v1/tickets/{ticket_id}/reopen"): {"reason": "planted"},
     ("intake", "POST", "/v1/tickets/{ticket_id}/partner-resolvable"): {},
+    ("intake", "POST", "/v1/tickets/{ticket_id}/quote"): {"minutes": 60, "amount_cents": 100},
+    ("intake", "POST", "/v1/tickets/{ticket_id}/approve-quote"): {},
+    ("intake", "POST", "/v1/tickets/{ticket_id}/decline-quote"): {"reason": "planted"},
+    ("intake", "POST", "/v1/ticket-imports"): {
+        "ticket": {"account_id": "{account_id}", "subject": "planted"},
+        "history": [],
+    },
     ("intake", "POST", "/v1/inbound/email"): "raw",
     ("intake", "GET", "/v1/inbound/email"): None,
     ("sla_timer", "GET", "/v1/tickets/{ticket_id}/sla"): None,

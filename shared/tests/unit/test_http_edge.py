@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -13,7 +14,13 @@ from fastapi import Request
 from helpdesk.shared.auth import Principal, PrincipalCache
 from helpdesk.shared.logs import correlation_id
 from helpdesk.shared.metrics import Metrics
-from helpdesk.shared.web import MAX_BODY_BYTES, create_app
+from helpdesk.shared.web import (
+    IF_MATCH_PATTERN,
+    MAX_BODY_BYTES,
+    Problem,
+    check_if_match,
+    create_app,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -177,3 +184,33 @@ async def test_the_guard_refuses_numbers_and_text_json_cannot_carry() -> None:
         assert untyped.status_code == 422
         pair = await client.post("/echo", json={"a": "\U0001f600"})  # a valid surrogate pair
         assert pair.json() == {"a": "\U0001f600"}
+
+
+@pytest.mark.parametrize(
+    ("header", "matches"),
+    [
+        ('"5"', True),
+        ('W/"5", "5"', True),
+        ('"x,y" , "5"', True),  # a comma inside a tag, spaces around the list's commas
+        ('"m`XS~z", W/",CLLN>Z", W/"^pHo" , W/"" , "n0\\j" ', False),  # schemathesis found it
+        ('W/"5"', False),  # a weak tag never matches
+    ],
+)
+def test_if_match_reads_every_list_the_openapi_pattern_allows(header: str, matches: bool) -> None:
+    """Before, the list was split on commas, so a tag holding one (`W/",CLLN>Z"`), which the
+    declared pattern allows, was refused as malformed (400). Now the list is read tag by tag:
+    a match passes, another valid list is a 412, never a 400."""
+    assert re.match(IF_MATCH_PATTERN, header)
+    if matches:
+        check_if_match(header, "5")
+        return
+    with pytest.raises(Problem) as refused:
+        check_if_match(header, "5")
+    assert refused.value.status == 412
+
+
+@pytest.mark.parametrize("header", ["5", '"5" "6"', "W/5", '"5", x', ""])
+def test_if_match_that_is_no_list_of_tags_is_a_400(header: str) -> None:
+    with pytest.raises(Problem) as refused:
+        check_if_match(header, "5")
+    assert refused.value.status == 400

@@ -188,7 +188,9 @@ IfMatch = Annotated[
     WithJsonSchema({"type": "string", "pattern": IF_MATCH_PATTERN, "examples": ['"3"']}),
 ]
 
-_ENTITY_TAG = re.compile(r'\s*(W/)?"([\x21\x23-\x7e\x80-\xff]*)"\s*')
+#: One element of an entity-tag list and its comma: a tag may itself hold commas, so the list
+#: is read tag by tag, not split on commas. An element may be empty (RFC 9110 list syntax).
+_LIST_ELEMENT = re.compile(r'[ \t]*(?:(W/)?"([\x21\x23-\x7e\x80-\xff]*)")?[ \t]*(?:,|$)')
 
 
 def check_if_match(header: str | None, current: str, what: str = "resource") -> None:
@@ -224,13 +226,14 @@ def check_if_match(header: str | None, current: str, what: str = "resource") -> 
 
 def _entity_tags(header: str) -> list[tuple[bool, str]] | None:
     tags = []
-    for part in header.split(","):
-        if not part.strip():
-            continue  # RFC 9110 list syntax tolerates empty elements
-        found = _ENTITY_TAG.fullmatch(part)
-        if found is None:
+    position = 0
+    while position < len(header):
+        found = _LIST_ELEMENT.match(header, position)
+        if found is None or found.end() == position:
             return None
-        tags.append((found.group(1) is not None, found.group(2)))
+        if found.group(2) is not None:
+            tags.append((found.group(1) is not None, found.group(2)))
+        position = found.end()
     return tags or None
 
 
