@@ -80,7 +80,7 @@ def operations_router() -> APIRouter:
     ) -> DeadLetters:
         """Outbox rows this service could never publish (admin only), newest first."""
         caller.require_role("admin")
-        items = await runtime(request).dead_letters(limit)
+        items = await (await runtime(request)).dead_letters(limit)
         return DeadLetters(items=items)
 
     return router

@@ -408,12 +408,17 @@ def run_cli(spec_factory: Callable[[], ServiceSpec], argv: Sequence[str] | None 
         asyncio.run(_print_dead_letters(spec, settings))
     else:
         runtime = ServiceRuntime(spec, settings)
+        # uvloop and httptools, not uvicorn's fallbacks (asyncio's own loop, the pure-Python
+        # h11 parser): every service spends most of its CPU in loop turns, socket I/O and
+        # request parsing, and on 2 cores that CPU is a command's latency (docs/adr/0007).
         config = uvicorn.Config(
             runtime.app(),
             host=settings.http_host,
             port=settings.port_for(spec.name),
             log_config=None,
             access_log=False,
+            loop="uvloop",
+            http="httptools",
         )
         uvicorn.Server(config).run()
 
