@@ -426,6 +426,12 @@ async def test_the_admin_invites_a_contact_and_only_billing_contacts_see_invoice
     await page.get_by_role("button", name="Set password and sign in").click()
     await page.get_by_role("link", name="Billing").click()
     await expect(page.locator("tr.invoice").first).to_contain_text("USD 225.00")
+    # This month's usage (seed 000) and this quarter's budget (seed 004) beside the invoices.
+    usage = page.get_by_role("region", name=re.compile("Usage in"))
+    await expect(usage.locator("dd.amount")).to_contain_text("USD 225.00")
+    await expect(usage).to_contain_text("90 minutes")
+    budget = page.get_by_role("region", name=re.compile("Budget in"))
+    await expect(budget).to_contain_text("Next quarter's budget")
     await page.screenshot(path=shots / "contact-billing.png", full_page=True)
     await axe.check(page, "billing")
 

@@ -54,6 +54,10 @@ class CsrfRefused(Exception):  # noqa: N818 - a state, not an error
     """A form without this site's CSRF token."""
 
 
+#: A plan reviewed every 3 months has a budget review (seed 004).
+QUARTERLY = 3
+
+
 @dataclass(frozen=True)
 class Viewer:
     """The signed-in person, as intake's `/v1/me` describes their session."""
@@ -593,13 +597,33 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
 
     @app.get("/billing", response_class=HTMLResponse)
     async def billing(request: Request) -> Response:
-        """The account's invoices, for contacts with the billing role (billing decides)."""
+        """The account's invoices, this month's usage (seed 000) and this quarter's use of the
+        budget (seed 004), for contacts with the billing role (billing decides)."""
         viewer = await viewer_of(request)
         if viewer.is_staff:
             return RedirectResponse("/queue", status_code=303)
+        account = f"/v1/accounts/{viewer.account_id}"
+        # This month and quarter on the account's own calendar, as billing counts them.
+        today = datetime.now(viewer.tz)
+        period = f"{today.year:04d}-{today.month:02d}"
+        quarter = f"{today.year:04d}-Q{(today.month - 1) // 3 + 1}"
         try:
-            invoices = await apis.json(
-                "billing", "GET", f"/v1/accounts/{viewer.account_id}/invoices", viewer.token
+            invoices = await apis.json("billing", "GET", f"{account}/invoices", viewer.token)
+            usage = await apis.json(
+                "billing", "GET", f"{account}/usage", viewer.token, params={"period": period}
+            )
+            agreement = await apis.json("intake", "GET", f"{account}/agreement", viewer.token)
+            # A budget reviewed each quarter (seed 004): its use so far this quarter.
+            review = (
+                await apis.json(
+                    "billing",
+                    "GET",
+                    f"{account}/budget-review",
+                    viewer.token,
+                    params={"quarter": quarter},
+                )
+                if agreement["plan"].get("review_every_months") == QUARTERLY
+                else None
             )
         except ApiError as exc:
             if exc.status != 403:
@@ -610,7 +634,15 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
                 "Billing",
                 "Invoices and usage are shown to your account's billing contacts.",
             )
-        return render(request, "billing.html", invoices=invoices["items"], money=views.money)
+        return render(
+            request,
+            "billing.html",
+            invoices=invoices["items"],
+            usage=usage,
+            period=period,
+            review=review,
+            money=views.money,
+        )
 
     # Staff pages ----------------------------------------------------------------------------
 
