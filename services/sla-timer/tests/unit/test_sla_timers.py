@@ -18,6 +18,7 @@ from helpdesk.shared.contracts.tickets import (
     TicketInfoRequested,
     TicketOpened,
     TicketResolved,
+    TicketTriaged,
 )
 from helpdesk.sla_timer.domain import TicketEvent, follow_up_schedule
 from helpdesk.sla_timer.domain.history import (
@@ -139,6 +140,23 @@ def test_ticket_status_follows_waits_resolution_and_closure() -> None:
     assert status(opened(), TicketEscalated(tier="vendor")) == "waiting_on_vendor"
     assert status(opened(), TicketResolved(resolution="fix", summary="s")) == "resolved"
     assert status(opened(), TicketClosed(reason="duplicate")) == "closed"
+
+
+def test_the_queue_and_intake_read_one_status_from_the_events() -> None:
+    """Issue 23: "A ticket's status is worked out twice, and the two disagree": the SLA timer
+    said `open` after any customer reply and never `new`. Now both read `status_after`: an
+    untriaged ticket is new until its triage, and a reply that intake did not record as
+    resuming (a ticket with the vendor) leaves the status as it was."""
+
+    def status(*payloads: object) -> str:
+        return ticket_status([TicketEvent(TUESDAY, p) for p in payloads])
+
+    untriaged = opened().model_copy(update={"priority": None})
+    triage = TicketTriaged(priority="P2", previous_priority=None, kind="incident", scope="in")
+    aside = TicketCustomerReplied(comment_id=uuid.uuid4(), body="?", author="c", resumed=False)
+    assert status(untriaged) == "new"
+    assert status(untriaged, triage) == "open"
+    assert status(opened(), TicketEscalated(tier="vendor"), aside) == "waiting_on_vendor"
 
 
 def test_history_round_trips_and_the_view_shows_business_minutes() -> None:

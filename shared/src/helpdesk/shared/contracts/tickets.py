@@ -22,6 +22,7 @@ from helpdesk.shared.contracts.common import (
     Resolution,
     Scope,
     TicketKind,
+    TicketStatus,
     WorkType,
 )
 from helpdesk.shared.events import registry
@@ -239,3 +240,36 @@ TICKET_EVENTS: tuple[type[Payload], ...] = (
     TicketQuoteApproved,
     TicketQuoteDeclined,
 )
+
+
+def status_after(status: TicketStatus | None, payload: object) -> TicketStatus:
+    """A ticket's status after one of its events (`status` None: before its opening).
+
+    The one rule: intake's ticket and the SLA timer's queue both read a ticket's status from
+    its events with it, so they cannot disagree. A ticket opened without a priority is new
+    until its triage; a customer's
+    reply resumes only what waited on the customer (`resumed`, decided by intake when it was
+    recorded); events that change no status (comments, time, quotes...) keep it.
+    """
+    match payload:
+        case TicketOpened():
+            return "open" if payload.priority else "new"
+        case TicketTriaged():
+            return "open" if status == "new" else _known(status)
+        case TicketInfoRequested():
+            return "waiting_on_customer"
+        case TicketCustomerReplied(resumed=True) | TicketVendorReturned() | TicketReopened():
+            return "open"
+        case TicketEscalated(tier="vendor"):
+            return "waiting_on_vendor"
+        case TicketResolved():
+            return "resolved"
+        case TicketClosed():
+            return "closed"
+    return _known(status)
+
+
+def _known(status: TicketStatus | None) -> TicketStatus:
+    if status is None:
+        raise ValueError("a ticket event before the ticket's opening")
+    return status

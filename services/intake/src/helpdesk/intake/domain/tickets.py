@@ -45,6 +45,7 @@ from helpdesk.shared.contracts.tickets import (
     TicketTimeLogged,
     TicketTriaged,
     TicketVendorReturned,
+    status_after,
 )
 from helpdesk.shared.events import registry
 
@@ -290,7 +291,7 @@ def start(opened: TicketOpened, seq: int, occurred_at: datetime) -> Ticket:
         subject=opened.subject,
         description=opened.description,
         channel=opened.channel,
-        status="open" if opened.priority else "new",
+        status=status_after(None, opened),
         priority=opened.priority,
         kind=opened.kind,
         scope=opened.scope,
@@ -311,6 +312,7 @@ def fold(ticket: Ticket, payload: BaseModel, seq: int, occurred_at: datetime) ->
     """The state after one more recorded event."""
     last = max(ticket.last_occurred_at, occurred_at)
     changes = _changes(ticket, payload, occurred_at)
+    changes["status"] = status_after(ticket.status, payload)
     if audience.is_public(registry.type_of(payload), payload):
         changes["public_version"] = ticket.public_version + 1
         changes["public_updated_at"] = max(ticket.public_updated_at, occurred_at)
@@ -335,46 +337,31 @@ def _changes(t: Ticket, payload: BaseModel, occurred_at: datetime) -> dict[str, 
                 "kind": payload.kind,
                 "scope": payload.scope,
                 "category": payload.category,
-                "status": "open" if t.status == "new" else t.status,
             }
         case TicketAssigned():
             return {"assignee": payload.technician}
         case TicketCommented():
             public = t.public_comments + (1 if payload.public else 0)
             return {"comments": t.comments + 1, "public_comments": public}
-        case TicketInfoRequested():
-            return {
-                "status": "waiting_on_customer",
-                "comments": t.comments + 1,
-                "public_comments": t.public_comments + 1,
-            }
-        case TicketCustomerReplied():
-            status: TicketStatus = "open" if payload.resumed else t.status
-            return {
-                "status": status,
-                "comments": t.comments + 1,
-                "public_comments": t.public_comments + 1,
-            }
+        case TicketInfoRequested() | TicketCustomerReplied():
+            return {"comments": t.comments + 1, "public_comments": t.public_comments + 1}
         case TicketEscalated():
-            status = "waiting_on_vendor" if payload.tier == "vendor" else t.status
-            return {"status": status, "escalations": (*t.escalations, payload.tier)}
+            return {"escalations": (*t.escalations, payload.tier)}
         case TicketVendorReturned():
-            return {"status": "open"}
+            return {}
         case TicketTimeLogged():
             return {"minutes_logged": t.minutes_logged + payload.minutes}
         case TicketResolved():
             return {
-                "status": "resolved",
                 "resolution": payload.resolution,
                 "resolved_at": occurred_at,
             }
         case TicketConfirmed():
             return {}
         case TicketClosed():
-            return {"status": "closed", "close_reason": payload.reason, "closed_at": occurred_at}
+            return {"close_reason": payload.reason, "closed_at": occurred_at}
         case TicketReopened():
             return {
-                "status": "open",
                 "cycle": payload.cycle,
                 "resolution": None,
                 "resolved_at": None,

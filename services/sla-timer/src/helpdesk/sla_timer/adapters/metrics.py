@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from helpdesk.shared.metrics import PRIORITIES, StateCollector
 from helpdesk.sla_timer.adapters.tables import sla_tickets, sla_timers
 
-STATUSES = ("open", "waiting_on_customer", "waiting_on_vendor", "resolved")
+STATUSES = ("new", "open", "waiting_on_customer", "waiting_on_vendor", "resolved")
 CLOCK_KINDS = ("response", "resolution")
 #: The fired rows counted as outcomes (`retraction`: a breach a late event proved wrong).
 OUTCOMES = ("met", "breach", "warning", "retraction")

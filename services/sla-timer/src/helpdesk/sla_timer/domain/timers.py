@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
 
+from helpdesk.shared.contracts.common import TicketStatus
 from helpdesk.shared.contracts.sla import (
     AutoCloseRequested,
     ClockFacts,
@@ -32,16 +33,7 @@ from helpdesk.shared.contracts.sla import (
     SlaMet,
     SlaWarning,
 )
-from helpdesk.shared.contracts.tickets import (
-    TicketClosed,
-    TicketCustomerReplied,
-    TicketEscalated,
-    TicketInfoRequested,
-    TicketOpened,
-    TicketReopened,
-    TicketResolved,
-    TicketVendorReturned,
-)
+from helpdesk.shared.contracts.tickets import status_after
 from helpdesk.sla_timer.domain.clocks import ClockStatus, SlaClock, TicketEvent, TicketSla
 from helpdesk.sla_timer.domain.follow_ups import FollowUpSchedule
 
@@ -49,7 +41,6 @@ Action = Literal["warning", "breach", "met", "follow_up", "auto_close", "retract
 TimerPayload = SlaWarning | SlaBreached | SlaMet | FollowUpDue | AutoCloseRequested
 #: What a row of fired timers records: a timer's event, or the retraction of a fired breach.
 Recorded = TimerPayload | SlaBreachRetracted
-TicketStatus = Literal["open", "waiting_on_customer", "waiting_on_vendor", "resolved", "closed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,23 +160,12 @@ def follow_up_timers(
 
 
 def ticket_status(events: list[TicketEvent]) -> TicketStatus:
-    """Where the ticket stands after `events`, as far as the queue cares."""
-    status: TicketStatus = "open"
+    """Where the ticket stands after `events`: the status intake gives it too
+    (`status_after`, the one rule)."""
+    status: TicketStatus | None = None
     for event in events:
-        payload = event.payload
-        if isinstance(
-            payload, TicketOpened | TicketCustomerReplied | TicketReopened | TicketVendorReturned
-        ):
-            status = "open"
-        elif isinstance(payload, TicketInfoRequested):
-            status = "waiting_on_customer"
-        elif isinstance(payload, TicketEscalated) and payload.tier == "vendor":
-            status = "waiting_on_vendor"
-        elif isinstance(payload, TicketResolved):
-            status = "resolved"
-        elif isinstance(payload, TicketClosed):
-            status = "closed"
-    return status
+        status = status_after(status, event.payload)
+    return status or "new"
 
 
 def nearest_deadline(sla: TicketSla) -> dt.datetime | None:
