@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Literal
+from typing import Any, Literal, TypeVar
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -46,6 +46,9 @@ from helpdesk.shared.contracts.accounts import ApiKeyIssued, ApiKeyRevoked
 from helpdesk.shared.db import RuntimeTables
 from helpdesk.shared.events import Event
 from helpdesk.shared.web import Problem
+
+#: A SELECT of some rows (`Principal.visible_tickets` keeps its type).
+Query = TypeVar("Query", bound=sa.Select[Any])
 
 Role = Literal["admin", "manager", "technician", "contact", "import"]
 STAFF_ROLES: frozenset[str] = frozenset({"admin", "manager", "technician", "import"})
@@ -99,6 +102,18 @@ class Principal:
         if self.account_id != account_id:
             return False
         return self.visibility == "account" or self.contact_id == contact_id
+
+    def visible_tickets(
+        self, query: Query, account_id: sa.ColumnElement[Any], contact_id: sa.ColumnElement[Any]
+    ) -> Query:
+        """`query` of a ticket table limited to the rows `can_see_ticket` allows, in SQL: the
+        one statement of seed 003's visibility for every service's ticket lists."""
+        if self.is_staff:
+            return query
+        query = query.where(account_id == self.account_id)
+        if self.visibility != "account":
+            query = query.where(contact_id == self.contact_id)
+        return query
 
     def require_role(self, *roles: str) -> None:
         """403 unless the caller has one of `roles` (the bootstrap admin has every role)."""

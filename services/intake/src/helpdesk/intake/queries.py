@@ -141,10 +141,7 @@ async def ticket_list(
         .order_by(ticket_rows.c.id.desc())
         .limit(limit + 1)
     )
-    if not principal.is_staff:
-        query = query.where(ticket_rows.c.account_id == principal.account_id)
-        if principal.visibility != "account":
-            query = query.where(ticket_rows.c.contact_id == principal.contact_id)
+    query = principal.visible_tickets(query, ticket_rows.c.account_id, ticket_rows.c.contact_id)
     filters = {
         ticket_rows.c.account_id: account_id,
         ticket_rows.c.status: status,

@@ -145,12 +145,9 @@ async def queue(
         .order_by(*_ORDER)
         .limit(limit + 1)
     )
-    if not caller.is_staff:
-        if account_id is not None and account_id != caller.account_id:
-            return {"items": [], "next_cursor": None}
-        query = query.where(sla_tickets.c.account_id == caller.account_id)
-        if caller.visibility != "account":
-            query = query.where(sla_tickets.c.contact_id == caller.contact_id)
+    if not caller.is_staff and account_id is not None and account_id != caller.account_id:
+        return {"items": [], "next_cursor": None}
+    query = caller.visible_tickets(query, sla_tickets.c.account_id, sla_tickets.c.contact_id)
     if account_id is not None:
         query = query.where(sla_tickets.c.account_id == account_id)
     if technician is not None:
