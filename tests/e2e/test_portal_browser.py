@@ -780,3 +780,65 @@ async def test_a_contact_sees_the_files_their_e_mail_brought(
     await expect(page.get_by_role("heading", name="Attachments")).to_be_visible()
     await expect(page.locator("ul.attachments")).to_contain_text("screen.png (image/png, 2.0 KB)")
     await context.close()
+
+
+async def test_staff_quote_out_of_scope_work_and_the_contact_approves_it(
+    portal: str, browser: Browser, admin: As, axe: Accessibility, shots: Path
+) -> None:
+    """Seed 000: "For out-of-scope items we will respond with a statement of work". A
+    technician quotes an out-of-scope ticket in the console (an amount that is no amount is
+    named beside its field), and the contact sees the quote on the ticket page and approves it
+    there."""
+    account = await new_account(admin)
+    ok(await admin.put(f"/v1/accounts/{account['id']}/agreement", {"preset": "cloud_platform"}))
+    quinn = ok(
+        await admin.post(
+            f"/v1/accounts/{account['id']}/contacts",
+            {"name": "Quinn", "email": f"{unique('quinn')}@example.com"},
+        ),
+        201,
+    )
+    opening = {"account_id": account["id"], "contact_id": quinn["id"], "subject": "Migrate mail"}
+    ticket = ok(await admin.post("/v1/tickets", opening), 201)
+    triage = {"priority": "P3", "kind": "service_request", "scope": "out"}
+    ok(await admin.post(f"/v1/tickets/{ticket['id']}/triage", triage))
+    tom = ok(
+        await admin.post(
+            "/v1/staff",
+            {"name": "Tom", "email": f"{unique('tom')}@msp.example", "role": "technician"},
+        ),
+        201,
+    )
+
+    staff = await browser.new_context()
+    console = await accept_in_browser(staff, portal, await invite(admin, staff_id=tom["id"]))
+    await console.goto(f"{portal}/tickets/{ticket['id']}")
+    await console.locator("summary").first.click()
+    await console.get_by_label("Quote: minutes of out-of-scope work").fill("240")
+    await console.get_by_label("Quote: amount (e.g. 600.00)").fill("six hundred")
+    await console.get_by_label("Quote: what the work is").fill("Move 40 mailboxes")
+    await console.get_by_role("button", name="Send the quote").click()
+    # Refused, the form stays open with the error beside the amount and the rest kept.
+    await expect(console.locator("#amount-error")).to_be_visible()
+    await expect(console.get_by_label("Quote: minutes of out-of-scope work")).to_have_value("240")
+    await console.get_by_label("Quote: amount (e.g. 600.00)").fill("600.00")
+    await console.get_by_role("button", name="Send the quote").click()
+    await expect(console.locator("#amount-error")).to_have_count(0)
+
+    customer = await browser.new_context()
+    page = await accept_in_browser(customer, portal, await invite(admin, contact_id=quinn["id"]))
+    await page.goto(f"{portal}/tickets/{ticket['id']}")
+    quote = page.get_by_role("region", name="A quote for your approval")
+    await expect(quote).to_contain_text("240 minutes of work for 600.00: Move 40 mailboxes")
+    await axe.check(page, "contact ticket page with a quote")
+    await page.screenshot(path=shots / "contact-quote.png", full_page=True)
+    await quote.get_by_role("button", name="Approve the quote").click()
+    await expect(page.get_by_role("region", name="A quote for your approval")).to_have_count(0)
+    stored = ok(await admin.get(f"/v1/tickets/{ticket['id']}"))["quote"]
+    assert (stored["status"], stored["minutes"], stored["amount_cents"]) == (
+        "approved",
+        240,
+        60_000,
+    )
+    await staff.close()
+    await customer.close()

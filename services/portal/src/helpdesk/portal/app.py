@@ -446,6 +446,7 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
         return {
             "ticket": ticket,
             "attachments": views.attachments(ticket),
+            "quote": views.pending_quote(ticket),
             "etag": answer.headers.get("etag", ""),
             "clocks": views.clock_sentences(sla, viewer.tz),
             "messages": views.conversation(events, viewer.tz),
@@ -538,6 +539,29 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
             "reopen",
             lambda f: {"reason": f.get("reason", "")},
         )
+
+    @app.post("/tickets/{ticket_id}/approve-quote")
+    async def approve_quote(request: Request, ticket_id: str) -> Response:
+        return await command(request, ticket_id, "approve-quote", lambda f: {})
+
+    @app.post("/tickets/{ticket_id}/decline-quote")
+    async def decline_quote(request: Request, ticket_id: str) -> Response:
+        return await command(
+            request, ticket_id, "decline-quote", lambda f: {"reason": f.get("decline_reason", "")}
+        )
+
+    @app.post("/tickets/{ticket_id}/quote")
+    async def quote(request: Request, ticket_id: str) -> Response:
+        def terms(f: dict[str, str]) -> dict[str, Any]:
+            minutes = f.get("quote_minutes", "")
+            return {
+                "minutes": int(minutes) if minutes.isdigit() else minutes,
+                "amount_cents": views.cents(f.get("amount", "")),
+                "note": f.get("quote_note", ""),
+            }
+
+        fields = {"minutes": "quote_minutes", "amount_cents": "amount", "note": "quote_note"}
+        return await command(request, ticket_id, "quote", terms, errors_as=fields)
 
     @app.post("/tickets/{ticket_id}/triage")
     async def triage(request: Request, ticket_id: str) -> Response:

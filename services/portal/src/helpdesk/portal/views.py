@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -120,6 +121,28 @@ def money(cents: int, currency: str) -> str:
     sign = "-" if cents < 0 else ""
     whole, rest = divmod(abs(cents), 100)
     return f"{currency} {sign}{whole:,}.{rest:02d}"
+
+
+def pending_quote(ticket: dict[str, Any]) -> str | None:
+    """The ticket's quote waiting for the customer's answer, in words (seed 000's statement
+    of work), or None."""
+    quote = ticket.get("quote")
+    if not quote or quote.get("status") != "pending":
+        return None
+    terms = f"{quote['minutes']} minutes of work for {money(quote['amount_cents'], '').strip()}"
+    return f"{terms}: {quote['note']}" if quote.get("note") else terms
+
+
+def cents(amount: str) -> int | str:
+    """An amount typed as `600` or `600.50`, in cents; the text as it is when it is none (the
+    API then names the field)."""
+    try:
+        value = Decimal(amount.strip())
+    except InvalidOperation:
+        return amount
+    if not value.is_finite() or value != value.quantize(Decimal("0.01")):
+        return amount
+    return int(value * 100)
 
 
 #: The ticket-opening fields the form knows as such; any other required field is a custom one.
