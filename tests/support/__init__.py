@@ -262,6 +262,20 @@ class ServiceProcess:
         )
 
 
+async def topic_ends(settings: Settings) -> dict[int, int]:
+    """Each partition's end offset on the stack's topic now."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(settings.topic, p) for p in range(settings.partitions)]
+        ends = await consumer.end_offsets(partitions)
+        return {tp.partition: end for tp, end in ends.items()}
+    finally:
+        await consumer.stop()
+
+
 async def events_on_topic(settings: Settings, type_prefix: str = "") -> list[Envelope]:
     """Every event on the stack's topic so far whose type starts with `type_prefix`, in
     partition order (copies of one event included)."""
