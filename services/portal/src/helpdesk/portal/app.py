@@ -521,28 +521,28 @@ def create_app(settings: PortalSettings | None = None) -> FastAPI:
             raise
         return RedirectResponse(f"/tickets/{ticket_id}", status_code=303)
 
-    @app.post("/tickets/{ticket_id}/reply")
-    async def reply(request: Request, ticket_id: str) -> Response:
-        return await command(
-            request, ticket_id, "customer-reply", lambda f: {"body": f.get("body", "")}
+    def text_command(segment: str, field: str | None) -> Callable[..., Awaitable[Response]]:
+        """A ticket command whose body is one text field of the form (or none)."""
+
+        def body(form: dict[str, str]) -> dict[str, str]:
+            return {} if field is None else {field: form.get(field, "")}
+
+        async def run(request: Request, ticket_id: str) -> Response:
+            return await command(request, ticket_id, segment, body)
+
+        return run
+
+    # Form route -> (the API's command, its one text field). The reason a quote is declined
+    # is named on the form apart from a reopen's.
+    for route, segment, field in (
+        ("reply", "customer-reply", "body"),
+        ("confirm", "confirm", None),
+        ("reopen", "reopen", "reason"),
+        ("approve-quote", "approve-quote", None),
+    ):
+        app.add_api_route(
+            f"/tickets/{{ticket_id}}/{route}", text_command(segment, field), methods=["POST"]
         )
-
-    @app.post("/tickets/{ticket_id}/confirm")
-    async def confirm(request: Request, ticket_id: str) -> Response:
-        return await command(request, ticket_id, "confirm", lambda f: {})
-
-    @app.post("/tickets/{ticket_id}/reopen")
-    async def reopen(request: Request, ticket_id: str) -> Response:
-        return await command(
-            request,
-            ticket_id,
-            "reopen",
-            lambda f: {"reason": f.get("reason", "")},
-        )
-
-    @app.post("/tickets/{ticket_id}/approve-quote")
-    async def approve_quote(request: Request, ticket_id: str) -> Response:
-        return await command(request, ticket_id, "approve-quote", lambda f: {})
 
     @app.post("/tickets/{ticket_id}/decline-quote")
     async def decline_quote(request: Request, ticket_id: str) -> Response:
